@@ -1,0 +1,1 @@
+"""Fixtures for the fake provider server (filled in with the server)."""

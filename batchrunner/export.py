@@ -1,0 +1,246 @@
+"""Streaming exports: CSV, JSONL and the OpenAI Batch API output format (DESIGN.md "Exports").
+
+Rows arrive page by page from the store and are formatted a page at a time, so memory stays flat
+however large the run. A file target is written to a temporary file beside it, flushed to disk and
+renamed into place: a failed export (a full disk, say) leaves no partial file and the old one intact.
+Devices and pipes (``/dev/stdout``, ``/dev/full``, a FIFO) are written directly, since they cannot be
+renamed over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import aiofiles
+
+from batchrunner.errors import ExportError
+from batchrunner.store.records import ExportRow
+
+ExportFormat = Literal["csv", "jsonl", "openai-batch"]
+
+CSV_COLUMNS = [
+    "custom_id", "status", "provider", "model", "output", "input_tokens", "output_tokens", "cost_usd",
+    "attempts", "latency_ms", "error",
+]  # fmt: skip
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""Cells a spreadsheet would run as a formula (OWASP "CSV injection"); prefixed with ``'`` by default."""
+
+
+def neutralise(cell: str) -> str:
+    """Make a cell that a spreadsheet would evaluate display as text instead."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportOptions:
+    format: ExportFormat
+    sanitize: bool = True
+    metadata_keys: tuple[str, ...] = ()
+
+
+PageFormatter = Callable[[list[ExportRow]], str]
+
+
+def csv_header(options: ExportOptions) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([*CSV_COLUMNS, *(f"metadata.{key}" for key in options.metadata_keys)])
+    return buffer.getvalue()
+
+
+def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    clean = neutralise if options.sanitize else str
+    for row in rows:
+        metadata = json.loads(row.metadata_json) if row.metadata_json else {}
+        cells: list[Any] = [
+            clean(row.custom_id),
+            row.state,
+            row.provider,
+            clean(row.model or ""),
+            clean(row.output_text or ""),
+            _blank(row.input_tokens),
+            _blank(row.output_tokens),
+            _blank(row.cost_usd),
+            row.attempts,
+            _blank(row.latency_ms),
+            clean(_error_text(row)),
+        ]
+        cells.extend(clean(_cell(metadata.get(key))) for key in options.metadata_keys)
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def jsonl_page(rows: list[ExportRow]) -> str:
+    lines = []
+    for row in rows:
+        record = {
+            "custom_id": row.custom_id,
+            "status": row.state,
+            "provider": row.provider,
+            "endpoint": row.endpoint,
+            "model": row.model,
+            "request": json.loads(row.request_json),
+            "response": json.loads(row.response_json) if row.response_json else None,
+            "output": row.output_text,
+            "usage": None
+            if row.input_tokens is None
+            else {
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "cached_tokens": row.cached_tokens,
+            },
+            "cost_usd": row.cost_usd,
+            "attempts": row.attempts,
+            "latency_ms": row.latency_ms,
+            "error": _error_object(row),
+            "metadata": json.loads(row.metadata_json) if row.metadata_json else None,
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def openai_batch_page(rows: list[ExportRow]) -> str:
+    """The OpenAI Batch API output file format, so pipelines built for it can read our results."""
+    lines = []
+    for row in rows:
+        succeeded = row.state == "succeeded" and row.response_json is not None
+        record = {
+            "id": f"batch_req_{row.job_id}",
+            "custom_id": row.custom_id,
+            "response": {"status_code": 200, "request_id": None, "body": json.loads(row.response_json)}
+            if succeeded and row.response_json
+            else None,
+            "error": None
+            if succeeded
+            else {"code": row.error_class or row.state, "message": row.error or row.state},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def formatter(options: ExportOptions) -> tuple[str, PageFormatter]:
+    """The header and the page formatter of an export format."""
+    if options.format == "csv":
+        return csv_header(options), lambda rows: csv_page(rows, options)
+    if options.format == "jsonl":
+        return "", jsonl_page
+    return "", openai_batch_page
+
+
+async def write_export(pages: AsyncIterator[list[ExportRow]], target: str, options: ExportOptions) -> int:
+    """Write every page to ``target`` (a path, or ``-`` for stdout); return the number of rows."""
+    header, format_page = formatter(options)
+    if target == "-":
+        return await _write_stream(pages, sys.stdout, header, format_page)
+    path = Path(target)
+    if _is_special_file(path):
+        return await _write_direct(pages, path, header, format_page)
+    return await _write_atomically(pages, path, header, format_page)
+
+
+async def _write_stream(
+    pages: AsyncIterator[list[ExportRow]], out: TextIO, header: str, fmt: PageFormatter
+) -> int:
+    count = 0
+    try:
+        out.write(header)
+        async for page in pages:
+            out.write(fmt(page))
+            count += len(page)
+        out.flush()
+    except OSError as exc:
+        raise ExportError(f"could not write the export to stdout: {exc.strerror or exc}") from exc
+    return count
+
+
+async def _copy(pages: AsyncIterator[list[ExportRow]], out: Any, header: str, fmt: PageFormatter) -> int:
+    """Write the header and every page to an aiofiles text file; return the number of rows."""
+    count = 0
+    await out.write(header)
+    async for page in pages:
+        await out.write(fmt(page))
+        count += len(page)
+    await out.flush()
+    return count
+
+
+async def _write_direct(
+    pages: AsyncIterator[list[ExportRow]], path: Path, header: str, fmt: PageFormatter
+) -> int:
+    try:
+        async with aiofiles.open(path, "w", encoding="utf-8", newline="") as out:
+            return await _copy(pages, out, header, fmt)
+    except OSError as exc:
+        raise ExportError(f"could not write the export to {path}: {exc.strerror or exc}") from exc
+
+
+async def _write_atomically(
+    pages: AsyncIterator[list[ExportRow]], path: Path, header: str, fmt: PageFormatter
+) -> int:
+    directory = path.parent
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ExportError(f"could not create the export in {directory}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    try:
+        async with aiofiles.open(temp_name, "w", encoding="utf-8", newline="") as out:
+            count = await _copy(pages, out, header, fmt)
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        _remove_quietly(temp_name)
+        if isinstance(exc, OSError):
+            raise ExportError(f"could not write the export to {path}: {exc.strerror or exc}") from exc
+        raise
+    return count
+
+
+def _is_special_file(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode)
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def _error_object(row: ExportRow) -> dict[str, str | None] | None:
+    if row.error_class is None and row.error is None:
+        return None
+    return {"class": row.error_class, "message": row.error}
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _error_text(row: ExportRow) -> str:
+    if row.state == "succeeded":
+        return ""
+    if row.error_class and row.error:
+        return f"{row.error_class}: {row.error}"
+    return row.error or row.error_class or ""

@@ -1,0 +1,140 @@
+"""Connecting to the job database, and every dialect-specific detail in one place.
+
+SQLite (the embedded default) follows RELIABILITY.md rule 4: WAL, ``synchronous=FULL``, a busy timeout,
+foreign keys, and ``BEGIN IMMEDIATE`` for every transaction that may write, through one writer connection
+per process; reads use their own pool and plain (deferred) transactions so that status and export never
+wait for the writer. The database file and its ``-wal``/``-shm`` companions are created with mode 0600,
+since they hold prompts and answers (SQLite gives the companions the database file's mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Insert, Select, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from batchrunner.errors import UsageError
+
+BUSY_TIMEOUT_MS = 30_000
+
+SQLITE_PRAGMAS: dict[str, str] = {
+    "journal_mode": "wal",
+    "busy_timeout": str(BUSY_TIMEOUT_MS),
+    "synchronous": "FULL",
+    "foreign_keys": "ON",
+}
+"""Set on every SQLite connection, and asserted by a test. ``synchronous=FULL``: a committed checkpoint
+survives a power loss; the run engine groups checkpoints into one commit so the fsync is paid per group."""
+
+
+def resolve_url(target: str) -> URL:
+    """Turn ``--db`` (a file path or a SQLAlchemy URL) into an async SQLAlchemy URL."""
+    if "://" not in target:
+        return URL.create("sqlite+aiosqlite", database=str(Path(target).expanduser()))
+    try:
+        url = make_url(target)
+    except ArgumentError as exc:
+        raise UsageError(f"--db: not a database path or URL: {target!r}") from exc
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if url.get_backend_name() == "postgresql":
+        return url.set(drivername="postgresql+asyncpg")
+    raise UsageError(
+        f"--db: unsupported database {url.get_backend_name()!r} (use a SQLite path or postgresql://)"
+    )
+
+
+class Database:
+    """The engines for one database: a writer and a reader pool (the same pool on PostgreSQL)."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.dialect = url.get_backend_name()
+        if self.dialect == "sqlite":
+            path = url.database
+            if path and path != ":memory:":
+                _create_private_file(Path(path))
+            self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
+            self.reader = _sqlite_engine(url, immediate=False, pool_size=4)
+        else:
+            self.writer = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+            self.reader = self.writer
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A short read-only transaction."""
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+    def insert_ignoring_conflicts(self, table: Any, *conflict_columns: str) -> Insert:
+        """``INSERT ... ON CONFLICT (cols) DO NOTHING`` in this dialect."""
+        dialect_module: Any = sqlite if self.is_sqlite else postgresql
+        stmt: Insert = dialect_module.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns)
+        )
+        return stmt
+
+    def lock_for_claim(self, select: Select[Any]) -> Select[Any]:
+        """Rows picked for a claim: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite: the write lock)."""
+        return select if self.is_sqlite else select.with_for_update(skip_locked=True)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file with mode 0600 before SQLite opens it (its -wal/-shm inherit the mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    begin_statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that we can say BEGIN IMMEDIATE ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for name, value in SQLITE_PRAGMAS.items():
+            cursor.execute(f"PRAGMA {name}={value}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin_statement)
+
+    return engine

@@ -1,0 +1,55 @@
+"""Named, ordered schema migrations, recorded in the ``schema_migrations`` table.
+
+Each migration runs once, in order, inside the write transaction that records it, so a crash mid-way
+leaves the schema as it was. A new schema change is a new function appended to ``MIGRATIONS``; a
+migration that has shipped is never edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batchrunner.store import tables
+from batchrunner.store.database import Database
+
+Migration = Callable[[Connection], None]
+
+
+def m0001_initial(conn: Connection) -> None:
+    """Runs, runners, jobs, attempts and results."""
+    initial = [tables.runs, tables.runners, tables.jobs, tables.attempts, tables.results]
+    tables.metadata.create_all(conn, tables=initial)
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("0001_initial", m0001_initial),
+]
+
+
+async def migrate(db: Database) -> list[str]:
+    """Apply the migrations this database has not had yet; return their names."""
+    async with db.write() as conn:
+        if not db.is_sqlite:
+            # Two runners starting at once on PostgreSQL: the second waits here, then finds nothing to do.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(724201)"))
+        await conn.run_sync(lambda sync: tables.schema_migrations.create(sync, checkfirst=True))
+        applied = set((await conn.execute(select(tables.schema_migrations.c.name))).scalars())
+        done: list[str] = []
+        for name, migration in MIGRATIONS:
+            if name in applied:
+                continue
+            await conn.run_sync(migration)
+            await _record(conn, name)
+            done.append(name)
+        return done
+
+
+async def _record(conn: AsyncConnection, name: str) -> None:
+    await conn.execute(tables.schema_migrations.insert().values(name=name, applied_at=datetime.now(UTC)))
+
+
+__all__ = ["MIGRATIONS", "migrate"]

@@ -1,0 +1,119 @@
+"""Values that cross the store's interface: leases, attempt and result records, outcomes and stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from batchrunner.models import JobState
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lease:
+    """Proof that this runner owns a running job; every write-back is fenced by it."""
+
+    job_id: int
+    token: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimedJob:
+    """A job moved to ``running`` by a claim, with what is needed to send it."""
+
+    lease: Lease
+    custom_id: str
+    line_number: int
+    provider: str
+    endpoint: str
+    model: str | None
+    request_json: str
+    attempt: int
+    """The number of this attempt (1 for the first); counted by the claim itself."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptRecord:
+    """One try at one job, as recorded in the ``attempts`` table."""
+
+    number: int
+    runner_id: str | None
+    started_at: datetime
+    finished_at: datetime | None = None
+    status_code: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    latency_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    possibly_billed: bool = False
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResultRecord:
+    """The answer of a succeeded job."""
+
+    output_text: str | None
+    response_json: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Outcome:
+    """What became of one attempt: the job's next state, written back under its lease in one group."""
+
+    lease: Lease
+    attempt: AttemptRecord
+    state: JobState
+    """SUCCEEDED (with ``result``), PENDING (retry at ``not_before``) or FAILED."""
+    result: ResultRecord | None = None
+    not_before: datetime | None = None
+    error_class: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunStats:
+    """Aggregates of one run, for ``status``."""
+
+    run: str
+    total: int
+    by_state: dict[str, int]
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    priced_results: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    top_errors: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportRow:
+    """One job with its result (if any), in manifest order."""
+
+    job_id: int
+    custom_id: str
+    state: str
+    provider: str
+    endpoint: str
+    model: str | None
+    request_json: str
+    metadata_json: str | None
+    attempts: int
+    error_class: str | None
+    error: str | None
+    output_text: str | None
+    response_json: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    cost_usd: float | None
+    latency_ms: float | None

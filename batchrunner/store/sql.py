@@ -1,0 +1,430 @@
+"""The job store: every state transition of a job, one statement each, on SQLite or PostgreSQL.
+
+All queue logic that touches the database lives here (STYLE habit 11). Writes go through
+``Database.write()`` (``BEGIN IMMEDIATE`` on SQLite); every write-back of a running job is fenced by its
+lease token (RELIABILITY.md rule 2), so a runner that lost its lease changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batchrunner.errors import UsageError
+from batchrunner.models import JobSpec, JobState, RunInfo
+from batchrunner.store import reports, tables
+from batchrunner.store.database import Database, resolve_url
+from batchrunner.store.migrations import migrate
+from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, RunStats
+
+jobs = tables.jobs
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(spec: JobSpec) -> str:
+    """What makes a re-submitted line "the same": provider, endpoint, model, request and metadata."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (spec.provider, spec.endpoint, spec.model or "", spec.request_json, spec.metadata_json or ""):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(kw_only=True)
+class JobInserter:
+    """Adds batches of jobs to one run inside one open write transaction (see ``Store.bulk_insert``)."""
+
+    conn: AsyncConnection
+    db: Database
+    run: RunInfo
+    inserted: int = 0
+    already_present: int = 0
+    conflicting_ids: list[str] = field(default_factory=list)
+    conflicts: int = 0
+
+    async def add(self, specs: Sequence[JobSpec]) -> None:
+        if not specs:
+            return
+        rows = [
+            {
+                "run_id": self.run.id,
+                "custom_id": s.custom_id,
+                "line_number": s.line_number,
+                "format": s.format.value,
+                "provider": s.provider,
+                "endpoint": s.endpoint.value,
+                "model": s.model,
+                "request_json": s.request_json,
+                "metadata_json": s.metadata_json,
+                "content_hash": content_hash(s),
+            }
+            for s in specs
+        ]
+        stmt = self.db.insert_ignoring_conflicts(jobs, "run_id", "custom_id")
+        result = await self.conn.execute(stmt, rows)
+        added = max(result.rowcount, 0)
+        self.inserted += added
+        if added < len(rows):
+            await self._compare_existing(rows, added)
+
+    async def _compare_existing(self, rows: list[dict[str, Any]], added: int) -> None:
+        """Some ids were there already: the same content is fine (idempotent), other content is a conflict."""
+        wanted = {row["custom_id"]: row["content_hash"] for row in rows}
+        query = select(jobs.c.custom_id, jobs.c.content_hash).where(
+            jobs.c.run_id == self.run.id, jobs.c.custom_id.in_(list(wanted))
+        )
+        present = conflicts = 0
+        for custom_id, stored_hash in await self.conn.execute(query):
+            present += 1
+            if stored_hash != wanted[custom_id]:
+                conflicts += 1
+                if len(self.conflicting_ids) < 20:
+                    self.conflicting_ids.append(custom_id)
+        # The rows this batch just added are found too (and match); the rest were there before.
+        self.conflicts += conflicts
+        self.already_present += present - added - conflicts
+
+
+class Store:
+    """The narrow interface between the engine and the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, target: str) -> Store:
+        """Open (and create or migrate) the database at a path or SQLAlchemy URL."""
+        db = Database(resolve_url(target))
+        try:
+            await migrate(db)
+        except BaseException:
+            await db.dispose()
+            raise
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    async def find_run(self, name: str | None) -> RunInfo:
+        """The named run, or the latest one; a clear error if there is none."""
+        query = select(tables.runs).order_by(tables.runs.c.id.desc()).limit(1)
+        if name is not None:
+            query = select(tables.runs).where(tables.runs.c.name == name)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            if name is None:
+                raise UsageError(
+                    "no runs in this database yet: submit a manifest first (batchrunner submit FILE)"
+                )
+            raise UsageError(f"no run named {name!r} (batchrunner runs lists them)")
+        return _run_info(row)
+
+    async def list_runs(self) -> list[RunInfo]:
+        counts = select(jobs.c.run_id, func.count().label("n")).group_by(jobs.c.run_id).subquery()
+        query = (
+            select(tables.runs, func.coalesce(counts.c.n, 0).label("jobs"))
+            .outerjoin(counts, counts.c.run_id == tables.runs.c.id)
+            .order_by(tables.runs.c.id)
+        )
+        async with self.db.read() as conn:
+            return [_run_info(row) for row in (await conn.execute(query)).mappings()]
+
+    @asynccontextmanager
+    async def bulk_insert(
+        self, run_name: str, *, source: str | None, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[JobInserter]:
+        """One write transaction for a whole file: commit if the block ends normally, else nothing stays."""
+        async with self.db.write() as conn:
+            run = await self._get_or_create_run(conn, run_name, source, options)
+            yield JobInserter(conn=conn, db=self.db, run=run)
+
+    async def _get_or_create_run(
+        self, conn: AsyncConnection, name: str, source: str | None, options: dict[str, Any] | None
+    ) -> RunInfo:
+        runs = tables.runs
+        row = (await conn.execute(select(runs).where(runs.c.name == name))).mappings().first()
+        if row is None:
+            values = {
+                "name": name,
+                "created_at": utcnow(),
+                "source": source,
+                "options_json": json.dumps(options) if options else None,
+            }
+            await conn.execute(runs.insert().values(**values))
+            row = (await conn.execute(select(runs).where(runs.c.name == name))).mappings().one()
+        return _run_info(row)
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    async def stats(self, run: RunInfo) -> RunStats:
+        return await reports.run_stats(self.db, run)
+
+    def export_pages(self, run: RunInfo, only: reports.Only = "all") -> AsyncIterator[list[ExportRow]]:
+        return reports.export_pages(self.db, run, only)
+
+    async def metadata_keys(self, run: RunInfo) -> list[str]:
+        return await reports.metadata_keys(self.db, run)
+
+    # -- the queue --------------------------------------------------------------------------------
+
+    async def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Lease up to ``limit`` due pending jobs to ``owner``, counting the attempt in the same statement."""
+        now = utcnow()
+        token = secrets.token_hex(16)
+        due = self.db.lock_for_claim(
+            select(jobs.c.id)
+            .where(
+                jobs.c.run_id == run_id,
+                jobs.c.state == JobState.PENDING,
+                or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+            )
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(due.scalar_subquery()))
+            .values(
+                state=JobState.RUNNING,
+                lease_owner=owner,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=jobs.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(
+                jobs.c.id,
+                jobs.c.custom_id,
+                jobs.c.line_number,
+                jobs.c.provider,
+                jobs.c.endpoint,
+                jobs.c.model,
+                jobs.c.request_json,
+                jobs.c.attempts,
+            )
+        )
+        async with self.db.write() as conn:
+            rows = (await conn.execute(stmt)).all()
+        claimed = [
+            ClaimedJob(
+                lease=Lease(job_id=r.id, token=token),
+                custom_id=r.custom_id,
+                line_number=r.line_number,
+                provider=r.provider,
+                endpoint=r.endpoint,
+                model=r.model,
+                request_json=r.request_json,
+                attempt=r.attempts,
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda job: job.lease.job_id)
+        return claimed
+
+    async def renew(self, leases: Iterable[Lease], lease_seconds: float) -> int:
+        """Extend the leases still held; returns how many were (a lost lease is not renewed)."""
+        pairs = [(lease.job_id, lease.token) for lease in leases]
+        if not pairs:
+            return 0
+        stmt = (
+            update(jobs)
+            .where(jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[int]:
+        """Write back a group of finished attempts in one transaction (group commit).
+
+        Only outcomes whose lease still holds are written; the ids of those are returned. A stale lease
+        (the job was reclaimed, cancelled or finished by someone else) changes nothing.
+        """
+        if not outcomes:
+            return set()
+        async with self.db.write() as conn:
+            held = await self._held(conn, [o.lease for o in outcomes])
+            accepted = [o for o in outcomes if o.lease.job_id in held]
+            if accepted:
+                await _write_outcomes(conn, accepted, utcnow())
+        return {o.lease.job_id for o in accepted}
+
+    async def _held(self, conn: AsyncConnection, leases: list[Lease]) -> set[int]:
+        pairs = [(lease.job_id, lease.token) for lease in leases]
+        query = self.db.lock_for_claim(
+            select(jobs.c.id).where(
+                jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs)
+            )
+        )
+        return set((await conn.execute(query)).scalars())
+
+    async def release(self, leases: Iterable[Lease], *, refund_attempt: bool = True) -> int:
+        """Give running jobs back to the queue (graceful stop); by default their attempt is not counted."""
+        pairs = [(lease.job_id, lease.token) for lease in leases]
+        if not pairs:
+            return 0
+        attempts = (
+            case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0) if refund_attempt else jobs.c.attempts
+        )
+        stmt = (
+            update(jobs)
+            .where(jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
+            .values({**_requeued(), "attempts": attempts})
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
+
+    async def reclaim_expired(self, run_id: int, max_attempts: int, owners: Sequence[str] = ()) -> int:
+        """Take back running jobs whose lease expired (or whose owner is known dead).
+
+        A job that has used up its attempts fails for good instead: a job that kills its runner every time
+        must not loop forever (RELIABILITY.md rule 1).
+        """
+        now = utcnow()
+        lapsed = jobs.c.lease_expires_at < now
+        if owners:
+            lapsed = or_(lapsed, jobs.c.lease_owner.in_(list(owners)))
+        exhausted = jobs.c.attempts >= max_attempts
+        stmt = (
+            update(jobs)
+            .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING, lapsed)
+            .values(
+                state=case((exhausted, JobState.FAILED.value), else_=JobState.PENDING.value),
+                last_error_class=case((exhausted, "interrupted"), else_=jobs.c.last_error_class),
+                last_error=case(
+                    (exhausted, "attempts exhausted: the runner stopped during the last attempt"),
+                    else_=jobs.c.last_error,
+                ),
+                finished_at=case((exhausted, now), else_=None),
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
+
+    async def retry_failed(self, run_id: int) -> int:
+        """Failed jobs go back to pending with a fresh set of attempts (their history is kept)."""
+        stmt = (
+            update(jobs)
+            .where(jobs.c.run_id == run_id, jobs.c.state == JobState.FAILED)
+            .values({**_requeued(), "attempts": 0, "finished_at": None})
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
+
+    async def cancel(self, run_id: int) -> int:
+        """Pending and running jobs become cancelled; a runner still holding one cannot write it back."""
+        now = utcnow()
+        stmt = (
+            update(jobs)
+            .where(jobs.c.run_id == run_id, jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))
+            .values(
+                state=JobState.CANCELLED,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+                finished_at=now,
+            )
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
+
+
+def _requeued() -> dict[str, Any]:
+    return {
+        "state": JobState.PENDING,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "not_before": None,
+        "updated_at": utcnow(),
+    }
+
+
+async def _write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: datetime) -> None:
+    job_update = (
+        update(jobs)
+        .where(
+            jobs.c.id == bindparam("b_id"),
+            jobs.c.lease_token == bindparam("b_token"),
+            jobs.c.state == JobState.RUNNING,
+        )
+        .values(
+            state=bindparam("b_state"),
+            not_before=bindparam("b_not_before"),
+            last_error_class=bindparam("b_error_class"),
+            last_error=bindparam("b_error"),
+            finished_at=bindparam("b_finished_at"),
+            updated_at=now,
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
+    await conn.execute(
+        job_update,
+        [
+            {
+                "b_id": o.lease.job_id,
+                "b_token": o.lease.token,
+                "b_state": o.state.value,
+                "b_not_before": o.not_before,
+                "b_error_class": o.error_class,
+                "b_error": o.error,
+                "b_finished_at": now if o.state.is_terminal else None,
+            }
+            for o in accepted
+        ],
+    )
+    await conn.execute(
+        tables.attempts.insert(),
+        [{"job_id": o.lease.job_id, **_attempt_values(o)} for o in accepted],
+    )
+    results = [
+        {"job_id": o.lease.job_id, "created_at": now, **vars_of(o.result)}
+        for o in accepted
+        if o.result is not None and o.state is JobState.SUCCEEDED
+    ]
+    if results:
+        await conn.execute(tables.results.insert(), results)
+
+
+def _attempt_values(outcome: Outcome) -> dict[str, Any]:
+    return vars_of(outcome.attempt)
+
+
+def vars_of(record: Any) -> dict[str, Any]:
+    """The fields of a slotted dataclass as a dict (``dataclasses.asdict`` deep-copies; this does not)."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _run_info(row: Any) -> RunInfo:
+    return RunInfo(
+        id=row["id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        source=row["source"],
+        jobs=row.get("jobs", 0) or 0,
+    )
+
+
+__all__ = ["JobInserter", "Store", "content_hash"]

@@ -1,0 +1,148 @@
+"""The schema, as SQLAlchemy Core tables. Migrations (migrations.py) create and change it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite stores it as ISO text without an offset, which sorts and compares correctly because every value
+    is UTC; PostgreSQL stores ``timestamptz``. Values read back are always aware UTC datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Integer primary keys that are BIGINT on PostgreSQL and the rowid alias on SQLite.
+BigId: Any = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("applied_at", UTCDateTime(), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("source", Text),
+    Column("options_json", Text),
+)
+
+runners = Table(
+    "runners",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE")),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime()),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("custom_id", String(512), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("request_json", Text, nullable=False),
+    Column("metadata_json", Text),
+    Column("content_hash", String(32), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("not_before", UTCDateTime()),
+    Column("lease_owner", String(64)),
+    Column("lease_token", String(32)),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("last_error_class", String(64)),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    UniqueConstraint("run_id", "custom_id", name="uq_jobs_run_custom_id"),
+    Index("ix_jobs_claim", "run_id", "state", "id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", BigId, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("runner_id", String(64)),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("status_code", Integer),
+    Column("error_class", String(64)),
+    Column("error_message", Text),
+    Column("latency_ms", Float),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cached_tokens", Integer),
+    Column("possibly_billed", Boolean, nullable=False, server_default=false()),
+    Column("request_id", String(200)),
+    Index("ix_attempts_job", "job_id"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", BigId, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("output_text", Text),
+    Column("response_json", Text),
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+    Column("cached_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost_usd", Float),
+    Column("latency_ms", Float),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

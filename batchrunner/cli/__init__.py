@@ -1,11 +1,205 @@
-"""The ``batchrunner`` command line: click commands only, each a thin shell over a library verb."""
+"""The ``batchrunner`` command line: click commands only, each a thin shell over a library verb.
+
+Data goes to stdout, talk to stderr. Errors cross one boundary (``_boundary``): a one-line reason on
+stderr and a distinct exit code; the traceback only with ``-v``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
 import click
 
+from batchrunner import api
+from batchrunner.cli.render import render_runs, render_status, status_json
+from batchrunner.errors import (
+    BatchrunnerError,
+    ConflictError,
+    ManifestError,
+    RunStoppingError,
+    UsageError,
+)
 
-@click.group()
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+
+
+def exit_code_for(error: BatchrunnerError) -> int:
+    """DESIGN.md "Exit codes"; 4 when the machine failed us (database, disk)."""
+    if isinstance(error, UsageError | ManifestError | ConflictError):
+        return EXIT_USAGE
+    if isinstance(error, RunStoppingError):
+        return EXIT_STOPPED
+    return EXIT_ENVIRONMENT
+
+
+def _boundary(coro: Coroutine[Any, Any, T], verbose: bool) -> T:
+    """Run a library verb; turn its errors into a message on stderr and an exit code."""
+    try:
+        return asyncio.run(coro)
+    except BatchrunnerError as exc:
+        if verbose:
+            logging.getLogger("batchrunner").exception("failed")
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_code_for(exc))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def db_option(func: F) -> F:
+    option = click.option(
+        "--db",
+        envvar="BATCHRUNNER_DB",
+        default=api.DEFAULT_DB,
+        show_default=True,
+        show_envvar=True,
+        help="Job database: a SQLite file path, or a SQLAlchemy URL such as postgresql+asyncpg://host/db.",
+    )
+    return option(func)
+
+
+def run_option(func: F) -> F:
+    return click.option("--run", "run_name", metavar="NAME", help="The run to act on (default: the latest).")(
+        func
+    )
+
+
+def verbose_option(func: F) -> F:
+    return click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchrunner")
 def main() -> None:
-    """Run large batches of LLM API calls reliably: resumable, rate-limited, never paying twice."""
+    """Run large batches of LLM API calls reliably: resumable, rate-limited, never paying twice.
+
+    \b
+    batchrunner submit jobs.jsonl          validate a manifest and queue its jobs
+    batchrunner status                     counts, tokens, cost, errors
+    batchrunner export --format csv -o results.csv
+    """
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@run_option
+@click.option(
+    "--provider", help="Provider for lines that name none (openai, anthropic, fake, gemini, cohere)."
+)
+@click.option("--model", help="Model for simple lines that name none.")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Queue the valid lines; write the invalid ones to FILE.rejects.jsonl.",
+)
+@db_option
+@verbose_option
+def submit(
+    file: str,
+    run_name: str | None,
+    provider: str | None,
+    model: str | None,
+    skip_invalid: bool,
+    db: str,
+    verbose: bool,
+) -> None:
+    """Validate the JSONL manifest FILE and queue its jobs (a run named after the file by default).
+
+    Every line is checked first; if any is invalid, each is reported as FILE:LINE: field: reason and
+    nothing is queued (exit 2). Submitting the same file again adds nothing.
+    """
+    report = _boundary(
+        api.submit(file, db=db, run=run_name, provider=provider, model=model, skip_invalid=skip_invalid),
+        verbose,
+    )
+    click.echo(
+        f"run {report.run!r}: {report.inserted} job(s) queued, {report.already_present} already present"
+        + (" (nothing new)" if report.inserted == 0 and report.already_present else ""),
+        err=True,
+    )
+    if report.rejected:
+        click.echo(f"warning: {report.rejected} invalid line(s) skipped; see {report.rejects_file}", err=True)
+
+
+@main.command()
+@run_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (stable keys) on stdout.")
+@db_option
+@verbose_option
+def status(run_name: str | None, as_json: bool, db: str, verbose: bool) -> None:
+    """Show a run's jobs by state, attempts, tokens, cost, activity and top errors."""
+    stats = _boundary(api.status(db=db, run=run_name), verbose)
+    click.echo(status_json(stats) if as_json else render_status(stats))
+
+
+@main.command()
+@db_option
+@verbose_option
+def runs(db: str, verbose: bool) -> None:
+    """List the runs in the database."""
+    click.echo(render_runs(_boundary(api.runs(db=db), verbose)))
+
+
+@main.command()
+@run_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl", "openai-batch"]), default="csv", show_default=True,
+    help="csv: one row per job; jsonl: request, response, usage and error per job; openai-batch: "
+    "the OpenAI Batch API output format.",
+)  # fmt: skip
+@click.option("-o", "--output", default="-", show_default=True, help="Output file, or - for stdout.")
+@click.option(
+    "--only", type=click.Choice(["all", "succeeded", "failed"]), default="all", show_default=True,
+    help="Which jobs to export.",
+)  # fmt: skip
+@click.option("--no-sanitize", is_flag=True, help="Keep CSV cells that start with = + - @ as they are.")
+@db_option
+@verbose_option
+def export(
+    run_name: str | None, fmt: str, output: str, only: str, no_sanitize: bool, db: str, verbose: bool
+) -> None:
+    """Export a run's results in manifest order (written to a temp file and renamed into place)."""
+    count = _boundary(
+        api.export(
+            db=db,
+            run=run_name,
+            format=fmt,
+            output=output,
+            only=only,
+            sanitize=not no_sanitize,  # type: ignore[arg-type]
+        ),
+        verbose,
+    )
+    if output != "-":
+        click.echo(f"exported {count} row(s) to {output}", err=True)
+
+
+@main.command()
+@click.option("--failed", is_flag=True, required=True, help="Requeue the failed jobs (required).")
+@run_option
+@db_option
+@verbose_option
+def retry(failed: bool, run_name: str | None, db: str, verbose: bool) -> None:
+    """Give a run's failed jobs another go (then: batchrunner run)."""
+    count = _boundary(api.retry_failed(db=db, run=run_name), verbose)
+    click.echo(f"{count} failed job(s) requeued", err=True)
+
+
+@main.command()
+@run_option
+@db_option
+@verbose_option
+def cancel(run_name: str | None, db: str, verbose: bool) -> None:
+    """Cancel a run's pending and running jobs."""
+    count = _boundary(api.cancel(db=db, run=run_name), verbose)
+    click.echo(f"{count} job(s) cancelled", err=True)

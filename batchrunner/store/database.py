@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Select, event
+from sqlalchemy import Select, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
@@ -91,13 +91,20 @@ class Database:
         if self.reader is not self.writer:
             await self.reader.dispose()
 
-    def insert_ignoring_conflicts(self, table: Any, *conflict_columns: str) -> Insert:
-        """``INSERT ... ON CONFLICT (cols) DO NOTHING`` in this dialect."""
+    async def insert_ignoring_conflicts(
+        self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *conflict_columns: str
+    ) -> int:
+        """``INSERT ... ON CONFLICT (cols) DO NOTHING`` for many rows; return how many were inserted.
+
+        SQLite's executemany reports the inserted count; asyncpg's does not, so there the inserted rows
+        are counted from ``RETURNING`` (which SQLAlchemy batches into multi-row statements).
+        """
         dialect_module: Any = sqlite if self.is_sqlite else postgresql
-        stmt: Insert = dialect_module.insert(table).on_conflict_do_nothing(
-            index_elements=list(conflict_columns)
-        )
-        return stmt
+        stmt = dialect_module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        if self.is_sqlite:
+            return max((await conn.execute(stmt, rows)).rowcount, 0)
+        key = table.c[conflict_columns[-1]]
+        return len((await conn.execute(stmt.returning(key), rows)).all())
 
     def lock_for_claim(self, select: Select[Any]) -> Select[Any]:
         """Rows picked for a claim: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite: the write lock)."""

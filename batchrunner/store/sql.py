@@ -72,9 +72,7 @@ class JobInserter:
             }
             for s in specs
         ]
-        stmt = self.db.insert_ignoring_conflicts(jobs, "run_id", "custom_id")
-        result = await self.conn.execute(stmt, rows)
-        added = max(result.rowcount, 0)
+        added = await self.db.insert_ignoring_conflicts(self.conn, jobs, rows, "run_id", "custom_id")
         self.inserted += added
         if added < len(rows):
             await self._compare_existing(rows, added)

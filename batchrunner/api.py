@@ -1,0 +1,191 @@
+"""The library verbs: submit, status, export, retry, cancel, runs. The CLI is a thin shell over these.
+
+Each verb opens the store named by ``db`` (a path or a SQLAlchemy URL), does one thing and closes it::
+
+    import asyncio, batchrunner.api as br
+    report = asyncio.run(br.submit("jobs.jsonl", db="batchrunner.db", provider="fake"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchrunner import manifest
+from batchrunner.errors import ConflictError, ManifestError, ManifestIssue
+from batchrunner.export import ExportFormat, ExportOptions, write_export
+from batchrunner.models import JobSpec, RunInfo, SubmitReport
+from batchrunner.store.records import RunStats
+from batchrunner.store.reports import Only
+from batchrunner.store.sql import JobInserter, Store
+
+DEFAULT_DB = "batchrunner.db"
+INSERT_BATCH = 2000
+
+
+@asynccontextmanager
+async def open_store(db: str) -> AsyncIterator[Store]:
+    store = await Store.open(db)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@dataclass
+class _RejectTally:
+    """Invalid lines seen so far: the first few kept for the message, all written to a rejects file."""
+
+    shown: list[ManifestIssue]
+    total: int = 0
+
+
+async def submit(
+    path: str | os.PathLike[str],
+    *,
+    db: str = DEFAULT_DB,
+    run: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    skip_invalid: bool = False,
+) -> SubmitReport:
+    """Validate a JSONL manifest and queue its jobs in one transaction: all of them, or none.
+
+    Re-submitting the same file adds nothing; an existing id with different content is a ConflictError.
+    With ``skip_invalid`` the valid lines are queued and the invalid ones written, with their reasons, to
+    ``FILE.rejects.jsonl``; without it any invalid line is a ManifestError and nothing is inserted.
+    """
+    source = Path(path)
+    run_name = run or source.stem
+    options = manifest.ManifestOptions(default_provider=provider, default_model=model)
+    rejects = _RejectsFile(source) if skip_invalid else None
+    tally = _RejectTally(shown=[])
+    try:
+        async with (
+            open_store(db) as store,
+            store.bulk_insert(
+                run_name, source=str(source), options={"provider": provider, "model": model}
+            ) as inserter,
+        ):
+            lines = await _load(
+                manifest.iter_manifest(source, options), inserter, tally, rejects, skip_invalid
+            )
+            if tally.total and not skip_invalid:
+                raise ManifestError(tally.shown, tally.total)
+            if inserter.conflicts:
+                raise ConflictError(run_name, inserter.conflicting_ids, inserter.conflicts)
+        rejects_file = rejects.commit() if rejects is not None and tally.total else None
+    finally:
+        if rejects is not None:
+            rejects.discard()
+    return SubmitReport(
+        run=run_name,
+        file=str(source),
+        lines=lines,
+        inserted=inserter.inserted,
+        already_present=inserter.already_present,
+        rejected=tally.total,
+        rejects_file=rejects_file,
+    )
+
+
+async def _load(
+    items: Iterable[JobSpec | manifest.RejectedLine],
+    inserter: JobInserter,
+    tally: _RejectTally,
+    rejects: _RejectsFile | None,
+    skip_invalid: bool,
+) -> int:
+    """Queue valid lines in batches; once a line is invalid (and not skipped) only keep validating."""
+    lines = 0
+    batch: list[JobSpec] = []
+    for item in items:
+        lines += 1
+        if isinstance(item, JobSpec):
+            batch.append(item)
+            if len(batch) >= INSERT_BATCH:
+                if skip_invalid or not tally.total:
+                    await inserter.add(batch)
+                batch = []
+            continue
+        tally.total += 1
+        tally.shown.extend(item.issues[: max(0, 20 - len(tally.shown))])
+        if rejects is not None:
+            rejects.write(item)
+    if skip_invalid or not tally.total:
+        await inserter.add(batch)
+    return lines
+
+
+class _RejectsFile:
+    """``FILE.rejects.jsonl`` (mode 0600): written to a temp file, renamed into place only on success."""
+
+    def __init__(self, source: Path) -> None:
+        self.target = source.with_name(source.name + ".rejects.jsonl")
+        fd, self.temp_name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.")
+        self.out = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, rejected: manifest.RejectedLine) -> None:
+        record = {
+            "line": rejected.line_number,
+            "errors": [{"field": issue.field, "reason": issue.reason} for issue in rejected.issues],
+            "raw": rejected.raw_text,
+        }
+        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def commit(self) -> str:
+        self.out.close()
+        os.replace(self.temp_name, self.target)
+        return str(self.target)
+
+    def discard(self) -> None:
+        if not self.out.closed:
+            self.out.close()
+        if os.path.exists(self.temp_name):
+            os.unlink(self.temp_name)
+
+
+async def status(*, db: str = DEFAULT_DB, run: str | None = None) -> RunStats:
+    """Counts by state, attempts, tokens, cost, activity and top errors of a run (the latest by default)."""
+    async with open_store(db) as store:
+        return await store.stats(await store.find_run(run))
+
+
+async def runs(*, db: str = DEFAULT_DB) -> list[RunInfo]:
+    """Every run in the database, oldest first, with its job count."""
+    async with open_store(db) as store:
+        return await store.list_runs()
+
+
+async def export(
+    *,
+    db: str = DEFAULT_DB,
+    run: str | None = None,
+    format: ExportFormat = "csv",
+    output: str = "-",
+    only: Only = "all",
+    sanitize: bool = True,
+) -> int:
+    """Stream a run's results to ``output`` (a path or ``-``) in manifest order; return the row count."""
+    async with open_store(db) as store:
+        found = await store.find_run(run)
+        keys = tuple(await store.metadata_keys(found)) if format == "csv" else ()
+        options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys)
+        return await write_export(store.export_pages(found, only), output, options)
+
+
+async def retry_failed(*, db: str = DEFAULT_DB, run: str | None = None) -> int:
+    """Put a run's failed jobs back in the queue with fresh attempts; return how many."""
+    async with open_store(db) as store:
+        return await store.retry_failed((await store.find_run(run)).id)
+
+
+async def cancel(*, db: str = DEFAULT_DB, run: str | None = None) -> int:
+    """Cancel a run's pending and running jobs; return how many."""
+    async with open_store(db) as store:
+        return await store.cancel((await store.find_run(run)).id)

@@ -1,0 +1,230 @@
+"""The store contract, on a real SQLite file (and PostgreSQL when BATCHRUNNER_TEST_PG_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from batchrunner.models import Endpoint, JobSpec, JobState, ManifestFormat
+from batchrunner.store import tables
+from batchrunner.store.database import SQLITE_PRAGMAS
+from batchrunner.store.records import AttemptRecord, Outcome, ResultRecord
+from batchrunner.store.sql import Store
+
+
+def spec(n: int, body: str = '{"model":"m","messages":[]}') -> JobSpec:
+    return JobSpec(
+        custom_id=f"job-{n}", line_number=n, format=ManifestFormat.SIMPLE, provider="fake",
+        endpoint=Endpoint.CHAT_COMPLETIONS, model="m", request_json=body,
+    )  # fmt: skip
+
+
+async def queue(store: Store, count: int, run: str = "r") -> int:
+    async with store.bulk_insert(run, source="test") as inserter:
+        await inserter.add([spec(n) for n in range(1, count + 1)])
+    return (await store.find_run(run)).id
+
+
+def attempt(number: int) -> AttemptRecord:
+    now = datetime.now(UTC)
+    return AttemptRecord(number=number, runner_id="me", started_at=now, finished_at=now, status_code=200)
+
+
+def success(lease_job: object, number: int = 1) -> Outcome:
+    return Outcome(
+        lease=lease_job,  # type: ignore[arg-type]
+        attempt=attempt(number),
+        state=JobState.SUCCEEDED,
+        result=ResultRecord(output_text="ok", response_json="{}", input_tokens=3, output_tokens=2),
+    )
+
+
+async def states(store: Store) -> dict[str, str]:
+    async with store.db.read() as conn:
+        rows = await conn.execute(
+            select(tables.jobs.c.custom_id, tables.jobs.c.state).order_by(tables.jobs.c.id)
+        )
+        return {custom_id: state for custom_id, state in rows}
+
+
+async def test_claim_leases_in_order_and_counts_the_attempt(store: Store) -> None:
+    run_id = await queue(store, 5)
+    claimed = await store.claim(run_id, "runner-a", 3, lease_seconds=60)
+    assert [job.custom_id for job in claimed] == ["job-1", "job-2", "job-3"]
+    assert all(job.attempt == 1 for job in claimed)
+    again = await store.claim(run_id, "runner-b", 10, lease_seconds=60)
+    assert [job.custom_id for job in again] == ["job-4", "job-5"]
+    assert await store.claim(run_id, "runner-c", 10, lease_seconds=60) == []
+    assert set((await states(store)).values()) == {"running"}
+
+
+async def test_a_stale_lease_token_changes_nothing(store: Store) -> None:
+    run_id = await queue(store, 1)
+    [first] = await store.claim(run_id, "sleepy", 1, lease_seconds=0.01)
+    # The lease lapses; another runner takes the job back and claims it again.
+    await store.reclaim_expired(run_id, max_attempts=6, owners=["sleepy"])
+    [second] = await store.claim(run_id, "awake", 1, lease_seconds=60)
+    assert second.attempt == 2 and second.lease.token != first.lease.token
+
+    assert await store.record_outcomes([success(first.lease)]) == set()
+    assert await store.renew([first.lease], 60) == 0
+    assert await store.release([first.lease]) == 0
+    assert (await states(store)) == {"job-1": "running"}
+    async with store.db.read() as conn:
+        assert (await conn.execute(select(tables.results))).all() == []
+
+    assert await store.record_outcomes([success(second.lease, 2)]) == {second.lease.job_id}
+    assert (await states(store)) == {"job-1": "succeeded"}
+
+
+async def test_complete_writes_result_and_attempt_once(store: Store) -> None:
+    run_id = await queue(store, 2)
+    claimed = await store.claim(run_id, "me", 2, lease_seconds=60)
+    accepted = await store.record_outcomes([success(job.lease) for job in claimed])
+    assert accepted == {job.lease.job_id for job in claimed}
+    # Writing the same outcome again is fenced off: the job is no longer running under that lease.
+    assert await store.record_outcomes([success(claimed[0].lease)]) == set()
+    async with store.db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM results"))).scalar() == 2
+        assert (await conn.execute(text("SELECT count(*) FROM attempts"))).scalar() == 2
+    stats = await store.stats(await store.find_run("r"))
+    assert stats.by_state["succeeded"] == 2 and stats.input_tokens == 6 and stats.output_tokens == 4
+
+
+async def test_fail_with_retry_then_permanent(store: Store) -> None:
+    run_id = await queue(store, 1)
+    [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    retry = Outcome(lease=job.lease, attempt=attempt(1), state=JobState.PENDING, not_before=later,
+                    error_class="transient", error="500")  # fmt: skip
+    assert await store.record_outcomes([retry]) == {job.lease.job_id}
+    assert await store.claim(run_id, "me", 1, lease_seconds=60) == []  # held back until not_before
+
+    async with store.db.write() as conn:
+        await conn.execute(tables.jobs.update().values(not_before=datetime.now(UTC) - timedelta(seconds=1)))
+    [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
+    assert job.attempt == 2
+    final = Outcome(
+        lease=job.lease, attempt=attempt(2), state=JobState.FAILED, error_class="permanent", error="400"
+    )
+    await store.record_outcomes([final])
+    stats = await store.stats(await store.find_run("r"))
+    assert stats.by_state["failed"] == 1
+    assert stats.attempts == 2
+    assert stats.top_errors == [("permanent", 1), ("transient", 1)]
+
+
+async def test_release_refunds_the_attempt(store: Store) -> None:
+    run_id = await queue(store, 2)
+    claimed = await store.claim(run_id, "me", 2, lease_seconds=60)
+    assert await store.release([job.lease for job in claimed]) == 2
+    again = await store.claim(run_id, "me", 2, lease_seconds=60)
+    assert [job.attempt for job in again] == [1, 1]
+
+
+async def test_reclaim_fails_jobs_that_used_up_their_attempts(store: Store) -> None:
+    run_id = await queue(store, 2)
+    for _ in range(2):
+        await store.claim(run_id, "crashy", 2, lease_seconds=60)
+        assert await store.reclaim_expired(run_id, max_attempts=2, owners=["crashy"]) == 2
+    assert set((await states(store)).values()) == {"failed"}
+    # A live lease of someone else is not touched.
+    await store.retry_failed(run_id)
+    await store.claim(run_id, "alive", 2, lease_seconds=60)
+    assert await store.reclaim_expired(run_id, max_attempts=6) == 0
+
+
+async def test_retry_failed_and_cancel(store: Store) -> None:
+    run_id = await queue(store, 3)
+    [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
+    await store.record_outcomes(
+        [Outcome(lease=job.lease, attempt=attempt(1), state=JobState.FAILED, error="x")]
+    )
+    assert await store.retry_failed(run_id) == 1
+    assert (await states(store))["job-1"] == "pending"
+    [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
+    assert job.attempt == 1  # fresh attempts after a retry
+    assert await store.cancel(run_id) == 3
+    assert set((await states(store)).values()) == {"cancelled"}
+    assert await store.record_outcomes([success(job.lease)]) == set()
+
+
+async def test_resubmit_is_idempotent_and_conflicts_are_counted(store: Store) -> None:
+    await queue(store, 3)
+    async with store.bulk_insert("r", source="test") as inserter:
+        await inserter.add([spec(1), spec(2), spec(3), spec(4)])
+    assert (inserter.inserted, inserter.already_present, inserter.conflicts) == (1, 3, 0)
+    async with store.bulk_insert("r", source="test") as inserter:
+        await inserter.add([spec(1, '{"model":"other"}'), spec(2)])
+    assert (inserter.inserted, inserter.already_present, inserter.conflicts) == (0, 1, 1)
+    assert inserter.conflicting_ids == ["job-1"]
+
+
+async def test_a_failed_bulk_insert_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.bulk_insert("r", source="test") as inserter:
+            await inserter.add([spec(1), spec(2)])
+            raise RuntimeError("invalid line found later")
+    assert await store.list_runs() == []
+
+
+async def test_runs_are_listed_and_the_latest_is_the_default(store: Store) -> None:
+    await queue(store, 2, run="first")
+    await queue(store, 1, run="second")
+    assert [(run.name, run.jobs) for run in await store.list_runs()] == [("first", 2), ("second", 1)]
+    assert (await store.find_run(None)).name == "second"
+
+
+async def test_sqlite_pragmas_on_every_connection(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "p.db"))
+    try:
+        for engine in (store.db.writer, store.db.reader):
+            async with engine.connect() as conn:
+                for name, expected in SQLITE_PRAGMAS.items():
+                    value = (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                    assert str(value).lower() == {"FULL": "2", "ON": "1"}.get(expected, expected).lower(), (
+                        name
+                    )
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writes_begin_immediate(tmp_path: Path) -> None:
+    """A write transaction takes the write lock at BEGIN: a second writer cannot start one meanwhile."""
+    store = await Store.open(str(tmp_path / "lock.db"))
+    try:
+        async with store.db.write():
+            other = sqlite3.connect(tmp_path / "lock.db", timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    finally:
+        await store.close()
+
+
+async def test_database_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "private.db"
+    store = await Store.open(str(path))
+    try:
+        await queue(store, 1)
+        files = [tmp_path / name for name in os.listdir(tmp_path) if name.startswith("private.db")]
+        assert {p.name for p in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        for file in files:
+            assert stat.S_IMODE(os.stat(file).st_mode) == 0o600, file.name
+    finally:
+        await store.close()
+
+
+async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    for _ in range(2):
+        store = await Store.open(str(tmp_path / "m.db"))
+        async with store.db.read() as conn:
+            names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
+        await store.close()
+    assert names == ["0001_initial"]

@@ -31,9 +31,16 @@ async def queue(store: Store, count: int, run: str = "r") -> int:
     return (await store.find_run(run)).id
 
 
-def attempt(number: int) -> AttemptRecord:
+def attempt(number: int, error_class: str | None = None) -> AttemptRecord:
     now = datetime.now(UTC)
-    return AttemptRecord(number=number, runner_id="me", started_at=now, finished_at=now, status_code=200)
+    return AttemptRecord(
+        number=number,
+        runner_id="me",
+        started_at=now,
+        finished_at=now,
+        status_code=200,
+        error_class=error_class,
+    )
 
 
 def success(lease_job: object, number: int = 1) -> Outcome:
@@ -101,8 +108,14 @@ async def test_fail_with_retry_then_permanent(store: Store) -> None:
     run_id = await queue(store, 1)
     [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
     later = datetime.now(UTC) + timedelta(hours=1)
-    retry = Outcome(lease=job.lease, attempt=attempt(1), state=JobState.PENDING, not_before=later,
-                    error_class="transient", error="500")  # fmt: skip
+    retry = Outcome(
+        lease=job.lease,
+        attempt=attempt(1, "transient"),
+        state=JobState.PENDING,
+        not_before=later,
+        error_class="transient",
+        error="500",
+    )
     assert await store.record_outcomes([retry]) == {job.lease.job_id}
     assert await store.claim(run_id, "me", 1, lease_seconds=60) == []  # held back until not_before
 
@@ -111,7 +124,11 @@ async def test_fail_with_retry_then_permanent(store: Store) -> None:
     [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
     assert job.attempt == 2
     final = Outcome(
-        lease=job.lease, attempt=attempt(2), state=JobState.FAILED, error_class="permanent", error="400"
+        lease=job.lease,
+        attempt=attempt(2, "permanent"),
+        state=JobState.FAILED,
+        error_class="permanent",
+        error="400",
     )
     await store.record_outcomes([final])
     stats = await store.stats(await store.find_run("r"))

@@ -30,9 +30,18 @@ from batchrunner.store.records import ExportRow
 ExportFormat = Literal["csv", "jsonl", "openai-batch"]
 
 CSV_COLUMNS = [
-    "custom_id", "status", "provider", "model", "output", "input_tokens", "output_tokens", "cost_usd",
-    "attempts", "latency_ms", "error",
-]  # fmt: skip
+    "custom_id",
+    "status",
+    "provider",
+    "model",
+    "output",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "attempts",
+    "latency_ms",
+    "error",
+]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """Cells a spreadsheet would run as a formula (OWASP "CSV injection"); prefixed with ``'`` by default."""

@@ -20,9 +20,14 @@ from batchrunner.store.sql import Store
 
 def spec(n: int, body: str = '{"model":"m","messages":[]}') -> JobSpec:
     return JobSpec(
-        custom_id=f"job-{n}", line_number=n, format=ManifestFormat.SIMPLE, provider="fake",
-        endpoint=Endpoint.CHAT_COMPLETIONS, model="m", request_json=body,
-    )  # fmt: skip
+        custom_id=f"job-{n}",
+        line_number=n,
+        format=ManifestFormat.SIMPLE,
+        provider="fake",
+        endpoint=Endpoint.CHAT_COMPLETIONS,
+        model="m",
+        request_json=body,
+    )
 
 
 async def queue(store: Store, count: int, run: str = "r") -> int:

@@ -153,15 +153,22 @@ def runs(db: str, verbose: bool) -> None:
 @main.command()
 @run_option
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl", "openai-batch"]), default="csv", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "openai-batch"]),
+    default="csv",
+    show_default=True,
     help="csv: one row per job; jsonl: request, response, usage and error per job; openai-batch: "
     "the OpenAI Batch API output format.",
-)  # fmt: skip
+)
 @click.option("-o", "--output", default="-", show_default=True, help="Output file, or - for stdout.")
 @click.option(
-    "--only", type=click.Choice(["all", "succeeded", "failed"]), default="all", show_default=True,
+    "--only",
+    type=click.Choice(["all", "succeeded", "failed"]),
+    default="all",
+    show_default=True,
     help="Which jobs to export.",
-)  # fmt: skip
+)
 @click.option("--no-sanitize", is_flag=True, help="Keep CSV cells that start with = + - @ as they are.")
 @db_option
 @verbose_option

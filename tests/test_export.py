@@ -1,0 +1,217 @@
+"""Exports: manifest order, formula neutralisation, formats, atomic writes and full disks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from batchrunner import api
+from batchrunner.cli import main
+from batchrunner.errors import ExportError
+from batchrunner.models import Endpoint, JobSpec, JobState, ManifestFormat
+from batchrunner.store.records import AttemptRecord, Outcome, ResultRecord
+from batchrunner.store.sql import Store
+
+OUTPUTS = [
+    "=1+2",
+    "plain answer",
+    "+cmd|' /C calc'!A0",
+    "-5 degrees",
+    "@SUM(A1)",
+    "\tindented",
+    'ok, "quoted"\n2',
+]
+
+
+async def seed(db: str, outputs: list[str] = OUTPUTS, failed: int = 1) -> None:
+    """A run whose jobs succeeded with ``outputs`` (in order), then ``failed`` permanently failed jobs."""
+    specs = [
+        JobSpec(
+            custom_id=f"id-{n:03d}",
+            line_number=n,
+            format=ManifestFormat.SIMPLE,
+            provider="fake",
+            endpoint=Endpoint.CHAT_COMPLETIONS,
+            model="fake-model",
+            request_json='{"model":"fake-model"}',
+            metadata_json=json.dumps({"lang": "en", "n": n}),
+        )
+        for n in range(1, len(outputs) + failed + 1)
+    ]
+    store = await Store.open(db)
+    try:
+        async with store.bulk_insert("seeded", source="seed.jsonl") as inserter:
+            await inserter.add(specs)
+        run = await store.find_run("seeded")
+        claimed = await store.claim(run.id, "seeder", len(specs), lease_seconds=60)
+        now = datetime.now(UTC)
+        outcomes = []
+        for job in claimed:
+            attempt = AttemptRecord(number=1, runner_id="seeder", started_at=now, finished_at=now)
+            index = job.line_number - 1
+            if index < len(outputs):
+                result = ResultRecord(
+                    output_text=outputs[index],
+                    response_json='{"id":"r"}',
+                    input_tokens=10,
+                    output_tokens=5,
+                    cost_usd=0.001,
+                    latency_ms=12.5,
+                )
+                outcomes.append(
+                    Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
+                )
+            else:
+                outcomes.append(
+                    Outcome(
+                        lease=job.lease,
+                        attempt=attempt,
+                        state=JobState.FAILED,
+                        error_class="permanent",
+                        error="400 bad request",
+                    )
+                )
+        await store.record_outcomes(outcomes)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> str:
+    target = str(tmp_path / "export.db")
+    await seed(target)
+    return target
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    assert await api.export(db=db, format="csv", output=str(target)) == len(OUTPUTS) + 1
+    header, *rows = read_csv(target)
+    assert header[:11] == [
+        "custom_id",
+        "status",
+        "provider",
+        "model",
+        "output",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "attempts",
+        "latency_ms",
+        "error",
+    ]
+    assert header[11:] == ["metadata.lang", "metadata.n"]
+    assert [row[0] for row in rows] == [f"id-{n:03d}" for n in range(1, len(OUTPUTS) + 2)]
+    outputs = [row[4] for row in rows[: len(OUTPUTS)]]
+    assert outputs == [
+        "'=1+2",
+        "plain answer",
+        "'+cmd|' /C calc'!A0",
+        "'-5 degrees",
+        "'@SUM(A1)",
+        "'\tindented",
+        'ok, "quoted"\n2',
+    ]
+    assert rows[0][1:4] == ["succeeded", "fake", "fake-model"] and rows[0][5:10] == [
+        "10",
+        "5",
+        "0.001",
+        "1",
+        "12.5",
+    ]
+    assert rows[-1][1] == "failed" and rows[-1][10] == "permanent: 400 bad request" and rows[-1][4] == ""
+    assert rows[2][11:] == ["en", "3"]
+
+
+async def test_no_sanitize_keeps_cells(db: str, tmp_path: Path) -> None:
+    target = tmp_path / "raw.csv"
+    await api.export(db=db, format="csv", output=str(target), sanitize=False)
+    assert read_csv(target)[1][4] == "=1+2"
+
+
+async def test_only_filters_and_jsonl_carries_everything(db: str, tmp_path: Path) -> None:
+    target = tmp_path / "ok.jsonl"
+    assert await api.export(db=db, format="jsonl", output=str(target), only="succeeded") == len(OUTPUTS)
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["output"] for r in records] == OUTPUTS
+    first = records[0]
+    assert first["request"] == {"model": "fake-model"} and first["response"] == {"id": "r"}
+    assert first["usage"] == {"input_tokens": 10, "output_tokens": 5, "cached_tokens": 0}
+    assert first["metadata"] == {"lang": "en", "n": 1} and first["error"] is None
+
+    failed = tmp_path / "failed.jsonl"
+    assert await api.export(db=db, format="jsonl", output=str(failed), only="failed") == 1
+    [record] = [json.loads(line) for line in failed.read_text().splitlines()]
+    assert record["error"] == {"class": "permanent", "message": "400 bad request"} and record["usage"] is None
+
+
+async def test_openai_batch_format(db: str, tmp_path: Path) -> None:
+    target = tmp_path / "batch.jsonl"
+    await api.export(db=db, format="openai-batch", output=str(target))
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert records[0]["custom_id"] == "id-001" and records[0]["response"]["status_code"] == 200
+    assert records[0]["response"]["body"] == {"id": "r"} and records[0]["error"] is None
+    assert records[-1]["response"] is None and records[-1]["error"]["code"] == "permanent"
+
+
+async def test_export_to_dev_full_fails_cleanly(db: str) -> None:
+    with pytest.raises(ExportError, match="No space left on device"):
+        await api.export(db=db, format="csv", output="/dev/full")
+
+
+def test_cli_export_to_dev_full_exits_non_zero(db: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "batchrunner", "export", "--db", db, "-o", "/dev/full"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 4
+    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def full_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a 64 KiB tmpfs: a real full disk (this needs root, as CI and dev machines are)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True
+    )
+    assert done.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {done.stderr!r}"
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+async def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path: Path, full_dir: Path) -> None:
+    db = str(tmp_path / "big.db")
+    await seed(db, outputs=["x" * 2000] * 200, failed=0)  # ~400 KB of CSV into a 64 KiB filesystem
+    (full_dir / "results.csv").write_text("previous export\n")
+    with pytest.raises(ExportError, match="No space left on device"):
+        await api.export(db=db, format="csv", output=str(full_dir / "results.csv"))
+    assert os.listdir(full_dir) == ["results.csv"]  # no temp file left behind
+    assert (full_dir / "results.csv").read_text() == "previous export\n"  # the old export is intact
+
+
+def test_cli_export_to_stdout_is_pure_data(db: str) -> None:
+    result = CliRunner().invoke(main, ["export", "--db", db, "--format", "csv", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0][0] == "custom_id" and len(rows) == len(OUTPUTS) + 2

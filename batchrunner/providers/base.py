@@ -1,0 +1,54 @@
+"""The seam between the engine and the LLM APIs: one Protocol, and the values that cross it.
+
+Each adapter is the only importer of its SDK (STYLE habit 4) and translates every SDK error, once, into
+the project's own classes in ``batchrunner.errors`` (habit 8): the engine never sees an SDK exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from batchrunner.models import Usage
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimitInfo:
+    """What the provider's rate-limit headers said about the remaining budget (None: not reported)."""
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderRequest:
+    """One call to make: the endpoint and its JSON body, exactly as queued."""
+
+    endpoint: str
+    body: dict[str, Any]
+    timeout_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderResponse:
+    """A successful call: the answer's text, the raw response, usage and what the headers said."""
+
+    output_text: str | None
+    response_json: str
+    usage: Usage
+    model: str | None = None
+    status_code: int = 200
+    request_id: str | None = None
+    rate_limits: RateLimitInfo | None = None
+
+
+class Provider(Protocol):
+    """An LLM API. ``call`` returns a response or raises a ``batchrunner.errors.ProviderError``."""
+
+    name: str
+
+    async def call(self, request: ProviderRequest) -> ProviderResponse: ...
+
+    async def aclose(self) -> None: ...

@@ -26,6 +26,10 @@ branch to one exit code (see DESIGN.md "Exit codes"). The docstring of each clas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchrunner.models import RateLimitInfo
 
 
 class BatchrunnerError(Exception):
@@ -105,11 +109,13 @@ class ProviderError(BatchrunnerError):
         status_code: int | None = None,
         request_id: str | None = None,
         possibly_billed: bool = False,
+        rate_limits: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
         self.possibly_billed = possibly_billed
+        self.rate_limits = rate_limits
 
     @property
     def error_class(self) -> str:

@@ -85,6 +85,16 @@ class Usage:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimitInfo:
+    """What the provider's rate-limit headers said about the remaining budget (None: not reported)."""
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunInfo:
     """A run: a named set of jobs in one database."""
 

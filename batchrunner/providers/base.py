@@ -9,17 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from batchrunner.models import Usage
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RateLimitInfo:
-    """What the provider's rate-limit headers said about the remaining budget (None: not reported)."""
-
-    remaining_requests: int | None = None
-    remaining_tokens: int | None = None
-    reset_requests_s: float | None = None
-    reset_tokens_s: float | None = None
+from batchrunner.models import RateLimitInfo, Usage
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,3 +42,6 @@ class Provider(Protocol):
     async def call(self, request: ProviderRequest) -> ProviderResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+__all__ = ["Provider", "ProviderRequest", "ProviderResponse", "RateLimitInfo"]

@@ -1,0 +1,237 @@
+"""The pure retry policy: what to do after a failed attempt, as data (RELIABILITY.md rule 6).
+
+The SDK clients are built with ``max_retries=0`` so that every attempt passes through batchrunner's
+limiter and is counted, costed and recorded. The provider adapters translate SDK errors into the
+classes of :mod:`batchrunner.errors` (using :func:`parse_retry_after` and :func:`parse_should_retry`
+here for the headers); :func:`decide` turns such an error into a :class:`RetryDecision`. Nothing here
+sleeps, reads the clock or draws from the global random generator, so the policy is tested from a
+table.
+
+What each error class gets:
+
+=============================================  ==================================================
+``RunStoppingError`` (401/403, quota, billing)  ``STOP``: every job would fail alike (rule 7)
+``PermanentError`` (400/404/422)                ``FAIL`` now, whatever the attempt
+``RateLimited`` / ``Overloaded`` (429/529)      ``RETRY`` after ``retry_after`` (a floor, capped at
+                                                ``max_server_delay``) plus full jitter
+``TransientError`` / ``ProviderTimeout`` /      ``RETRY`` after exponential backoff with full jitter
+``InvalidResponse``                             (``uniform(0, min(max_delay, base * factor**(n-1)))``)
+a bare ``ProviderError``                        ``FAIL``: the adapter did not classify it, which is a
+                                                bug there; retrying blindly would spend money on it
+=============================================  ==================================================
+
+A retryable error on the last allowed attempt (``attempt >= max_attempts``) fails the job.
+
+Why full jitter: after a provider hiccup every failed job retries; spreading them uniformly over
+``[0, ceiling]`` (AWS "Exponential Backoff And Jitter") avoids a synchronised second wave. For 429s
+the server's delay is honoured as a *floor* and the same jitter is added on top, so jobs told "retry
+after 2 s" do not all come back at exactly 2 s.
+
+Why cap server delays at 300 s (``max_server_delay``): a batch must keep moving, and a long
+``Retry-After`` is usually a daily quota or a misconfigured proxy; after a 5-minute wait the job
+simply tries again (and fails after ``max_attempts``). The OpenAI SDK refuses to retry beyond 120 s;
+batchrunner waits longer because it retries in the background without blocking other jobs.
+The longest possible delay is therefore ``max_server_delay + max_delay`` (360 s by default).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from batchrunner.errors import (
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RunStoppingError,
+    TransientError,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "MAX_SERVER_DELAY_S",
+    "RetryAction",
+    "RetryDecision",
+    "RetryPolicy",
+    "decide",
+    "parse_retry_after",
+    "parse_should_retry",
+]
+
+MAX_SERVER_DELAY_S = 300.0
+"""The longest server-requested delay (``Retry-After``) that is honoured; longer ones are capped."""
+
+
+class RetryAction(StrEnum):
+    """What the runner does with a job after a failed attempt."""
+
+    RETRY = "retry"
+    """Put the job back to ``pending`` with ``not_before = now + delay``."""
+    FAIL = "fail"
+    """Mark the job ``failed``: a permanent error, or attempts exhausted."""
+    STOP = "stop"
+    """Stop the whole run (exit 3) and leave the job ``pending``; the attempt is not held against it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryDecision:
+    """The policy's answer: an action, the delay before the next attempt (``RETRY`` only) and why."""
+
+    action: RetryAction
+    delay: float = 0.0
+    reason: str = ""
+
+    @property
+    def should_retry(self) -> bool:
+        return self.action is RetryAction.RETRY
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """The knobs of the retry policy; the defaults suit the OpenAI and Anthropic APIs.
+
+    ``attempt`` numbers are 1-based and count the attempt that just failed (the job's ``attempts``
+    column, incremented by the claim), so ``max_attempts=6`` means one call and up to five retries.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    """Ceiling of the jitter after the first failed attempt, in seconds."""
+    factor: float = 2.0
+    """Growth of the ceiling per further attempt."""
+    max_delay: float = 60.0
+    """Cap of the backoff ceiling (and of the jitter added on top of a server delay)."""
+    max_server_delay: float = MAX_SERVER_DELAY_S
+    """Cap of an honoured ``Retry-After``."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, not {self.max_attempts}")
+        for name in ("base_delay", "max_delay", "max_server_delay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if not (math.isfinite(self.factor) and self.factor >= 1):
+            raise ValueError(f"factor must be a finite number >= 1, not {self.factor!r}")
+
+    def backoff_ceiling(self, attempt: int) -> float:
+        """The upper bound of the full-jitter delay after failed attempt number ``attempt``."""
+        try:
+            ceiling = self.base_delay * self.factor ** min(attempt - 1, 1000)
+        except OverflowError:
+            return self.max_delay
+        return min(self.max_delay, ceiling)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def decide(
+    error: ProviderError, attempt: int, rng: random.Random, policy: RetryPolicy = DEFAULT_POLICY
+) -> RetryDecision:
+    """Decide what follows failed attempt number ``attempt`` (1-based) of a job that raised ``error``.
+
+    ``rng`` is passed in (a seeded ``random.Random`` in tests, one per runner in production) so that
+    the decision is a pure function of its arguments.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, not {attempt}")
+    if isinstance(error, RunStoppingError):
+        return RetryDecision(action=RetryAction.STOP, reason=f"{error.error_class}: stopping the run")
+    if isinstance(error, PermanentError):
+        return RetryDecision(action=RetryAction.FAIL, reason=f"{error.error_class}: not retryable")
+    if not isinstance(error, RateLimited | TransientError):
+        return RetryDecision(action=RetryAction.FAIL, reason=f"{error.error_class}: unclassified error")
+    if attempt >= policy.max_attempts:
+        return RetryDecision(
+            action=RetryAction.FAIL,
+            reason=f"{error.error_class}: {attempt} of {policy.max_attempts} attempts used",
+        )
+    jitter = rng.uniform(0.0, policy.backoff_ceiling(attempt))
+    floor = _server_floor(error, policy) if isinstance(error, RateLimited) else 0.0
+    return RetryDecision(
+        action=RetryAction.RETRY,
+        delay=floor + jitter,
+        reason=f"{error.error_class}: retry {attempt + 1} of {policy.max_attempts}",
+    )
+
+
+def _server_floor(error: RateLimited, policy: RetryPolicy) -> float:
+    """The server's ``retry_after``, made safe: garbage (negative, NaN, inf) is 0, long ones are capped."""
+    value = error.retry_after
+    if value is None or not math.isfinite(value) or value < 0:
+        return 0.0
+    return min(value, policy.max_server_delay)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds the server asks us to wait, from response headers, as the OpenAI and Anthropic SDKs read them.
+
+    Tried in order, each falling through to the next when absent or unusable: ``retry-after-ms``
+    (float milliseconds, a non-standard OpenAI header), ``retry-after`` as float seconds, ``retry-after``
+    as an HTTP date (relative to ``now``, Unix seconds, passed in to keep this pure). Returns ``None``
+    when no header gives a finite delay >= 0: a date in the past, ``nan``, ``inf`` and overflowing
+    numerals count as garbage (the policy then uses its own backoff). Header names are matched
+    case-insensitively, so a plain ``dict`` works as well as ``httpx.Headers``.
+    """
+    millis = _seconds(_header(headers, "retry-after-ms"), scale=1000.0)
+    if millis is not None:
+        return millis
+    raw = _header(headers, "retry-after")
+    if raw is None:
+        return None
+    seconds = _seconds(raw, scale=1.0)
+    if seconds is not None:
+        return seconds
+    try:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is None:
+            return None
+        delay = float(email.utils.mktime_tz(parsed)) - now
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return delay if math.isfinite(delay) and delay >= 0 else None
+
+
+def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
+    """The server's explicit verdict in ``x-should-retry``: ``True``, ``False`` or ``None`` when absent.
+
+    The SDKs obey it over the status code, and so do the adapters: ``false`` makes an otherwise
+    retryable error permanent, ``true`` makes an otherwise permanent one transient. Like the SDKs,
+    only the exact values ``true`` and ``false`` count (case-insensitive here, whitespace ignored).
+    """
+    value = _header(headers, "x-should-retry")
+    if value is None:
+        return None
+    verdict = value.strip().lower()
+    if verdict == "true":
+        return True
+    if verdict == "false":
+        return False
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` with the name matched case-insensitively (``name`` is lower-case)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None
+
+
+def _seconds(raw: str | None, *, scale: float) -> float | None:
+    """``raw`` parsed as a float and divided by ``scale``; ``None`` unless finite and >= 0."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw) / scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

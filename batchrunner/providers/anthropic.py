@@ -1,0 +1,257 @@
+"""The Anthropic adapter: ``/v1/messages`` through ``anthropic.AsyncAnthropic``.
+
+Like the OpenAI adapter it posts the queued body as is (``client.post``) with ``max_retries=0`` and an
+explicit timeout per call, and keeps the raw JSON, ``request-id`` and the ``anthropic-ratelimit-*``
+headers.
+
+**Long requests are streamed.** The SDK refuses a non-streaming ``messages.create`` it expects to take
+more than 10 minutes (``3600 s * max_tokens / 128000 > 600 s``, i.e. ``max_tokens > 21333``, or above a
+per-model cap for a few models) because idle connections that long get dropped on the way. This adapter
+applies the same rule, copied in :func:`needs_streaming` rather than calling the SDK's private method,
+and sends such a request (and any body with ``"stream": true``) with ``client.messages.stream(...)``,
+aggregating the events into the final message. Its ``response_json`` is then that message serialised by
+the SDK (the wire carried events, not one JSON document).
+
+**Usage** follows one convention for every provider (:class:`~batchrunner.models.Usage`): the input count
+*includes* the cached part. Anthropic reports ``input_tokens`` without the prompt-cache reads and writes, so
+``input_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` and
+``cached_tokens = cache_read_input_tokens``. A 200 without usage is accepted with zeros and a warning, as
+in :mod:`batchrunner.providers.openai`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import anthropic
+
+from batchrunner.errors import PermanentError, ProviderError
+from batchrunner.models import Endpoint, Usage
+from batchrunner.providers.base import ProviderRequest, ProviderResponse
+from batchrunner.providers.http_errors import (
+    anthropic_rate_limits,
+    error_from_response,
+    invalid_response,
+    json_object,
+    redact,
+    token_count,
+    transport_error,
+    transport_failure_kind,
+)
+from batchrunner.secret import Secret
+
+__all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "needs_streaming"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
+
+_MAX_NONSTREAMING_S: Final = 600.0
+_SECONDS_PER_128K_TOKENS: Final = 3600.0
+_MODEL_NONSTREAMING_TOKENS: Final = {
+    "claude-opus-4-20250514": 8_192,
+    "claude-opus-4-0": 8_192,
+    "claude-4-opus-20250514": 8_192,
+    "anthropic.claude-opus-4-20250514-v1:0": 8_192,
+    "claude-opus-4@20250514": 8_192,
+    "anthropic.claude-opus-4-1-20250805-v1:0": 8_192,
+    "claude-opus-4-1@20250805": 8_192,
+}
+"""The SDK's per-model caps on non-streaming ``max_tokens`` (its ``MODEL_NONSTREAMING_TOKENS``)."""
+
+
+def needs_streaming(body: Mapping[str, Any]) -> bool:
+    """True when the SDK would demand streaming for ``body`` (see the module docstring), or it asks for it."""
+    if body.get("stream") is True:
+        return True
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        return False
+    expected_s = _SECONDS_PER_128K_TOKENS * max_tokens / 128_000
+    cap = _MODEL_NONSTREAMING_TOKENS.get(str(body.get("model")))
+    return expected_s > _MAX_NONSTREAMING_S or (cap is not None and max_tokens > cap)
+
+
+class AnthropicProvider:
+    """The Anthropic Messages API; see the module docstring for what it promises."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret,
+        base_url: str | None = None,
+        name: str = "anthropic",
+        connect_timeout_s: float = 10.0,
+        timeout_s: float = 600.0,
+    ) -> None:
+        key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
+        self.name = name
+        self._secrets = (key,)
+        self._connect_timeout_s = connect_timeout_s
+        self._warned_no_usage = False
+        # base_url is always passed: the SDK would otherwise read ANTHROPIC_BASE_URL itself (STYLE habit 19).
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=base_url or DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=anthropic.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def call(self, request: ProviderRequest) -> ProviderResponse:
+        """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
+        if request.endpoint != Endpoint.MESSAGES.value:
+            raise PermanentError(
+                f"{self.name}: endpoint {request.endpoint} is not served by the Anthropic adapter"
+            )
+        if needs_streaming(request.body):
+            return await self._call_streamed(request)
+        try:
+            raw = await self._client.post(
+                "/v1/messages",
+                body=request.body,
+                cast_to=anthropic.AsyncAPIResponse[bytes],
+                options={"timeout": self._timeout(request.timeout_s)},
+            )
+            text = await raw.text()
+        except anthropic.AnthropicError as exc:
+            raise self._sdk_error(exc, request.timeout_s) from exc
+        return self._response(raw.status_code, raw.headers, text)
+
+    async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
+        """Stream the request and aggregate the events into the final message (see the module docstring)."""
+        params = {key: value for key, value in request.body.items() if key != "stream"}
+        missing = [key for key in ("max_tokens", "messages", "model") if key not in params]
+        if missing:
+            raise PermanentError(f"{self.name}: the request body lacks {', '.join(missing)}")
+        headers: Mapping[str, str] = {}
+        try:
+            async with self._client.messages.stream(
+                max_tokens=params.pop("max_tokens"),
+                messages=params.pop("messages"),
+                model=params.pop("model"),
+                extra_body=params or None,
+                timeout=self._timeout(request.timeout_s),
+            ) as stream:
+                headers = stream.response.headers
+                message = await stream.get_final_message()
+        except anthropic.AnthropicError as exc:
+            raise self._sdk_error(exc, request.timeout_s) from exc
+        except (
+            Exception
+        ) as exc:  # the SDK lets transport and decoding errors of a stream through untranslated
+            raise self._stream_failure(exc, headers, request.timeout_s) from exc
+        return self._response(200, headers, message.to_json(indent=None))
+
+    def _timeout(self, timeout_s: float) -> anthropic.Timeout:
+        return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+
+    def _sdk_error(self, exc: anthropic.AnthropicError, timeout_s: float) -> ProviderError:
+        """Translate an SDK exception; an error *event* in a stream arrives as a status error on a 200."""
+        if isinstance(exc, anthropic.APIStatusError):
+            headers = exc.response.headers
+            return error_from_response(
+                self.name,
+                status=exc.status_code,
+                headers=headers,
+                body=exc.body,
+                request_id=exc.request_id,
+                rate_limits=anthropic_rate_limits(headers, now=time.time()),
+                secrets=self._secrets,
+                now=time.time(),
+            )
+        if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError is a subclass, told apart here
+            timed_out = isinstance(exc, anthropic.APITimeoutError)
+            return transport_error(
+                self.name, exc.__cause__, timed_out=timed_out, timeout_s=timeout_s, secrets=self._secrets
+            )
+        # Not an HTTP outcome (the SDK refused the call itself): retrying would fail the same way.
+        return PermanentError(redact(f"{self.name}: {type(exc).__name__}: {exc}", self._secrets))
+
+    def _stream_failure(self, exc: Exception, headers: Mapping[str, str], timeout_s: float) -> ProviderError:
+        kind = transport_failure_kind(exc)
+        if kind is not None:
+            return transport_error(
+                self.name, exc, timed_out=kind == "timeout", timeout_s=timeout_s, secrets=self._secrets
+            )
+        return invalid_response(
+            self.name,
+            f"the event stream could not be read ({type(exc).__name__}: {exc})",
+            status=200,
+            request_id=headers.get("request-id"),
+            rate_limits=anthropic_rate_limits(headers, now=time.time()),
+            secrets=self._secrets,
+        )
+
+    def _response(self, status: int, headers: Mapping[str, str], text: str) -> ProviderResponse:
+        request_id = headers.get("request-id")
+        rate_limits = anthropic_rate_limits(headers, now=time.time())
+        try:
+            data = json_object(text, headers.get("content-type"))
+            output_text = _output_text(data)
+        except ValueError as exc:
+            raise invalid_response(
+                self.name,
+                str(exc),
+                status=status,
+                request_id=request_id,
+                rate_limits=rate_limits,
+                secrets=self._secrets,
+            ) from None
+        model = data.get("model")
+        return ProviderResponse(
+            output_text=output_text,
+            response_json=text,
+            usage=self._usage(data),
+            model=model if isinstance(model, str) else None,
+            status_code=status,
+            request_id=request_id,
+            rate_limits=rate_limits,
+        )
+
+    def _usage(self, data: dict[str, Any]) -> Usage:
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            (logger.debug if self._warned_no_usage else logger.warning)(
+                "%s: a message reported no usage; its tokens are recorded as 0", self.name
+            )
+            self._warned_no_usage = True
+            return Usage()
+        return usage_of(usage)
+
+
+def usage_of(usage: dict[str, Any]) -> Usage:
+    """Anthropic usage in the convention of :class:`~batchrunner.models.Usage`: input includes cached."""
+    cache_read = token_count(usage.get("cache_read_input_tokens"))
+    return Usage(
+        input_tokens=token_count(usage.get("input_tokens"))
+        + cache_read
+        + token_count(usage.get("cache_creation_input_tokens")),
+        output_tokens=token_count(usage.get("output_tokens")),
+        cached_tokens=cache_read,
+    )
+
+
+def _output_text(data: dict[str, Any]) -> str | None:
+    """The ``text`` blocks of a message, concatenated (``None`` when it has none, e.g. only tool use).
+
+    ``ValueError`` when the body is not a message.
+    """
+    content = data.get("content")
+    if data.get("type") not in (None, "message") or not isinstance(content, list):
+        raise ValueError("a message without a 'content' list")
+    parts = [
+        block["text"]
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+    ]
+    return "".join(parts) if parts else None

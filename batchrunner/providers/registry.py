@@ -1,0 +1,186 @@
+"""Which providers exist and how to build one: presets, frozen settings and one factory.
+
+Configuration is resolved at the edge (STYLE habit 19): the config layer reads the environment, ``.env`` and
+``batchrunner.toml`` and passes a plain mapping to :func:`provider_settings_from_env`; nothing here reads
+``os.environ``. The resulting :class:`ProviderSettings` holds the key as a
+:class:`~batchrunner.secret.Secret`, which the adapter unwraps only when it hands it to the SDK.
+
+Presets (a kind, a key variable and a base URL each, nothing more)::
+
+    name       adapter     key variable        base URL (variable, else default)
+    openai     openai      OPENAI_API_KEY      OPENAI_BASE_URL, else https://api.openai.com/v1
+    anthropic  anthropic   ANTHROPIC_API_KEY   ANTHROPIC_BASE_URL, else https://api.anthropic.com
+    gemini     openai      GEMINI_API_KEY      https://generativelanguage.googleapis.com/v1beta/openai/
+    cohere     openai      COHERE_API_KEY      https://api.cohere.ai/compatibility/v1
+    fake       fake        (none)              (in-process, no network)
+
+The adapters are imported by :func:`build_provider` only, so that importing this module (to list or
+validate provider names) does not load either SDK.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal, get_args
+
+from batchrunner.errors import ConfigError
+from batchrunner.providers.base import Provider
+from batchrunner.secret import Secret
+
+__all__ = [
+    "PRESETS",
+    "ProviderKind",
+    "ProviderPreset",
+    "ProviderSettings",
+    "build_provider",
+    "missing_key_error",
+    "provider_settings_from_env",
+]
+
+ProviderKind = Literal["openai", "anthropic", "fake"]
+"""Which adapter serves a provider."""
+
+_KINDS: Final = frozenset(get_args(ProviderKind))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderPreset:
+    """A provider users can name without configuring it: its adapter, key variable and base URL."""
+
+    kind: ProviderKind
+    key_env: str | None
+    """The variable that holds the API key; ``None``: no key needed."""
+    base_url_env: str | None = None
+    """A variable that may override ``base_url``."""
+    base_url: str | None = None
+    """The default base URL (``None``: the adapter's default)."""
+
+
+PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
+    {
+        "openai": ProviderPreset(
+            kind="openai",
+            key_env="OPENAI_API_KEY",
+            base_url_env="OPENAI_BASE_URL",
+            base_url="https://api.openai.com/v1",
+        ),
+        "anthropic": ProviderPreset(
+            kind="anthropic",
+            key_env="ANTHROPIC_API_KEY",
+            base_url_env="ANTHROPIC_BASE_URL",
+            base_url="https://api.anthropic.com",
+        ),
+        "gemini": ProviderPreset(
+            kind="openai",
+            key_env="GEMINI_API_KEY",
+            base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+        ),
+        "cohere": ProviderPreset(
+            kind="openai", key_env="COHERE_API_KEY", base_url="https://api.cohere.ai/compatibility/v1"
+        ),
+        "fake": ProviderPreset(kind="fake", key_env=None),
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderSettings:
+    """Everything needed to build one provider; its ``repr`` masks the key."""
+
+    name: str
+    kind: ProviderKind
+    api_key: Secret | None = None
+    key_env: str | None = None
+    """Where the key came from (``OPENAI_API_KEY``...): named in the error when it is missing."""
+    base_url: str | None = None
+    """``None``: the adapter's default (the real OpenAI / Anthropic API)."""
+    timeout_s: float = 600.0
+    """The client's default timeout; each call overrides it with its request's ``timeout_s``."""
+    connect_timeout_s: float = 10.0
+    fake_latency_ms: float = 0.0
+    """Latency of the ``fake`` provider per call."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ConfigError(
+                f"provider {self.name}: unknown kind {self.kind!r} (known: {', '.join(sorted(_KINDS))})"
+            )
+        for field in ("timeout_s", "connect_timeout_s"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"provider {self.name}: {field} must be a number > 0, not {value!r}")
+        if not (math.isfinite(self.fake_latency_ms) and self.fake_latency_ms >= 0):
+            raise ConfigError(
+                f"provider {self.name}: fake_latency_ms must be >= 0, not {self.fake_latency_ms!r}"
+            )
+
+
+def missing_key_error(name: str, key_env: str | None) -> ConfigError:
+    """The actionable error for a provider without a key: which variable to set, and where."""
+    variable = key_env or f"{name.upper().replace('-', '_')}_API_KEY"
+    return ConfigError(
+        f"no API key for provider {name}: set {variable} (environment or .env) "
+        f'or api_key = "${{VAR}}" in batchrunner.toml'
+    )
+
+
+def provider_settings_from_env(
+    name: str, env: Mapping[str, str], base_url: str | None = None
+) -> ProviderSettings:
+    """Settings for the preset ``name``, with its key and base URL looked up in ``env``.
+
+    ``base_url`` (from a flag or the config file) wins over the preset's variable, which wins over its
+    default. Raises :class:`~batchrunner.errors.ConfigError` for an unknown name or a missing key.
+    """
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(PRESETS)})")
+    api_key: Secret | None = None
+    if preset.key_env is not None:
+        raw_key = env.get(preset.key_env, "").strip()
+        if not raw_key:
+            raise missing_key_error(name, preset.key_env)
+        api_key = Secret(raw_key)
+    from_env = env.get(preset.base_url_env, "").strip() if preset.base_url_env else ""
+    return ProviderSettings(
+        name=name,
+        kind=preset.kind,
+        api_key=api_key,
+        key_env=preset.key_env,
+        base_url=base_url or from_env or preset.base_url,
+    )
+
+
+def build_provider(name: str, settings: ProviderSettings) -> Provider:
+    """Build the provider that jobs call ``name`` (normally ``settings.name``) from ``settings``.
+
+    Raises :class:`~batchrunner.errors.ConfigError` when a key is needed and missing.
+    """
+    if settings.kind == "fake":
+        from batchrunner.providers.fake import FakeProvider
+
+        return FakeProvider(name=name, latency_ms=settings.fake_latency_ms)
+    if settings.api_key is None or not settings.api_key:
+        raise missing_key_error(name, settings.key_env)
+    if settings.kind == "anthropic":
+        from batchrunner.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            name=name,
+            connect_timeout_s=settings.connect_timeout_s,
+            timeout_s=settings.timeout_s,
+        )
+    from batchrunner.providers.openai import OpenAIProvider
+
+    return OpenAIProvider(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        name=name,
+        connect_timeout_s=settings.connect_timeout_s,
+        timeout_s=settings.timeout_s,
+    )

@@ -67,8 +67,8 @@ class FakeServerConfig:
         if not math.isfinite(self.window_s) or self.window_s <= 0:
             problems.append(f"window_s must be > 0, not {self.window_s}")
         for name, low, value in (
-            ("rpm", 1, self.rpm or 1),
-            ("tpm", 1, self.tpm or 1),
+            ("rpm", 1, 1 if self.rpm is None else self.rpm),
+            ("tpm", 1, 1 if self.tpm is None else self.tpm),
             ("embedding_dim", 1, self.embedding_dim),
             ("default_max_tokens", 1, self.default_max_tokens),
         ):

@@ -1,0 +1,418 @@
+"""The provider limiter: windows, oversized requests, settling, 429 pauses, AIMD and headers.
+
+Almost every test runs on a virtual clock (``FakeTime``): the limiter's injected ``sleep`` parks the
+caller until the test moves time forward, so the tests assert exact times and never sleep. Two tests
+at the end run in real time to check the achieved rate with the real clock and ``asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from heapq import heappop, heappush
+from itertools import count
+
+import pytest
+
+from batchrunner.models import RateLimitInfo
+from batchrunner.ratelimit import ProviderLimiter, RateLimits, Reservation, Slot
+
+SPAN = 1.025  # the default window (1 s) plus guard (25 ms)
+
+
+class FakeTime:
+    """A virtual clock. With ``autojump`` a sleep just moves time forward (one task at a time);
+    without it, sleepers wait until :meth:`advance` moves time past their deadline."""
+
+    def __init__(self, *, autojump: bool = False) -> None:
+        self.now = 0.0
+        self.autojump = autojump
+        self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        assert delay > 0 and math.isfinite(delay), delay  # never a zero, negative, NaN or infinite sleep
+        self.sleeps.append(delay)
+        if self.autojump:
+            self.now += delay
+            await asyncio.sleep(0)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heappush(self._sleepers, (self.now + delay, next(self._order), waiter))
+        await waiter
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper at its deadline and letting the woken tasks run."""
+        target = self.now + seconds
+        await _run_ready()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            when, _, waiter = heappop(self._sleepers)
+            self.now = max(self.now, when)
+            if not waiter.done():
+                waiter.set_result(None)
+            await _run_ready()
+        self.now = target
+        await _run_ready()
+
+
+async def _run_ready() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def make(clock: FakeTime, **limits: float | int | bool | None) -> ProviderLimiter:
+    return ProviderLimiter(
+        RateLimits(**limits),  # type: ignore[arg-type]
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(42),
+    )
+
+
+def max_in_any_window(stamps: list[float], amounts: list[int] | None = None, width: float = 1.0) -> int:
+    weights = amounts or [1] * len(stamps)
+    return max(
+        sum(w for s, w in zip(stamps, weights, strict=True) if start <= s < start + width) for start in stamps
+    )
+
+
+async def acquire_times(limiter: ProviderLimiter, clock: FakeTime, tokens: list[int]) -> list[float]:
+    stamps = []
+    for amount in tokens:
+        await limiter.acquire(amount)
+        stamps.append(clock.now)
+    return stamps
+
+
+async def test_a_burst_is_one_quantum_then_one_quantum_per_window() -> None:
+    # 600 RPM = 10 per second: 10 at once, the next 10 when the first leave the window (1 s + guard)
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=600), clock, [0] * 25)
+    assert stamps == [0.0] * 10 + [pytest.approx(SPAN)] * 10 + [pytest.approx(2 * SPAN)] * 5
+    assert max_in_any_window(stamps) == 10
+
+
+async def test_long_run_rate_is_the_limit_less_the_guard() -> None:
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=3000), clock, [0] * 2001)  # 50 per second
+    rate = 2000 / stamps[-1]
+    assert 0.97 * 50 < rate <= 50
+    assert rate == pytest.approx(50 / SPAN)
+    assert max_in_any_window(stamps[:400]) == 50
+
+
+async def test_below_60_rpm_each_request_holds_the_window_for_60_over_rpm_seconds() -> None:
+    # 30 RPM: one request every 2 s (times the guard), never two in a window
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=30), clock, [0] * 4)
+    assert stamps == pytest.approx([0.0, 2 * SPAN, 4 * SPAN, 6 * SPAN])
+
+
+async def test_a_fractional_quantum_rounds_down() -> None:
+    # 90 RPM = 1.5 per second: one request per window (documented; as providers quantise)
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=90), clock, [0] * 3)
+    assert stamps == pytest.approx([0.0, SPAN, 2 * SPAN])
+
+
+async def test_tokens_per_window() -> None:
+    # 60,000 TPM = 1,000 tokens per second: three 300-token requests per window
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, tpm=60_000), clock, [300] * 7)
+    assert stamps == pytest.approx([0.0] * 3 + [SPAN] * 3 + [2 * SPAN])
+
+
+async def test_rpm_and_tpm_together_the_stricter_wins() -> None:
+    # 10 requests/s but only 1,000 tokens/s: 500-token requests go two per window
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=600, tpm=60_000), clock, [500] * 4)
+    assert stamps == pytest.approx([0.0, 0.0, SPAN, SPAN])
+
+
+async def test_an_oversized_request_goes_alone_and_holds_the_window_longer() -> None:
+    # 6,000 TPM = 100 tokens per second; a 250-token request can never fit, yet must not deadlock
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, tpm=6_000), clock, [50, 250, 50])
+    # the 250 waits for the window to empty (the 50 leaves at SPAN), then holds it for 2.5 windows
+    assert stamps == pytest.approx([0.0, SPAN, SPAN + 2.5 * SPAN])
+
+
+async def test_usage_above_the_reservation_is_charged() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, tpm=60_000)
+    reservation = await limiter.acquire(100)
+    limiter.settle(reservation, 700)  # 600 more than reserved: the window holds 700 now
+    assert (await acquire_times(limiter, clock, [300]))[0] == 0.0  # 1,000: fits exactly
+    assert (await acquire_times(limiter, clock, [1]))[0] == pytest.approx(SPAN)
+
+
+async def test_unused_tokens_stay_counted_by_default() -> None:
+    # OpenAI and the fake server charge prompt + max_tokens up front: no refund within the window
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, tpm=60_000)
+    limiter.settle(await limiter.acquire(900), 100)
+    assert (await acquire_times(limiter, clock, [300]))[0] == pytest.approx(SPAN)
+
+
+async def test_unused_tokens_are_refunded_when_asked() -> None:
+    # providers that settle to actual usage (Anthropic's output tokens): give the 800 back
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, tpm=60_000, refund_unused=True)
+    limiter.settle(await limiter.acquire(900), 100)
+    assert (await acquire_times(limiter, clock, [900]))[0] == 0.0
+
+
+async def test_settle_edge_cases() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, tpm=60_000, refund_unused=True)
+    reservation = await limiter.acquire(900)
+    limiter.settle(reservation, None)  # usage unknown: the reservation stands
+    assert (await acquire_times(limiter, clock, [200]))[0] == pytest.approx(SPAN)
+    with pytest.raises(ValueError, match="already settled"):
+        limiter.settle(reservation, 10)
+    late = await limiter.acquire(500)
+    await clock.sleep(10.0)
+    limiter.settle(late, 0)  # refunding an entry that already left the window changes nothing
+    assert (await acquire_times(limiter, clock, [1000]))[0] == pytest.approx(SPAN + 10.0)
+    assert repr(late) == "Reservation(tokens=500, settled=True)"
+
+
+async def test_without_limits_nothing_waits() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock)
+    reservation = await limiter.acquire(10**9)
+    limiter.settle(reservation, 5)
+    assert isinstance(reservation, Reservation)
+    assert clock.sleeps == []
+
+
+async def test_waiters_are_served_first_in_first_out() -> None:
+    # a big request that arrived first is not starved by small ones behind it
+    clock = FakeTime()
+    limiter = make(clock, tpm=60_000)
+    await limiter.acquire(800)
+    order: list[int] = []
+
+    async def request(tokens: int) -> None:
+        await limiter.acquire(tokens)
+        order.append(tokens)
+
+    tasks = [asyncio.create_task(request(n)) for n in (900, 10, 20, 30)]
+    await clock.advance(0.5)
+    assert order == []  # the 10 would fit now, but the 900 is ahead of it
+    await clock.advance(SPAN)
+    assert order == [900, 10, 20, 30]  # 960 tokens: all in the second window, in arrival order
+    await asyncio.gather(*tasks)
+
+
+async def test_a_cancelled_waiter_lets_the_next_one_through() -> None:
+    clock = FakeTime()
+    limiter = make(clock, rpm=60)
+    await limiter.acquire(0)
+    first = asyncio.create_task(limiter.acquire(0))
+    second = asyncio.create_task(limiter.acquire(0))
+    await clock.advance(0.1)
+    first.cancel()
+    await clock.advance(SPAN)
+    assert second.done() and first.cancelled()
+    await second
+
+
+async def test_429_pauses_the_whole_provider_until_retry_after_plus_jitter() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, pause_jitter_s=1.0)
+    deadline = limiter.on_rate_limited(None, retry_after=5.0)
+    assert 5.0 <= deadline <= 6.0
+    assert limiter.paused_until == deadline
+    await limiter.acquire(1)
+    assert clock.now == pytest.approx(deadline)
+    # an earlier pause never shortens a later one
+    limiter.pause_until(0.0)
+    assert limiter.paused_until == deadline
+
+
+# (retry_after, lowest pause, highest pause)
+PAUSES: list[tuple[float | None, float, float]] = [
+    # no Retry-After: the default 1 s, plus up to 1 s of jitter
+    (None, 1.0, 2.0),
+    # Retry-After 0: only the jitter
+    (0.0, 0.0, 1.0),
+    # garbage is the default
+    (math.nan, 1.0, 2.0),
+    (-3.0, 1.0, 2.0),
+    (math.inf, 1.0, 2.0),
+    # a day is capped at 300 s
+    (86_400.0, 300.0, 301.0),
+]
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"), PAUSES)
+def test_pause_lengths(retry_after: float | None, low: float, high: float) -> None:
+    limiter = make(FakeTime())
+    assert low <= limiter.on_rate_limited(None, retry_after=retry_after) <= high
+
+
+async def test_429s_halve_concurrency_once_per_generation_and_successes_recover_it() -> None:
+    limiter = make(FakeTime(), max_concurrency=16, min_concurrency=3, successes_per_increase=2)
+    async with limiter.slot() as old, limiter.slot() as also_old:
+        limiter.on_rate_limited(old)
+        assert limiter.concurrency_limit == 8
+        limiter.on_rate_limited(also_old)  # in flight before the cut: tells us nothing new
+        assert limiter.concurrency_limit == 8
+        async with limiter.slot() as new:
+            assert new == Slot(generation=1)
+            limiter.on_rate_limited(new)  # started after the cut and still limited: cut again
+            assert limiter.concurrency_limit == 4
+    limiter.on_rate_limited(None)  # without a slot, always cut ... down to the floor
+    assert limiter.concurrency_limit == 3
+    for _ in range(2 * 20):  # +1 per 2 successes, up to the maximum
+        limiter.on_success()
+    assert limiter.concurrency_limit == 16
+
+
+async def test_slots_wait_for_a_free_one_in_order() -> None:
+    limiter = make(FakeTime(), max_concurrency=2)
+    entered: list[int] = []
+    release = asyncio.Event()
+
+    async def worker(n: int) -> None:
+        async with limiter.slot():
+            entered.append(n)
+            await release.wait()
+
+    tasks = [asyncio.create_task(worker(n)) for n in range(4)]
+    await _run_ready()
+    assert entered == [0, 1] and limiter.in_flight == 2
+    release.set()
+    await asyncio.gather(*tasks)
+    assert entered == [0, 1, 2, 3] and limiter.in_flight == 0
+
+
+async def test_a_cut_blocks_new_slots_and_recovery_wakes_them() -> None:
+    limiter = make(FakeTime(), max_concurrency=2, min_concurrency=1, successes_per_increase=1)
+    async with limiter.slot() as slot:
+        limiter.on_rate_limited(slot)
+        assert limiter.concurrency_limit == 1
+        waiter = asyncio.create_task(_enter_and_leave(limiter))
+        await _run_ready()
+        assert not waiter.done()  # 1 in flight, limit 1
+        limiter.on_success(slot)  # limit back to 2: the waiter gets in
+        await _run_ready()
+        assert waiter.done()
+    assert limiter.in_flight == 0
+
+
+async def _enter_and_leave(limiter: ProviderLimiter) -> None:
+    async with limiter.slot():
+        pass
+
+
+async def test_a_cancelled_slot_waiter_does_not_leak_a_slot() -> None:
+    limiter = make(FakeTime(), max_concurrency=1)
+    async with limiter.slot():
+        waiter = asyncio.create_task(_enter_and_leave(limiter))
+        await _run_ready()
+        waiter.cancel()
+        await _run_ready()
+    assert waiter.cancelled()
+    assert limiter.in_flight == 0
+    await _enter_and_leave(limiter)  # the slot is free again
+
+
+async def test_a_slot_granted_then_cancelled_is_given_back() -> None:
+    limiter = make(FakeTime(), max_concurrency=1)
+    async with limiter.slot():
+        waiter = asyncio.create_task(_enter_and_leave(limiter))
+        await _run_ready()
+    waiter.cancel()  # granted at the exit above, cancelled before it could run
+    await _run_ready()
+    assert waiter.cancelled()
+    assert limiter.in_flight == 0
+
+
+async def test_headers_with_nothing_remaining_hold_dispatch_until_the_reset() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600)
+    limiter.observe_headers(RateLimitInfo(remaining_requests=0, reset_requests_s=0.3))
+    await limiter.acquire(0)
+    assert clock.now == pytest.approx(0.3)
+
+
+async def test_headers_with_little_remaining_allow_only_that_much() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, tpm=60_000)
+    await limiter.acquire(100)
+    # the provider has 3 requests left (our window still allows 9) and plenty of tokens
+    limiter.observe_headers(RateLimitInfo(remaining_requests=3, remaining_tokens=50_000))
+    stamps = await acquire_times(limiter, clock, [100] * 4)
+    assert stamps == pytest.approx([0.0, 0.0, 0.0, SPAN])
+
+
+async def test_headers_that_say_plenty_change_nothing() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, tpm=60_000)
+    limiter.observe_headers(None)
+    limiter.observe_headers(
+        RateLimitInfo(remaining_requests=590, remaining_tokens=59_000, reset_tokens_s=0.1)
+    )
+    limiter.observe_headers(
+        RateLimitInfo(remaining_requests=None, remaining_tokens=0, reset_tokens_s=math.nan)
+    )
+    stamps = await acquire_times(limiter, clock, [0] * 10)
+    assert stamps == [0.0] * 10  # requests untouched; 0 tokens fit a full token window
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rpm": 0},  # a zero limit would block forever: use None for "no limit"
+        {"tpm": math.inf},
+        {"max_concurrency": 0},
+        {"min_concurrency": 5, "max_concurrency": 4},
+        {"successes_per_increase": 0},
+        {"window_s": 0.0},
+        {"guard_s": -0.1},
+        {"pause_jitter_s": math.nan},
+    ],
+)
+def test_limits_reject_bad_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RateLimits(**kwargs)  # type: ignore[arg-type]
+
+
+async def _real_time_run(limiter: ProviderLimiter, tokens: int, seconds: float) -> list[float]:
+    """Many workers acquire as fast as the limiter lets them for ``seconds`` of real time."""
+    start = time.monotonic()
+    stamps: list[float] = []
+
+    async def worker() -> None:
+        while True:
+            await limiter.acquire(tokens)
+            stamps.append(time.monotonic() - start)
+
+    workers = [asyncio.create_task(worker()) for _ in range(30)]
+    await asyncio.sleep(seconds)
+    for task in workers:
+        task.cancel()  # also checks that waiters cancelled mid-wait leave cleanly
+    await asyncio.gather(*workers, return_exceptions=True)
+    return [s for s in stamps if s < seconds]
+
+
+async def test_real_time_rpm() -> None:
+    # 1,200 RPM = 20 per second: over 2 s, 95-100 % of 40 requests, never more than 20 (+1) in a second
+    stamps = await _real_time_run(ProviderLimiter(RateLimits(rpm=1200)), tokens=0, seconds=2.0)
+    assert 0.95 * 40 <= len(stamps) <= 40
+    assert max_in_any_window(stamps) <= 20 + 1
+
+
+async def test_real_time_tpm() -> None:
+    # 60,000 TPM = 1,000 tokens per second in 250-token requests: 95-100 % of 2,000 tokens in 2 s
+    stamps = await _real_time_run(ProviderLimiter(RateLimits(tpm=60_000)), tokens=250, seconds=2.0)
+    assert 0.95 * 2_000 <= 250 * len(stamps) <= 2_000
+    assert max_in_any_window(stamps, [250] * len(stamps)) <= 1_000 + 250

@@ -37,6 +37,7 @@ from batchrunner.providers.http_errors import (
     invalid_response,
     json_object,
     redact,
+    safe_cause,
     token_count,
     transport_error,
     transport_failure_kind,
@@ -124,7 +125,7 @@ class AnthropicProvider:
             )
             text = await raw.text()
         except anthropic.AnthropicError as exc:
-            raise self._sdk_error(exc, request.timeout_s) from exc
+            raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         return self._response(raw.status_code, raw.headers, text)
 
     async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
@@ -145,11 +146,11 @@ class AnthropicProvider:
                 headers = stream.response.headers
                 message = await stream.get_final_message()
         except anthropic.AnthropicError as exc:
-            raise self._sdk_error(exc, request.timeout_s) from exc
+            raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         except (
             Exception
         ) as exc:  # the SDK lets transport and decoding errors of a stream through untranslated
-            raise self._stream_failure(exc, headers, request.timeout_s) from exc
+            raise self._stream_failure(exc, headers, request.timeout_s) from safe_cause(exc, self._secrets)
         return self._response(200, headers, message.to_json(indent=None))
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:

@@ -65,6 +65,7 @@ __all__ = [
     "openai_rate_limits",
     "parse_duration",
     "redact",
+    "safe_cause",
     "token_count",
     "transport_error",
     "transport_failure_kind",
@@ -90,9 +91,16 @@ _RUN_STOPPING_CODES = frozenset(
 _PERMANENT_EVENT_TYPES = frozenset({"invalid_request_error", "not_found_error", "request_too_large"})
 
 _CONNECT_PHASE = frozenset(
-    {"ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol", "InvalidURL"}
+    {
+        "ConnectError",
+        "ConnectTimeout",
+        "PoolTimeout",
+        "UnsupportedProtocol",
+        "InvalidURL",
+        "ConnectionRefusedError",
+    }
 )
-"""Transport exception names (httpx, httpx2, httpcore) raised before any request byte was sent."""
+"""Exception names (httpx, httpx2, httpcore, builtins) that mean no request byte was sent."""
 _TRANSPORT_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
 
 
@@ -102,6 +110,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if len(secret) >= _MIN_SECRET_CHARS:
             text = text.replace(secret, MASK)
     return _KEY_LIKE.sub(MASK, text)
+
+
+def safe_cause(exc: BaseException, secrets: Iterable[str] = ()) -> BaseException | None:
+    """``exc`` to chain under the translated error (``raise ... from safe_cause(exc)``), or ``None`` when
+    its text, or its own cause's, holds a secret or a key-shaped string: a traceback prints the chain, and
+    a server that echoes a (masked) key would otherwise put it in the log."""
+    secrets = tuple(secrets)
+    for link in (exc, exc.__cause__):
+        if link is not None and redact(str(link), secrets) != str(link):
+            return None
+    return exc
 
 
 def _clip(text: str) -> str:

@@ -38,6 +38,7 @@ from batchrunner.providers.http_errors import (
     json_object,
     openai_rate_limits,
     redact,
+    safe_cause,
     token_count,
     transport_error,
 )
@@ -108,7 +109,7 @@ class OpenAIProvider:
             )
             text = await raw.text()
         except openai.OpenAIError as exc:
-            raise self._sdk_error(exc, request.timeout_s) from exc
+            raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         return self._response(Endpoint(request.endpoint), raw.status_code, raw.headers, text)
 
     def _sdk_error(self, exc: openai.OpenAIError, timeout_s: float) -> ProviderError:

@@ -45,7 +45,7 @@ def _param(kind: FaultKind) -> str:
 def _fault_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One ``--pKIND`` probability option per fault kind, documented from the kind's docstring."""
     for kind in reversed(FaultKind):
-        help_text = f"Probability of: {(kind.__doc__ or kind.value).strip()}"
+        help_text = f"Probability of: {kind.description}"
         command = click.option(
             f"--p{kind.value}",
             _param(kind),

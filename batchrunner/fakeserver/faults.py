@@ -33,55 +33,63 @@ class FaultKind(StrEnum):
     """A fault the server can inject; the value is its name in plans and ``--p<name>`` flags."""
 
     RATE_LIMIT = "429"
-    """429 rate limited, with ``retry-after`` (whole seconds) and ``retry-after-ms``."""
     RATE_LIMIT_DATE = "429-date"
-    """429 rate limited, with ``retry-after`` as an HTTP date (and no ``retry-after-ms``)."""
     BAD_REQUEST = "400"
-    """400 invalid request."""
     UNAUTHORIZED = "401"
-    """401 invalid API key."""
     FORBIDDEN = "403"
-    """403 permission denied."""
     NOT_FOUND = "404"
-    """404 model not found."""
     REQUEST_TIMEOUT = "408"
-    """408 request timeout."""
     CONFLICT = "409"
-    """409 conflict."""
     UNPROCESSABLE = "422"
-    """422 unprocessable entity."""
     SERVER_ERROR = "500"
-    """500 internal server error."""
     BAD_GATEWAY = "502"
-    """502 bad gateway."""
     UNAVAILABLE = "503"
-    """503 service unavailable."""
     GATEWAY_TIMEOUT = "504"
-    """504 gateway timeout."""
     OVERLOADED = "529"
-    """529 overloaded (Anthropic ``overloaded_error``), with ``x-should-retry: true``."""
     RESET = "reset"
-    """The connection is reset (TCP RST) without any response."""
     HANG = "hang"
-    """No answer until the client gives up (or ``max_hang_s`` passes; then the connection is reset)."""
     TRUNCATE = "truncate"
-    """200 whose body stops half way (Content-Length promises more), then the connection closes."""
     BAD_JSON = "bad-json"
-    """200 with a body that is not valid JSON."""
     HTML = "html"
-    """200 with an HTML page instead of JSON."""
     NO_USAGE = "no-usage"
-    """200 with a normal answer but no ``usage``."""
     QUOTA = "quota"
-    """Billing: OpenAI 429 ``insufficient_quota`` (on Anthropic routes: the credit-balance 400)."""
     CREDIT = "credit"
-    """Billing: Anthropic 400 "credit balance is too low" (on OpenAI routes: 429 ``insufficient_quota``)."""
+
+    @property
+    def description(self) -> str:
+        """What the fault does, for ``--help`` and docs."""
+        return _DESCRIPTIONS[self]
 
     @property
     def breaks_connection(self) -> bool:
         """True when the fault leaves no complete HTTP response behind."""
         return self in (FaultKind.RESET, FaultKind.HANG, FaultKind.TRUNCATE)
 
+
+_DESCRIPTIONS: dict[FaultKind, str] = {
+    FaultKind.RATE_LIMIT: "429 rate limited, with retry-after (seconds) and retry-after-ms.",
+    FaultKind.RATE_LIMIT_DATE: "429 rate limited, with retry-after as an HTTP date.",
+    FaultKind.BAD_REQUEST: "400 invalid request.",
+    FaultKind.UNAUTHORIZED: "401 invalid API key.",
+    FaultKind.FORBIDDEN: "403 permission denied.",
+    FaultKind.NOT_FOUND: "404 model not found.",
+    FaultKind.REQUEST_TIMEOUT: "408 request timeout.",
+    FaultKind.CONFLICT: "409 conflict.",
+    FaultKind.UNPROCESSABLE: "422 unprocessable entity.",
+    FaultKind.SERVER_ERROR: "500 internal server error.",
+    FaultKind.BAD_GATEWAY: "502 bad gateway.",
+    FaultKind.UNAVAILABLE: "503 service unavailable.",
+    FaultKind.GATEWAY_TIMEOUT: "504 gateway timeout.",
+    FaultKind.OVERLOADED: "529 overloaded (overloaded_error), with x-should-retry: true.",
+    FaultKind.RESET: "connection reset (TCP RST), no response.",
+    FaultKind.HANG: "no answer until the client gives up (or --max-hang-s passes).",
+    FaultKind.TRUNCATE: "200 whose body stops half way, then the connection closes.",
+    FaultKind.BAD_JSON: "200 with a body that is not valid JSON.",
+    FaultKind.HTML: "200 with an HTML page instead of JSON.",
+    FaultKind.NO_USAGE: "200 with a normal answer but no usage.",
+    FaultKind.QUOTA: "OpenAI 429 insufficient_quota (Anthropic routes: the credit-balance 400).",
+    FaultKind.CREDIT: "Anthropic 400 credit balance too low (OpenAI routes: 429 insufficient_quota).",
+}
 
 _OK = "ok"
 DIRECTIVE_RE = re.compile(r"\[\[fault:([^\]]*)\]\]")

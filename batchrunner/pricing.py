@@ -1,0 +1,230 @@
+"""The price table and the cost of one call, in exact decimal US dollars.
+
+Prices are USD per 1M tokens: ``input``, ``cached_input`` and ``output``. The built-in table holds
+the public list prices (standard tier: no Batch API discount, no priority/flex tier, short context)
+of current OpenAI and Anthropic models; a configuration file can add models or replace prices with
+:meth:`PriceTable.with_overrides` (``[prices."my-model"] input = 0.5, output = 1.5``).
+
+Decisions:
+
+- **Decimal, not float**: a run adds up millions of tiny amounts (``0.000435``); decimal arithmetic
+  keeps every row and every total exact, so exports show ``0.000435``, not ``0.00043499999999999995``,
+  and tests compare exact values. Convert with ``float()`` only at a boundary that needs it (the
+  store's ``cost_usd`` column is a float).
+- **Unknown model -> None, never a guess**: a fine-tuned model (``ft:gpt-4o-mini:...``), a local model
+  behind an OpenAI-compatible server, or a model released after this table has no cost, and the
+  ``status`` shows "unknown" rather than a made-up number. Override to price it.
+- **Snapshots**: a dated snapshot costs what its base model costs, so ``gpt-4o-mini-2024-07-18``
+  resolves to ``gpt-4o-mini`` and ``claude-3-5-haiku-20241022`` / ``claude-3-5-haiku-latest`` to
+  ``claude-3-5-haiku``. An exact entry wins over that rule, for the snapshots priced differently
+  from their base (``gpt-4o-2024-05-13``); an override of a base model covers its snapshots too.
+- **Cached tokens** are a subset of the input tokens (OpenAI's ``prompt_tokens_details.cached_tokens``
+  semantics, followed by :class:`~batchrunner.models.Usage` for every provider): ``input - cached`` are
+  billed at ``input``, ``cached`` at ``cached_input`` (or at ``input`` when a model has no cache price).
+  For Anthropic the adapter reports ``input = input_tokens + cache_read_input_tokens +
+  cache_creation_input_tokens`` and ``cached = cache_read_input_tokens``, so cache reads get the cache
+  price; cache *writes* are billed here at the base input price, while Anthropic charges 1.25x (5-minute)
+  or 2x (1-hour) for them -- ``Usage`` does not carry cache writes separately, so a run that writes a
+  lot of cache is under-counted by that premium.
+- **The fake provider's model** ``fake-model`` costs what ``gpt-4o-mini`` costs, so a cost rehearsal
+  with ``--provider fake`` shows realistic numbers for a typical small model; to rehearse another
+  model's bill, run the fake provider with that model's name (the fake answers any model).
+
+Prices change: the table below was taken from openai.com/api/pricing and the Anthropic pricing page
+as of 2025-11. Check them before relying on a bill; override what differs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Final
+
+from batchrunner.errors import ConfigError
+from batchrunner.models import Usage
+
+__all__ = ["BUILTIN_PRICES", "FAKE_MODEL", "PRICES_AS_OF", "ModelPrice", "PriceTable"]
+
+PRICES_AS_OF: Final = "2025-11"
+"""When the built-in list prices were taken."""
+FAKE_MODEL: Final = "fake-model"
+"""The fake provider's model; priced like gpt-4o-mini."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelPrice:
+    """USD per 1M tokens. ``cached_input=None``: cached input is billed at the ``input`` price."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, Decimal) and value.is_finite() and value >= 0):
+                raise ValueError(f"{name} must be a finite Decimal >= 0, not {value!r}")
+
+
+def _p(input: str, cached_input: str | None, output: str) -> ModelPrice:
+    return ModelPrice(
+        input=Decimal(input),
+        output=Decimal(output),
+        cached_input=None if cached_input is None else Decimal(cached_input),
+    )
+
+
+# List prices, USD per 1M tokens (input, cached input, output), taken 2025-11 (PRICES_AS_OF).
+_BUILTIN: Final[Mapping[str, ModelPrice]] = {
+    # OpenAI: GPT-5
+    "gpt-5": _p("1.25", "0.125", "10.00"),
+    "gpt-5-mini": _p("0.25", "0.025", "2.00"),
+    "gpt-5-nano": _p("0.05", "0.005", "0.40"),
+    "gpt-5-chat-latest": _p("1.25", "0.125", "10.00"),
+    "gpt-5.1": _p("1.25", "0.125", "10.00"),
+    "gpt-5-pro": _p("15.00", None, "120.00"),
+    # OpenAI: GPT-4.1 and GPT-4o
+    "gpt-4.1": _p("2.00", "0.50", "8.00"),
+    "gpt-4.1-mini": _p("0.40", "0.10", "1.60"),
+    "gpt-4.1-nano": _p("0.10", "0.025", "0.40"),
+    "gpt-4o": _p("2.50", "1.25", "10.00"),
+    "gpt-4o-2024-05-13": _p("5.00", None, "15.00"),  # the first gpt-4o snapshot kept its launch price
+    "chatgpt-4o-latest": _p("5.00", None, "15.00"),
+    "gpt-4o-mini": _p("0.15", "0.075", "0.60"),
+    # OpenAI: reasoning models
+    "o1": _p("15.00", "7.50", "60.00"),
+    "o1-mini": _p("1.10", "0.55", "4.40"),
+    "o3": _p("2.00", "0.50", "8.00"),
+    "o3-mini": _p("1.10", "0.55", "4.40"),
+    "o3-pro": _p("20.00", None, "80.00"),
+    "o4-mini": _p("1.10", "0.275", "4.40"),
+    # OpenAI: older chat models still served
+    "gpt-4-turbo": _p("10.00", None, "30.00"),
+    "gpt-4": _p("30.00", None, "60.00"),
+    "gpt-3.5-turbo": _p("0.50", None, "1.50"),
+    # OpenAI: embeddings (no output tokens)
+    "text-embedding-3-small": _p("0.02", None, "0"),
+    "text-embedding-3-large": _p("0.13", None, "0"),
+    "text-embedding-ada-002": _p("0.10", None, "0"),
+    # Anthropic: cached input = cache reads (0.1x input)
+    "claude-opus-4-5": _p("5.00", "0.50", "25.00"),
+    "claude-opus-4-1": _p("15.00", "1.50", "75.00"),
+    "claude-opus-4": _p("15.00", "1.50", "75.00"),
+    "claude-opus-4-0": _p("15.00", "1.50", "75.00"),
+    "claude-sonnet-4-5": _p("3.00", "0.30", "15.00"),
+    "claude-sonnet-4": _p("3.00", "0.30", "15.00"),
+    "claude-sonnet-4-0": _p("3.00", "0.30", "15.00"),
+    "claude-haiku-4-5": _p("1.00", "0.10", "5.00"),
+    "claude-3-7-sonnet": _p("3.00", "0.30", "15.00"),
+    "claude-3-5-sonnet": _p("3.00", "0.30", "15.00"),
+    "claude-3-5-haiku": _p("0.80", "0.08", "4.00"),
+    "claude-3-opus": _p("15.00", "1.50", "75.00"),
+    "claude-3-haiku": _p("0.25", "0.03", "1.25"),
+    # batchrunner's fake provider: priced like gpt-4o-mini so that rehearsals show real-looking costs
+    FAKE_MODEL: _p("0.15", "0.075", "0.60"),
+}
+
+_SNAPSHOT_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+"""OpenAI's ``-2024-07-18``, Anthropic's ``-20241022`` and ``-latest``."""
+_PRICE_FIELDS: Final = frozenset({"input", "cached_input", "output"})
+_PER_TOKENS_EXPONENT: Final = -6  # prices are per 1M tokens
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PriceTable:
+    """Model name -> price. Names are matched case-insensitively; see the module docstring for snapshots."""
+
+    prices: Mapping[str, ModelPrice]
+
+    def __post_init__(self) -> None:
+        lowered = {name.strip().lower(): price for name, price in self.prices.items()}
+        object.__setattr__(self, "prices", MappingProxyType(lowered))
+
+    def with_overrides(self, overrides: Mapping[str, ModelPrice | Mapping[str, object]]) -> PriceTable:
+        """A new table with ``overrides`` added or replacing prices (raw mappings come from config).
+
+        A raw mapping needs ``input`` and ``output`` and may give ``cached_input`` (numbers or
+        numeric strings, USD per 1M tokens); anything else raises :class:`ConfigError`.
+        """
+        merged = dict(self.prices)
+        for model, value in overrides.items():
+            merged[model.strip().lower()] = value if isinstance(value, ModelPrice) else _parse(model, value)
+        return PriceTable(prices=merged)
+
+    def resolve(self, model: str) -> str | None:
+        """The table's name for ``model`` (itself, or its base model for a snapshot), or ``None``."""
+        name = model.strip().lower()
+        if name in self.prices:
+            return name
+        base = _SNAPSHOT_SUFFIX.sub("", name)
+        return base if base != name and base in self.prices else None
+
+    def price(self, model: str | None) -> ModelPrice | None:
+        name = None if model is None else self.resolve(model)
+        return None if name is None else self.prices[name]
+
+    def cost(self, model: str | None, usage: Usage) -> Decimal | None:
+        """USD for one call's ``usage``; ``None`` for a model without a price.
+
+        Counts are made safe rather than trusted: negatives count as 0 and cached tokens as at most
+        the input tokens (some OpenAI-compatible servers report odd usage; a bill must not go negative).
+        """
+        price = self.price(model)
+        if price is None:
+            return None
+        input_tokens = max(0, usage.input_tokens)
+        cached = min(max(0, usage.cached_tokens), input_tokens)
+        cached_rate = price.input if price.cached_input is None else price.cached_input
+        total = (input_tokens - cached) * price.input + cached * cached_rate
+        total += max(0, usage.output_tokens) * price.output
+        return total.scaleb(_PER_TOKENS_EXPONENT)
+
+    def worst_case_cost(
+        self, model: str | None, input_tokens_estimate: int, max_tokens: int
+    ) -> Decimal | None:
+        """The most one call can cost, for budget reservation: no cache hits and all ``max_tokens`` used."""
+        price = self.price(model)
+        if price is None:
+            return None
+        total = max(0, input_tokens_estimate) * price.input + max(0, max_tokens) * price.output
+        return total.scaleb(_PER_TOKENS_EXPONENT)
+
+
+BUILTIN_PRICES: Final = PriceTable(prices=_BUILTIN)
+"""The built-in list prices (see ``PRICES_AS_OF``)."""
+
+
+def _parse(model: str, raw: Mapping[str, object]) -> ModelPrice:
+    """A price from configuration, with errors that name the model and the field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"prices.{model}: expected a table with input, output and cached_input")
+    unknown = sorted(set(raw) - _PRICE_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"prices.{model}: unknown field(s) {', '.join(unknown)} (use input, cached_input, output)"
+        )
+    for needed in ("input", "output"):
+        if needed not in raw:
+            raise ConfigError(f"prices.{model}: {needed} is required (USD per 1M tokens)")
+    cached = raw.get("cached_input")
+    return ModelPrice(
+        input=_amount(model, "input", raw["input"]),
+        output=_amount(model, "output", raw["output"]),
+        cached_input=None if cached is None else _amount(model, "cached_input", cached),
+    )
+
+
+def _amount(model: str, field: str, value: object) -> Decimal:
+    """A finite, non-negative USD amount; floats go through ``str`` so 0.15 is exactly 0.15."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ConfigError(f"prices.{model}.{field}: expected a number, not {value!r}")
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ConfigError(f"prices.{model}.{field}: expected a number, not {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"prices.{model}.{field}: must be a finite number >= 0, not {value!r}")
+    return amount

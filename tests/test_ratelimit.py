@@ -16,6 +16,7 @@ from itertools import count
 
 import pytest
 
+from batchrunner.fakeserver.limits import SlidingWindowLimiter
 from batchrunner.models import RateLimitInfo
 from batchrunner.ratelimit import ProviderLimiter, RateLimits, Reservation, Slot
 
@@ -112,6 +113,20 @@ async def test_below_60_rpm_each_request_holds_the_window_for_60_over_rpm_second
     clock = FakeTime(autojump=True)
     stamps = await acquire_times(make(clock, rpm=30), clock, [0] * 4)
     assert stamps == pytest.approx([0.0, 2 * SPAN, 4 * SPAN, 6 * SPAN])
+
+
+@pytest.mark.parametrize(("rpm", "tpm"), [(600, None), (None, 60_000), (1200, 90_000), (30, None)])
+async def test_the_fake_servers_window_never_refuses_us(rpm: int | None, tpm: int | None) -> None:
+    # what we admit, replayed into the fake server's limiter with 5-25 ms of network jitter: no 429
+    clock, rng = FakeTime(autojump=True), random.Random(3)
+    limiter, server = make(clock, rpm=rpm, tpm=tpm), SlidingWindowLimiter(rpm=rpm, tpm=tpm)
+    arrivals = []
+    for _ in range(300):
+        tokens = rng.choice([50, 200, 700, 1200] if tpm is None or tpm >= 72_000 else [50, 200, 700])
+        await limiter.acquire(tokens)
+        arrivals.append((clock.now + rng.uniform(0.005, 0.025), tokens))
+    refused = [stamp for stamp, tokens in sorted(arrivals) if not server.acquire(stamp, tokens).admitted]
+    assert refused == []
 
 
 async def test_a_fractional_quantum_rounds_down() -> None:

@@ -210,3 +210,12 @@ def cancel(run_name: str | None, db: str, verbose: bool) -> None:
     """Cancel a run's pending and running jobs."""
     count = _boundary(api.cancel(db=db, run=run_name), verbose)
     click.echo(f"{count} job(s) cancelled", err=True)
+
+
+def _register_commands() -> None:
+    from batchrunner.cli.fakeserver import fake_server
+
+    main.add_command(fake_server)
+
+
+_register_commands()

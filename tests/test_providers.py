@@ -315,6 +315,20 @@ async def test_an_echoed_key_is_redacted(oai: OpenAIProvider, ant: AnthropicProv
         assert_no_canary(caught.value)
 
 
+async def test_the_key_stays_out_of_debug_logs(
+    oai: OpenAIProvider, ant: AnthropicProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RELIABILITY.md rule 11 covers the SDKs' own debug logs too (they log request options and headers)."""
+    caplog.set_level(logging.DEBUG)  # every logger: openai, anthropic, httpx2, httpcore, batchrunner
+    await oai.call(chat("log me"))
+    await ant.call(message("log me"))
+    await ant.call(message("log me", max_tokens=30_000))
+    with pytest.raises(RunStoppingError):
+        await oai.call(chat("[[fault:*401]] log me"))
+    assert caplog.records  # the SDKs did log at DEBUG
+    assert CANARY not in caplog.text
+
+
 async def test_unsupported_requests_fail_permanently(oai: OpenAIProvider, ant: AnthropicProvider) -> None:
     with pytest.raises(PermanentError, match="not served"):
         await oai.call(ProviderRequest(endpoint="/v1/messages", body={}, timeout_s=5))

@@ -28,7 +28,9 @@ Why a transport failure is ``possibly_billed`` unless it happened while connecti
 bytes may have left, the provider may have run (and charged) the call even though no answer came back.
 
 Every message starts with the provider's name, keeps the server's own explanation, and is passed
-through :func:`redact`: the configured key and anything shaped like an API key become ``***``.
+through :func:`redact`: the configured key and anything shaped like an API key become ``***``. The SDK
+exception is chained (``raise ... from``) unless its own text holds such a string (:func:`safe_cause`):
+a traceback prints the whole chain.
 """
 
 from __future__ import annotations

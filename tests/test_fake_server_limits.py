@@ -78,7 +78,7 @@ async def test_a_429_storm_refuses_all_but_the_window_cap(fake_server: StartFake
 
 
 async def test_books_count_duplicates_and_peak_concurrency(fake_server: StartFakeServer) -> None:
-    server = fake_server(latency_ms=150)
+    server = fake_server(latency_ms=300)  # long enough for all five to be in flight together
     async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0) as oai:
         prompts = ["a", "a", "a", "b", "c"]
         await asyncio.gather(*(oai.chat.completions.create(model="m", messages=chat(p)) for p in prompts))

@@ -20,7 +20,8 @@ Any non-empty key passes unless ``api_key`` is set, then only that one; otherwis
 string or last user item (responses), the input texts joined by newlines (embeddings). It keys the books and
 the fault schedule, and the answer is derived from it (:mod:`.answers`): the same prompt always gets the same
 text and usage. The *attempt number* of a request is how many requests with its prompt key the server has
-received since it started (or since ``POST /reset``), this one included, whatever their outcome.
+received since it started (or since ``POST /reset``), this one included, on any route and whatever their
+outcome: give each test prompt its own text.
 
 **Faults** (:class:`FaultKind`): by probability per request (``fault_rates`` / ``--p429 0.1``...), and by a
 deterministic schedule per prompt and attempt (:mod:`.faults`): a ``[[fault:500,500]]`` directive inside the

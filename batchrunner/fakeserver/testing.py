@@ -4,7 +4,7 @@
 - :class:`FakeServerProcess`: a ``python -m batchrunner.fakeserver`` subprocess (its own CPU; survives a
   client that is killed), its port read from the first stdout line.
 
-Both are :class:`FakeServerHandle`\\ s: ``base_url``, ``openai_base_url``, and blocking ``stats()`` /
+Both are :class:`FakeServerHandle` objects: ``base_url``, ``openai_base_url``, and blocking ``stats()`` /
 ``reset()`` over HTTP, usable from sync code and from async tests alike (the server runs elsewhere).
 """
 
@@ -18,11 +18,12 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from batchrunner.fakeserver.config import HOST, FakeServerConfig
 from batchrunner.fakeserver.server import start_server
@@ -134,12 +135,16 @@ class FakeServerProcess(FakeServerHandle):
         super().__init__(0)
         self.args = [python, "-m", "batchrunner.fakeserver", "--port", "0", *args]
         self.process: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
 
     def start(self, timeout: float = 20.0) -> Self:
         """Start the process and wait for its ``listening on http://127.0.0.1:PORT`` line."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # stderr goes to a file, not a pipe: nobody drains a pipe during a long benchmark, and a full one
+        # would block the server
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
         line = self._first_line(self.process, timeout)
         match = READY_LINE.match(line.strip())
@@ -164,18 +169,21 @@ class FakeServerProcess(FakeServerHandle):
         return code
 
     def _terminate(self, timeout: float = 10.0) -> tuple[int, str]:
-        process = self.process
-        if process is None:
+        """Stop the process (SIGTERM, then SIGKILL) and return its exit code and stderr."""
+        process, stderr = self.process, self._stderr
+        if process is None or stderr is None:
             return 0, ""
-        self.process = None
+        self.process = self._stderr = None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
-            _, err = process.communicate(timeout=timeout)
+            process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-            _, err = process.communicate()
-        return process.returncode, err
+            process.communicate()
+        with stderr:
+            stderr.seek(0)
+            return process.returncode, stderr.read()
 
     def __enter__(self) -> Self:
         return self.start()

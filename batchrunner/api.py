@@ -22,7 +22,8 @@ from batchrunner.export import ExportFormat, ExportOptions, write_export
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
 from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only
-from batchrunner.store.sql import JobInserter, Store
+from batchrunner.store.sql import Store
+from batchrunner.store.submit import JobInserter
 
 DEFAULT_DB = "batchrunner.db"
 INSERT_BATCH = 2000
@@ -95,7 +96,7 @@ async def submit(
 
 
 async def _load(
-    items: Iterable[JobSpec | manifest.RejectedLine],
+    items: Iterable[JobSpec | list[ManifestIssue]],
     inserter: JobInserter,
     tally: _RejectTally,
     rejects: _RejectsFile | None,
@@ -114,7 +115,7 @@ async def _load(
                 batch = []
             continue
         tally.total += 1
-        tally.shown.extend(item.issues[: max(0, 20 - len(tally.shown))])
+        tally.shown.extend(item[: max(0, 20 - len(tally.shown))])
         if rejects is not None:
             rejects.write(item)
     if skip_invalid or not tally.total:
@@ -130,11 +131,11 @@ class _RejectsFile:
         fd, self.temp_name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.")
         self.out = os.fdopen(fd, "w", encoding="utf-8")
 
-    def write(self, rejected: manifest.RejectedLine) -> None:
+    def write(self, issues: list[ManifestIssue]) -> None:
         record = {
-            "line": rejected.line_number,
-            "errors": [{"field": issue.field, "reason": issue.reason} for issue in rejected.issues],
-            "raw": rejected.raw_text,
+            "file": issues[0].file,
+            "line": issues[0].line,
+            "errors": [{"field": issue.field, "reason": issue.reason} for issue in issues],
         }
         self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
 

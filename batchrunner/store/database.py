@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ SQLITE_PRAGMAS: dict[str, str] = {
 }
 """Set on every SQLite connection, and asserted by a test. ``synchronous=FULL``: a committed checkpoint
 survives a power loss; the run engine groups checkpoints into one commit so the fsync is paid per group."""
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC: the only clock the store uses on SQLite."""
+    return datetime.now(UTC)
 
 
 def resolve_url(target: str) -> URL:

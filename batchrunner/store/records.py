@@ -75,6 +75,8 @@ class Outcome:
     not_before: datetime | None = None
     error_class: str | None = None
     error: str | None = None
+    refund_attempt: bool = False
+    """The attempt does not count against the job (a run-stopping error: every job would fail alike)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,3 +119,14 @@ class ExportRow:
     cached_tokens: int | None
     cost_usd: float | None
     latency_ms: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueState:
+    """What is left of a run's queue."""
+
+    pending: int
+    held_back: int
+    """Pending jobs whose ``not_before`` (a backoff) is still in the future."""
+    next_due_at: datetime | None
+    running: int

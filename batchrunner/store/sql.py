@@ -7,92 +7,25 @@ lease token (RELIABILITY.md rule 2), so a runner that lost its lease changes not
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
-from batchrunner.models import JobSpec, JobState, RunInfo
-from batchrunner.store import reports, tables
-from batchrunner.store.database import Database, resolve_url
+from batchrunner.models import JobState, RunInfo
+from batchrunner.store import reports, runners, tables
+from batchrunner.store.database import Database, resolve_url, utcnow
 from batchrunner.store.migrations import migrate
-from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, RunStats
+from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, QueueState, RunStats
+from batchrunner.store.submit import JobInserter
 
 jobs = tables.jobs
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def content_hash(spec: JobSpec) -> str:
-    """What makes a re-submitted line "the same": provider, endpoint, model, request and metadata."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in (spec.provider, spec.endpoint, spec.model or "", spec.request_json, spec.metadata_json or ""):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-@dataclass(kw_only=True)
-class JobInserter:
-    """Adds batches of jobs to one run inside one open write transaction (see ``Store.bulk_insert``)."""
-
-    conn: AsyncConnection
-    db: Database
-    run: RunInfo
-    inserted: int = 0
-    already_present: int = 0
-    conflicting_ids: list[str] = field(default_factory=list)
-    conflicts: int = 0
-
-    async def add(self, specs: Sequence[JobSpec]) -> None:
-        if not specs:
-            return
-        rows = [
-            {
-                "run_id": self.run.id,
-                "custom_id": s.custom_id,
-                "line_number": s.line_number,
-                "format": s.format.value,
-                "provider": s.provider,
-                "endpoint": s.endpoint.value,
-                "model": s.model,
-                "request_json": s.request_json,
-                "metadata_json": s.metadata_json,
-                "content_hash": content_hash(s),
-            }
-            for s in specs
-        ]
-        added = await self.db.insert_ignoring_conflicts(self.conn, jobs, rows, "run_id", "custom_id")
-        self.inserted += added
-        if added < len(rows):
-            await self._compare_existing(rows, added)
-
-    async def _compare_existing(self, rows: list[dict[str, Any]], added: int) -> None:
-        """Some ids were there already: the same content is fine (idempotent), other content is a conflict."""
-        wanted = {row["custom_id"]: row["content_hash"] for row in rows}
-        query = select(jobs.c.custom_id, jobs.c.content_hash).where(
-            jobs.c.run_id == self.run.id, jobs.c.custom_id.in_(list(wanted))
-        )
-        present = conflicts = 0
-        for custom_id, stored_hash in await self.conn.execute(query):
-            present += 1
-            if stored_hash != wanted[custom_id]:
-                conflicts += 1
-                if len(self.conflicting_ids) < 20:
-                    self.conflicting_ids.append(custom_id)
-        # The rows this batch just added are found too (and match); the rest were there before.
-        self.conflicts += conflicts
-        self.already_present += present - added - conflicts
 
 
 class Store:
@@ -177,6 +110,41 @@ class Store:
 
     async def metadata_keys(self, run: RunInfo) -> list[str]:
         return await reports.metadata_keys(self.db, run)
+
+    # -- runners ----------------------------------------------------------------------------------
+
+    async def register_runner(self, *, runner_id: str, host: str, pid: int, run_id: int) -> None:
+        await runners.register(self.db, runner_id=runner_id, host=host, pid=pid, run_id=run_id)
+
+    async def heartbeat(self, runner_id: str, lease_seconds: float) -> int:
+        """Mark the runner alive and renew every lease it holds, in one transaction."""
+        return await runners.heartbeat(self.db, runner_id, lease_seconds)
+
+    async def mark_stopped(self, runner_ids: list[str]) -> None:
+        await runners.mark_stopped(self.db, runner_ids)
+
+    async def list_runners(self, run_id: int, *, live_only: bool = False) -> list[runners.RunnerInfo]:
+        return await runners.list_runners(self.db, run_id, live_only=live_only)
+
+    async def find_dead_runners(
+        self, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
+    ) -> list[str]:
+        return await runners.find_dead(
+            self.db, run_id, host=host, is_alive=is_alive, stale_after_s=stale_after_s
+        )
+
+    async def queue_state(self, run_id: int) -> QueueState:
+        """How much is left: pending jobs due now, pending ones held back (and the earliest), running ones."""
+        now = utcnow()
+        query = select(
+            func.count().filter(jobs.c.state == JobState.PENDING),
+            func.min(jobs.c.not_before).filter(jobs.c.state == JobState.PENDING, jobs.c.not_before > now),
+            func.count().filter(jobs.c.state == JobState.PENDING, jobs.c.not_before > now),
+            func.count().filter(jobs.c.state == JobState.RUNNING),
+        ).where(jobs.c.run_id == run_id, jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))
+        async with self.db.read() as conn:
+            pending, next_due, held, running = (await conn.execute(query)).one()
+        return QueueState(pending=pending, held_back=held, next_due_at=next_due, running=running)
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -372,6 +340,7 @@ async def _write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: d
             last_error_class=bindparam("b_error_class"),
             last_error=bindparam("b_error"),
             finished_at=bindparam("b_finished_at"),
+            attempts=jobs.c.attempts - bindparam("b_refund"),
             updated_at=now,
             lease_owner=None,
             lease_token=None,
@@ -389,6 +358,7 @@ async def _write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: d
                 "b_error_class": o.error_class,
                 "b_error": o.error,
                 "b_finished_at": now if o.state.is_terminal else None,
+                "b_refund": 1 if o.refund_attempt else 0,
             }
             for o in accepted
         ],
@@ -425,4 +395,4 @@ def _run_info(row: Any) -> RunInfo:
     )
 
 
-__all__ = ["JobInserter", "Store", "content_hash"]
+__all__ = ["Store"]

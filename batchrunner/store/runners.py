@@ -1,0 +1,99 @@
+"""The runners table: who is working on a run, and how to tell that one of them died (RELIABILITY rule 3).
+
+A runner registers on start, heartbeats while it runs (the same transaction renews the leases it holds),
+and marks itself stopped on a clean exit. A runner is dead when its heartbeat lapsed, or at once when it
+ran on this host and its process is gone: a restart after ``kill -9`` reclaims its jobs without waiting
+for their leases to expire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from batchrunner.models import JobState
+from batchrunner.store.database import Database, utcnow
+from batchrunner.store.tables import jobs, runners
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunnerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+async def register(db: Database, *, runner_id: str, host: str, pid: int, run_id: int) -> None:
+    now = utcnow()
+    values = {
+        "id": runner_id,
+        "host": host,
+        "pid": pid,
+        "run_id": run_id,
+        "started_at": now,
+        "heartbeat_at": now,
+    }
+    async with db.write() as conn:
+        await conn.execute(runners.insert().values(**values))
+
+
+async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> int:
+    """Say this runner is alive and extend every lease it still holds; return how many leases."""
+    now = utcnow()
+    async with db.write() as conn:
+        await conn.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=now))
+        renewed = await conn.execute(
+            update(jobs)
+            .where(jobs.c.lease_owner == runner_id, jobs.c.state == JobState.RUNNING)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        return max(renewed.rowcount, 0)
+
+
+async def mark_stopped(db: Database, runner_ids: list[str]) -> None:
+    if not runner_ids:
+        return
+    async with db.write() as conn:
+        await conn.execute(
+            update(runners)
+            .where(runners.c.id.in_(runner_ids), runners.c.stopped_at.is_(None))
+            .values(stopped_at=utcnow())
+        )
+
+
+async def list_runners(db: Database, run_id: int, *, live_only: bool = False) -> list[RunnerInfo]:
+    query = select(runners).where(runners.c.run_id == run_id).order_by(runners.c.started_at)
+    if live_only:
+        query = query.where(runners.c.stopped_at.is_(None))
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        RunnerInfo(
+            id=row["id"],
+            host=row["host"],
+            pid=row["pid"],
+            started_at=row["started_at"],
+            heartbeat_at=row["heartbeat_at"],
+            stopped_at=row["stopped_at"],
+        )
+        for row in rows
+    ]
+
+
+async def find_dead(
+    db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
+) -> list[str]:
+    """Runners of this run that never stopped cleanly and are gone: heartbeat lapsed, or pid dead here."""
+    stale_before = utcnow() - timedelta(seconds=stale_after_s)
+    dead = []
+    for runner in await list_runners(db, run_id, live_only=True):
+        gone_here = runner.host == host and not is_alive(runner.pid)
+        if gone_here or runner.heartbeat_at < stale_before:
+            dead.append(runner.id)
+    return dead

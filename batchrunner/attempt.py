@@ -1,0 +1,191 @@
+"""One attempt at one job: limits -> provider call -> classify -> an Outcome for the checkpointer.
+
+Nothing here touches the database: the attempt ends in an :class:`Outcome` (succeeded, retry later,
+failed) that the checkpointer writes back under the job's lease, or in a :class:`Stop` when every job
+would fail alike (auth, quota, budget) and the run must stop with the job left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from batchrunner.budget import Budget
+from batchrunner.errors import ProviderError, ProviderTimeout, RateLimited, RunStoppingError
+from batchrunner.models import JobState
+from batchrunner.pricing import PriceTable
+from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
+from batchrunner.ratelimit import ProviderLimiter
+from batchrunner.retry import RetryAction, RetryPolicy, decide
+from batchrunner.store.records import AttemptRecord, ClaimedJob, Outcome, ResultRecord
+from batchrunner.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+OUTER_DEADLINE_MARGIN_S = 5.0
+"""The outer per-attempt deadline is the client timeout plus this: an SDK that hangs past its own
+timeout is still cut off, and reported (RELIABILITY.md rule 8)."""
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stop:
+    """The run must stop: ``reason`` for the user; the job goes back to pending (attempt not counted)."""
+
+    reason: str
+    outcome: Outcome | None
+    """The attempt to record (a call was made), or None when nothing was sent (budget)."""
+
+
+@dataclass(kw_only=True, slots=True)
+class AttemptContext:
+    """What every attempt of one runner shares."""
+
+    runner_id: str
+    providers: Callable[[str], Provider]
+    limiters: Callable[[str], ProviderLimiter]
+    prices: PriceTable
+    policy: RetryPolicy
+    budget: Budget
+    timeout_s: float
+    rng: random.Random
+    crash_point: Callable[[str], None]
+    unknown_price_models: set[str]
+
+
+async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
+    """Send ``job`` once, within its provider's limits, and say what becomes of it."""
+    body = json.loads(job.request_json)
+    estimate = estimate_tokens(job.endpoint, body)
+    worst_case = ctx.prices.worst_case_cost(job.model, estimate.prompt_tokens, estimate.output_tokens)
+    if not ctx.budget.try_reserve(worst_case):
+        return Stop(reason=_budget_reason(ctx.budget, job.model, worst_case), outcome=None)
+    limiter = ctx.limiters(job.provider)
+    request = ProviderRequest(endpoint=job.endpoint, body=body, timeout_s=ctx.timeout_s)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    cost: Decimal | None = None
+    try:
+        async with limiter.slot() as slot:
+            reservation = await limiter.acquire(estimate.total)
+            started_at, started = datetime.now(UTC), time.perf_counter()
+            try:
+                response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
+            except RateLimited as exc:
+                limiter.settle(reservation, 0)
+                limiter.on_rate_limited(slot, retry_after=exc.retry_after)
+                limiter.observe_headers(exc.rate_limits)
+                raise
+            except ProviderError as exc:
+                limiter.settle(reservation, None)
+                limiter.observe_headers(exc.rate_limits)
+                raise
+            usage = response.usage
+            limiter.settle(reservation, usage.input_tokens + usage.output_tokens)
+            limiter.on_success(slot)
+            limiter.observe_headers(response.rate_limits)
+        ctx.crash_point("after-response")
+        cost = _cost(ctx, job.model or response.model, response)
+        return _success(job, ctx, response, cost, started_at, started)
+    except ProviderError as exc:
+        return _failure(job, ctx, exc, started_at, started)
+    finally:
+        ctx.budget.settle(worst_case, cost)
+
+
+async def _call(provider: Provider, request: ProviderRequest, timeout_s: float) -> ProviderResponse:
+    try:
+        async with asyncio.timeout(timeout_s + OUTER_DEADLINE_MARGIN_S):
+            return await provider.call(request)
+    except TimeoutError as exc:
+        log.warning("provider %s did not return within its own timeout; cut off", provider.name)
+        raise ProviderTimeout(
+            f"no answer within {timeout_s + OUTER_DEADLINE_MARGIN_S:g} s (outer deadline)",
+            possibly_billed=True,
+        ) from exc
+
+
+def _cost(ctx: AttemptContext, model: str | None, response: ProviderResponse) -> Decimal | None:
+    cost = ctx.prices.cost(model, response.usage)
+    if cost is None and model not in ctx.unknown_price_models:
+        ctx.unknown_price_models.add(model or "")
+        log.warning("no price for model %r: its cost is unknown (add it under [prices] in the config)", model)
+    return cost
+
+
+def _success(
+    job: ClaimedJob,
+    ctx: AttemptContext,
+    response: ProviderResponse,
+    cost: Decimal | None,
+    started_at: datetime,
+    started: float,
+) -> Outcome:
+    latency_ms = (time.perf_counter() - started) * 1000
+    usage = response.usage
+    attempt = AttemptRecord(
+        number=job.attempt,
+        runner_id=ctx.runner_id,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        status_code=response.status_code,
+        latency_ms=latency_ms,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        request_id=response.request_id,
+    )
+    result = ResultRecord(
+        output_text=response.output_text,
+        response_json=response.response_json,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        cost_usd=None if cost is None else float(cost),
+        latency_ms=latency_ms,
+    )
+    return Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
+
+
+def _failure(
+    job: ClaimedJob, ctx: AttemptContext, error: ProviderError, started_at: datetime, started: float
+) -> Outcome | Stop:
+    message = str(error)[:MAX_ERROR_CHARS]
+    attempt = AttemptRecord(
+        number=job.attempt,
+        runner_id=ctx.runner_id,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        status_code=error.status_code,
+        error_class=error.error_class,
+        error_message=message,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        possibly_billed=error.possibly_billed,
+        request_id=error.request_id,
+    )
+    decision = decide(error, job.attempt, ctx.rng, ctx.policy)
+    common = {"lease": job.lease, "attempt": attempt, "error_class": error.error_class, "error": message}
+    if decision.action is RetryAction.STOP or isinstance(error, RunStoppingError):
+        outcome = Outcome(state=JobState.PENDING, refund_attempt=True, **common)  # type: ignore[arg-type]
+        return Stop(reason=f"{job.provider}: {message}", outcome=outcome)
+    if decision.action is RetryAction.RETRY:
+        not_before = datetime.now(UTC) + timedelta(seconds=decision.delay)
+        return Outcome(state=JobState.PENDING, not_before=not_before, **common)  # type: ignore[arg-type]
+    return Outcome(state=JobState.FAILED, **common)  # type: ignore[arg-type]
+
+
+def _budget_reason(budget: Budget, model: str | None, worst_case: Decimal | None) -> str:
+    if worst_case is None:
+        return f"--max-cost cannot be enforced: no price for model {model!r} (add it under [prices])"
+    return (
+        f"budget reached: ${budget.spent:.4f} spent, ${budget.reserved:.4f} in flight, "
+        f"next call up to ${worst_case:.4f}, cap ${budget.cap}"
+    )

@@ -133,6 +133,16 @@ class Store:
             self.db, run_id, host=host, is_alive=is_alive, stale_after_s=stale_after_s
         )
 
+    async def providers_left(self, run_id: int) -> list[str]:
+        """The providers that the run's unfinished jobs name (to check their keys before starting)."""
+        query = (
+            select(jobs.c.provider)
+            .where(jobs.c.run_id == run_id, jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))
+            .distinct()
+        )
+        async with self.db.read() as conn:
+            return sorted((await conn.execute(query)).scalars())
+
     async def queue_state(self, run_id: int) -> QueueState:
         """How much is left: pending jobs due now, pending ones held back (and the earliest), running ones."""
         now = utcnow()

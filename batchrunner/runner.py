@@ -1,0 +1,347 @@
+"""The run loop: claim jobs under leases, run them on bounded workers, checkpoint, resume after a crash.
+
+A runner registers itself, takes back the jobs of runners that died (RELIABILITY.md rule 3), then:
+
+- the **feeder** claims jobs in batches (attempts counted in the claim, rule 1) into a local queue of at
+  most twice the concurrency, and decides when the run is done (nothing pending or running in the
+  database) or must wait for a backoff;
+- **workers** (``concurrency`` of them) take one job at a time through :func:`batchrunner.attempt.perform`
+  and hand its outcome to the **checkpointer**, which writes them in groups under their leases (rule 2);
+- the **heartbeat** renews this runner's leases and reclaims those of dead runners.
+
+Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget): claim nothing more, give back queued jobs
+with their attempt refunded, let calls in flight finish within a grace period, checkpoint, and release
+what is left (rule 9). A second signal exits at once; the next run reclaims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, Stop, perform
+from batchrunner.budget import Budget
+from batchrunner.checkpoint import Checkpointer
+from batchrunner.crashpoints import CrashPoint, never
+from batchrunner.models import RunInfo
+from batchrunner.pricing import PriceTable
+from batchrunner.progress import Progress
+from batchrunner.providers.base import Provider
+from batchrunner.ratelimit import ProviderLimiter, RateLimits
+from batchrunner.retry import RetryPolicy
+from batchrunner.store.records import ClaimedJob, Outcome, RunStats
+from batchrunner.store.sql import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineOptions:
+    """How one runner drains a run."""
+
+    concurrency: int = 32
+    max_attempts: int = 6
+    timeout_s: float = 300.0
+    max_cost_usd: Decimal | None = None
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 30.0
+    """A runner whose heartbeat is older than this is dead, wherever it ran."""
+    checkpoint_interval_s: float = 0.25
+    grace_s: float = 30.0
+    """How long calls in flight may finish after a stop request."""
+    poll_s: float = 1.0
+
+    @property
+    def lease_s(self) -> float:
+        """Longer than an attempt can last, so a live runner never loses a lease between heartbeats."""
+        return self.timeout_s + OUTER_DEADLINE_MARGIN_S + LEASE_MARGIN_S
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunReport:
+    """How a ``run`` ended."""
+
+    stats: RunStats
+    stopped: str | None = None
+    """Why the run was stopped (auth, quota, budget, store), if it was."""
+    interrupted: bool = False
+    lost_leases: int = 0
+    """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md "Exit codes"."""
+        if self.interrupted:
+            return 130
+        if self.stopped:
+            return 3
+        return 1 if self.stats.by_state.get("failed") else 0
+
+
+@dataclass(kw_only=True, slots=True)
+class Wiring:
+    """The parts a runner is built from (api.py wires them from the settings)."""
+
+    provider_for: Callable[[str], Provider]
+    limits_for: Callable[[str], RateLimits]
+    prices: PriceTable
+    progress: Progress | None = None
+    crash_point: CrashPoint = never
+    rng: random.Random | None = None
+
+
+class Runner:
+    """Drains one run from one process; see the module docstring."""
+
+    def __init__(self, store: Store, run: RunInfo, options: EngineOptions, wiring: Wiring) -> None:
+        self.store, self.run_info, self.options, self.wiring = store, run, options, wiring
+        self.runner_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._providers: dict[str, Provider] = {}
+        self._limiters: dict[str, ProviderLimiter] = {}
+        self._queue: asyncio.Queue[ClaimedJob | None] = asyncio.Queue()
+        self._in_flight: dict[int, ClaimedJob] = {}
+        self._room = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopped: str | None = None
+        self._interrupted = False
+        self._lost = 0
+        self._checkpointer = Checkpointer(
+            store,
+            interval_s=options.checkpoint_interval_s,
+            on_written=self._on_written,
+            crash_point=wiring.crash_point,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = False) -> RunReport:
+        """Drain the run; returns when it is done, stopped or interrupted."""
+        await self._start()
+        if handle_signals:
+            self._install_signal_handlers()
+        tasks = [asyncio.create_task(self._checkpointer.run(), name="checkpointer")]
+        tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        workers = [
+            asyncio.create_task(self._worker(), name=f"worker-{n}") for n in range(self.options.concurrency)
+        ]
+        progress = self.wiring.progress
+        if progress is not None:
+            tasks.append(asyncio.create_task(progress.run(), name="progress"))
+        try:
+            await self._feed()
+        finally:
+            await self._shutdown(workers, tasks)
+            if handle_signals:
+                self._remove_signal_handlers()
+        stats = await self.store.stats(self.run_info)
+        if progress is not None:
+            progress.finish(stats)
+        return RunReport(
+            stats=stats, stopped=self._stopped, interrupted=self._interrupted, lost_leases=self._lost
+        )
+
+    def request_stop(self, reason: str | None = None, *, interrupted: bool = False) -> None:
+        """Stop claiming and drain (idempotent); ``reason`` makes it a stopped run (exit 3)."""
+        if reason and not self._stopped:
+            self._stopped = reason
+        self._interrupted = self._interrupted or interrupted
+        self._stop_requested.set()
+        self._room.set()
+
+    async def _start(self) -> None:
+        options, run = self.options, self.run_info
+        for name in await self.store.providers_left(run.id):
+            self._provider(name)  # a missing key fails here, before anything is claimed
+        await self.store.register_runner(
+            runner_id=self.runner_id, host=socket.gethostname(), pid=os.getpid(), run_id=run.id
+        )
+        await self._reclaim()
+        spent = Decimal(str((await self.store.stats(run)).cost_usd))
+        self._context = AttemptContext(
+            runner_id=self.runner_id,
+            providers=self._provider,
+            limiters=self._limiter,
+            prices=self.wiring.prices,
+            policy=RetryPolicy(max_attempts=options.max_attempts),
+            budget=Budget(options.max_cost_usd, spent),
+            timeout_s=options.timeout_s,
+            rng=self.wiring.rng or random.Random(),
+            crash_point=self.wiring.crash_point,
+            unknown_price_models=set(),
+        )
+
+    async def _reclaim(self) -> None:
+        dead = await self.store.find_dead_runners(
+            self.run_info.id,
+            host=socket.gethostname(),
+            is_alive=_pid_alive,
+            stale_after_s=self.options.stale_after_s,
+        )
+        reclaimed = await self.store.reclaim_expired(self.run_info.id, self.options.max_attempts, owners=dead)
+        await self.store.mark_stopped(dead)
+        if reclaimed:
+            log.info("took back %d job(s) from %d stopped runner(s)", reclaimed, len(dead))
+
+    # -- the parts ----------------------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        """Claim jobs while there is room; return when the run is done or a stop was requested."""
+        concurrency = self.options.concurrency
+        while not self._stop_requested.is_set():
+            if self._queue.qsize() >= concurrency:
+                await self._wait_for_room(self.options.poll_s)
+                continue
+            want = 2 * concurrency - self._queue.qsize()
+            claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
+            if claimed:
+                self.wiring.crash_point("after-claim")
+                for job in claimed:
+                    self._queue.put_nowait(job)
+                continue
+            if await self._finished_or_waited():
+                return
+
+    async def _finished_or_waited(self) -> bool:
+        """Nothing to claim now: True when the run is done, else wait a little (backoffs, other runners)."""
+        if self._queue.qsize() or self._in_flight or self._checkpointer.backlog:
+            await self._wait_for_room(self.options.poll_s / 4)
+            return False
+        state = await self.store.queue_state(self.run_info.id)
+        if state.pending == 0 and state.running == 0:
+            return True
+        wait = self.options.poll_s
+        if state.next_due_at is not None and state.pending == state.held_back:
+            wait = min(
+                max((state.next_due_at - datetime.now(UTC)).total_seconds(), 0.01), self.options.poll_s
+            )
+        await self._wait_for_room(wait)
+        return False
+
+    async def _wait_for_room(self, at_most_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most_s):
+                await self._room.wait()
+        self._room.clear()
+
+    async def _worker(self) -> None:
+        while (job := await self._queue.get()) is not None:
+            if self._queue.qsize() < self.options.concurrency:
+                self._room.set()
+            self._in_flight[job.lease.job_id] = job
+            try:
+                result = await perform(job, self._context)
+            finally:
+                del self._in_flight[job.lease.job_id]
+            if isinstance(result, Stop):
+                await self._stop_job(job, result)
+            else:
+                self._checkpointer.add(result)
+            if self.wiring.progress is not None:
+                self.wiring.progress.on_result(result)
+
+    async def _stop_job(self, job: ClaimedJob, stop: Stop) -> None:
+        self.request_stop(stop.reason)
+        if stop.outcome is not None:
+            self._checkpointer.add(stop.outcome)
+        else:
+            await self.store.release([job.lease], refund_attempt=True)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_s)
+            try:
+                await self.store.heartbeat(self.runner_id, self.options.lease_s)
+                await self._reclaim()
+            except Exception as exc:  # a failed heartbeat is retried next beat; the lease has margin
+                log.warning("heartbeat failed: %s", exc)
+            if self._checkpointer.error is not None:
+                self.request_stop(f"could not checkpoint results: {self._checkpointer.error}")
+
+    def _on_written(self, batch: list[Outcome], accepted: set[int]) -> None:
+        self._lost += len(batch) - len(accepted)
+        if self.wiring.progress is not None:
+            self.wiring.progress.on_written(batch, accepted)
+
+    # -- stopping -----------------------------------------------------------------------------------
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]], tasks: list[asyncio.Task[None]]) -> None:
+        queued = self._drain_queue()
+        if queued:
+            await self.store.release([job.lease for job in queued], refund_attempt=True)
+        for _ in workers:
+            self._queue.put_nowait(None)
+        done, pending = await asyncio.wait(workers, timeout=self.options.grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        abandoned = list(self._in_flight.values())
+        await self._checkpointer.close()
+        if abandoned:  # cut off mid-call: the attempt counts (it may have been billed); the job goes back
+            await self.store.release([job.lease for job in abandoned], refund_attempt=False)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.store.mark_stopped([self.runner_id])
+        for provider in self._providers.values():
+            await provider.aclose()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _drain_queue(self) -> list[ClaimedJob]:
+        jobs = []
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    def _on_signal(self) -> None:
+        if self._stop_requested.is_set() and self._interrupted:
+            os._exit(130)  # a second Ctrl-C: at once; the next run reclaims what this one held
+        log.warning("stopping: finishing calls in flight (Ctrl-C again to quit at once)")
+        self.request_stop(interrupted=True)
+
+    # -- providers ----------------------------------------------------------------------------------
+
+    def _provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = self.wiring.provider_for(name)
+        return self._providers[name]
+
+    def _limiter(self, name: str) -> ProviderLimiter:
+        if name not in self._limiters:
+            self._limiters[name] = ProviderLimiter(self.wiring.limits_for(name))
+        return self._limiters[name]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

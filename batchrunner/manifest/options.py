@@ -1,0 +1,57 @@
+"""Run options for reading a manifest, and which provider serves a line (DESIGN.md "Manifest formats")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchrunner.errors import UsageError
+from batchrunner.manifest.checks import show
+from batchrunner.manifest.strictjson import Problem
+from batchrunner.models import Endpoint
+
+DEFAULT_PROVIDERS = frozenset({"openai", "anthropic", "fake", "gemini", "cohere"})
+"""The providers batchrunner ships; a configuration file may name more (OpenAI-compatible presets)."""
+
+_OPENAI_ENDPOINTS = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RESPONSES})
+_SERVES: dict[str, frozenset[Endpoint]] = {
+    "anthropic": frozenset({Endpoint.MESSAGES}),
+    "fake": frozenset(Endpoint),
+}
+"""Endpoints per provider; any provider not listed is on the OpenAI adapter and serves the OpenAI urls."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ManifestOptions:
+    """What the run supplies to lines that leave it out: ``--provider``, ``--model``, configured providers."""
+
+    default_provider: str | None = None
+    """``--provider`` (or the config file); beats a line's format default, loses to its own ``provider``."""
+    default_model: str | None = None
+    """``--model``: the model of simple lines without one."""
+    known_providers: frozenset[str] = field(default=DEFAULT_PROVIDERS)
+    """Provider names a line may use; any other is an error."""
+
+    def __post_init__(self) -> None:
+        if self.default_provider is not None and self.default_provider not in self.known_providers:
+            known = ", ".join(sorted(self.known_providers))
+            raise UsageError(f"unknown provider {self.default_provider!r}; known: {known}")
+
+
+def provider_problem(provider: str, endpoint: Endpoint, origin: str, options: ManifestOptions) -> Problem:
+    """Why ``provider`` cannot serve ``endpoint`` for this line (unknown, or not that endpoint).
+
+    ``origin`` says where the provider came from (``"the line's provider"``, ``"--provider"``, ...), so the
+    message points at the thing to change.
+    """
+    if provider not in options.known_providers:
+        return (
+            "provider",
+            f"unknown provider {show(provider)}; known: {', '.join(sorted(options.known_providers))}",
+        )
+    able = ", ".join(sorted(name for name in options.known_providers if endpoint in served_by(name)))
+    return "provider", f"{provider} ({origin}) cannot serve {endpoint.value}; providers that can: {able}"
+
+
+def served_by(provider: str) -> frozenset[Endpoint]:
+    """The endpoints ``provider`` can call."""
+    return _SERVES.get(provider, _OPENAI_ENDPOINTS)

@@ -1,0 +1,152 @@
+"""Read a JSONL manifest as a stream of validated jobs and rejected lines.
+
+Memory stays flat however big the file: it is read in binary, one line at a time, and a line longer than
+:data:`MAX_LINE_BYTES` is skipped in chunks without being held whole. The only thing that grows is the
+record of ids already seen (for duplicate detection), kept compact by :class:`_SeenIds`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from batchrunner.errors import ManifestIssue, UsageError
+from batchrunner.manifest.checks import show
+from batchrunner.manifest.formats import build_job
+from batchrunner.manifest.options import ManifestOptions
+from batchrunner.manifest.strictjson import MAX_LINE_BYTES, decode_object
+from batchrunner.models import JobSpec, ManifestFormat
+
+_BOM = b"\xef\xbb\xbf"
+_JSON_WHITESPACE = b" \t\r\n"
+_READ_BUFFER = 1 << 16
+_SKIP_CHUNK = 1 << 20
+_DEFAULT_OPTIONS = ManifestOptions()
+
+
+def parse_line(
+    raw: bytes, *, line_number: int, file: str, options: ManifestOptions = _DEFAULT_OPTIONS
+) -> JobSpec | list[ManifestIssue]:
+    """Validate one manifest line (its line end may be included) into a job, or every issue found in it.
+
+    A blank line is an issue here; :func:`iter_manifest` skips blank lines before calling this. Duplicate
+    ids need the whole file and are found by :func:`iter_manifest`.
+    """
+    return _parse(raw, line_number, file, options)
+
+
+def _parse(
+    raw: bytes, line_number: int, file: str, options: ManifestOptions
+) -> JobSpec | list[ManifestIssue]:
+    obj = decode_object(raw)
+    result = build_job(obj, line_number, options) if type(obj) is dict else [obj]
+    if type(result) is list:
+        return [
+            ManifestIssue(file=file, line=line_number, field=field, reason=reason) for field, reason in result
+        ]
+    return result  # type: ignore[return-value]
+
+
+def iter_manifest(
+    path: str | os.PathLike[str], options: ManifestOptions = _DEFAULT_OPTIONS
+) -> Iterator[JobSpec | list[ManifestIssue]]:
+    """Stream a manifest file: for each non-blank line, in order, its job or the list of its issues.
+
+    Line numbers are 1-based and count blank lines. A line without an id gets ``line-<number>``: stable
+    across re-submits of the same file (so re-submitting is idempotent), readable in exports, and found
+    again with ``sed -n <number>p``. The price is that inserting or deleting lines above it changes it.
+    A repeated id is an issue on the later line that names the first. Raises :class:`UsageError` if the
+    file cannot be opened or read.
+    """
+    file = os.fspath(path)
+    seen = _SeenIds()
+    try:
+        with open(file, "rb", buffering=_READ_BUFFER) as stream:
+            for line_number, raw in enumerate(_lines(stream), 1):
+                if raw is None:
+                    reason = f"longer than {MAX_LINE_BYTES} bytes; not parsed"
+                    yield [ManifestIssue(file=file, line=line_number, field="line", reason=reason)]
+                elif raw.strip(_JSON_WHITESPACE):
+                    result = _parse(raw, line_number, file, options)
+                    if type(result) is JobSpec:
+                        first = seen.add(result.custom_id, line_number)
+                        if first is not None:
+                            result = [_duplicate(result, first, file)]
+                    yield result
+    except OSError as exc:
+        raise UsageError(f"cannot read manifest {file}: {exc.strerror or exc}") from exc
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of ``stream`` with their line ends (a BOM dropped), or ``None`` for one too long to parse.
+
+    A read that fills ``limit`` without reaching a ``\n`` means a line longer than the maximum (room is
+    left for ``\r\n``); its rest is read in chunks and dropped, so it is never held whole.
+    """
+    limit = MAX_LINE_BYTES + 2
+    readline = stream.readline
+    raw = readline(limit + len(_BOM))
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    while raw:
+        if len(raw) >= limit and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):
+                raw = readline(_SKIP_CHUNK)
+            yield None
+        else:
+            yield raw
+        raw = readline(limit)
+
+
+def _duplicate(job: JobSpec, first: int, file: str) -> ManifestIssue:
+    field = "id" if job.format is ManifestFormat.SIMPLE else "custom_id"
+    reason = f"duplicate id {show(job.custom_id)}: line {first} has the same id"
+    if job.format is ManifestFormat.SIMPLE and job.custom_id == f"line-{job.line_number}":
+        reason += " (a line without an id gets line-<its number>)"
+    return ManifestIssue(file=file, line=job.line_number, field=field, reason=reason)
+
+
+class _SeenIds:
+    """The ids used so far in one file, each with the line that used it first.
+
+    Big files are mostly simple lines without ids; their automatic ids ``line-<n>`` cost one bit each in
+    a bitmap indexed by line number. Any other id costs a dict entry (about 100 bytes plus the string).
+    An explicit id that looks automatic (``"line-7"``) is checked against both.
+    """
+
+    def __init__(self) -> None:
+        self._first_line: dict[str, int] = {}
+        self._automatic = bytearray()
+
+    def add(self, custom_id: str, line_number: int) -> int | None:
+        """Record ``custom_id`` for ``line_number``; return the earlier line that used it, if any."""
+        if custom_id.startswith("line-"):
+            if custom_id == f"line-{line_number}":
+                first = self._first_line.get(custom_id)
+                if first is None:
+                    self._set(line_number)
+                return first
+            number = _automatic_number(custom_id)
+            if number is not None and self._has(number):
+                return number
+        first = self._first_line.setdefault(custom_id, line_number)
+        return None if first == line_number else first
+
+    def _set(self, number: int) -> None:
+        index = number >> 3
+        if index >= len(self._automatic):
+            self._automatic.extend(bytes(max(index + 1, 2 * len(self._automatic)) - len(self._automatic)))
+        self._automatic[index] |= 1 << (number & 7)
+
+    def _has(self, number: int) -> bool:
+        index = number >> 3
+        return index < len(self._automatic) and bool(self._automatic[index] >> (number & 7) & 1)
+
+
+def _automatic_number(custom_id: str) -> int | None:
+    """``7`` for ``"line-7"`` (the exact form an automatic id has), else ``None``."""
+    digits = custom_id[len("line-") :]
+    if 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit() and digits[0] != "0":
+        return int(digits)
+    return None

@@ -203,7 +203,7 @@ def test_precedence_of_run_options(
 
 def test_every_layer_sets_every_run_option(tmp_path: Path) -> None:
     write(tmp_path, "batchrunner.toml", '[run]\nmodel = "from-file"\ndb = "file.db"\nmax_cost_usd = 1\n')
-    env = {"BATCHRUNNER_DB": "env.db", "BATCHRUNNER_MAX_COST_USD": "2.50", "BATCHRUNNER_MODEL": ""}
+    env = {"BATCHRUNNER_DB": "env.db", "BATCHRUNNER_MAX_COST": "2.50", "BATCHRUNNER_MODEL": ""}
     settings = load(tmp_path, env=env, flags={"max_cost_usd": Decimal("3"), "model": None})
     assert (settings.run.model, settings.run.db, settings.run.max_cost_usd) == (
         "from-file",
@@ -211,7 +211,10 @@ def test_every_layer_sets_every_run_option(tmp_path: Path) -> None:
         Decimal(3),
     )
     assert set(RUN_ENV_VARS) == {field for field in RunDefaults.__dataclass_fields__}
-    assert RUN_ENV_VARS["max_cost_usd"] == "BATCHRUNNER_MAX_COST_USD"
+    assert (RUN_ENV_VARS["max_cost_usd"], RUN_ENV_VARS["timeout_s"]) == (
+        "BATCHRUNNER_MAX_COST",
+        "BATCHRUNNER_TIMEOUT",
+    )
 
 
 @pytest.mark.parametrize(
@@ -462,7 +465,7 @@ def test_yaml_refuses_duplicate_keys_like_toml(tmp_path: Path) -> None:
         ({"concurrency": 0}, "--concurrency: Input should be greater than or equal to 1"),
         ({"max_attempts": True}, "--max-attempts: expected a number, not true/false"),
         ({"rpm": -5.0}, "--rpm: Input should be greater than 0"),
-        ({"max_cost_usd": Decimal("NaN")}, "--max-cost-usd: Input should be a finite number"),
+        ({"max_cost_usd": Decimal("NaN")}, "--max-cost: Input should be a finite number"),
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path: Path, flags: dict[str, object], expected: str) -> None:
@@ -473,8 +476,8 @@ def test_bad_flags_are_usage_errors(tmp_path: Path, flags: dict[str, object], ex
 
 
 def test_bad_environment_values_name_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^BATCHRUNNER_TIMEOUT_S: Input should be a valid number"):
-        load(tmp_path, env={"BATCHRUNNER_TIMEOUT_S": "soon"})
+    with pytest.raises(ConfigError, match=r"^BATCHRUNNER_TIMEOUT: Input should be a valid number"):
+        load(tmp_path, env={"BATCHRUNNER_TIMEOUT": "soon"})
 
 
 def test_an_unknown_flag_is_a_programming_error(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ the frozen :class:`Settings` down; nothing else in the package reads the environ
    ``batchrunner.yaml`` (``.yml``) in the working directory (two of them is an error);
 3. the environment: the process environment over ``.env`` in the working directory (read, never
    written into ``os.environ``; its values are literal, without interpolation). It supplies API keys,
-   preset base URLs (``OPENAI_BASE_URL``...), ``${VAR}`` references and ``BATCHRUNNER_<OPTION>`` for
-   each run option (:data:`RUN_ENV_VARS`);
+   preset base URLs (``OPENAI_BASE_URL``...), ``${VAR}`` references and a ``BATCHRUNNER_`` variable
+   for each run option (:data:`RUN_ENV_VARS`: ``BATCHRUNNER_CONCURRENCY``, ``BATCHRUNNER_TIMEOUT``...);
 4. flags, which the CLI passes as a mapping (``None``: not given).
 
 **The file** (the same shape in TOML and YAML; every key optional)::
@@ -59,7 +59,7 @@ In YAML the tables are nested mappings (``run:``, ``providers: {local-vllm: {kin
 - Unknown keys are errors naming the file and the dotted key; so are bad values.
 - Per provider, flags beat the file: ``--base-url`` beats the entry's ``base_url``, which beats the
   preset's variable (``OPENAI_BASE_URL``), which beats its default; ``--rpm``/``--tpm`` beat the
-  entry's; ``--timeout-s`` (or ``BATCHRUNNER_TIMEOUT_S``) beats the entry's ``timeout_s``, which beats
+  entry's; ``--timeout`` (or ``BATCHRUNNER_TIMEOUT``) beats the entry's ``timeout_s``, which beats
   ``[run] timeout_s``.
 """
 

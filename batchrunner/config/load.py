@@ -33,10 +33,19 @@ from batchrunner.pricing import BUILTIN_PRICES, PriceTable
 from batchrunner.providers.registry import PRESETS, ProviderKind, ProviderPreset
 from batchrunner.secret import Secret
 
+_OPTION_NAMES: Final = {"timeout_s": "timeout", "max_cost_usd": "max_cost"}
+"""Options whose flag is shorter than the field: ``--timeout``, ``--max-cost`` (as ``batchrunner run``)."""
+
+
+def _option(name: str) -> str:
+    return _OPTION_NAMES.get(name, name)
+
+
 RUN_ENV_VARS: Final[Mapping[str, str]] = MappingProxyType(
-    {name: f"BATCHRUNNER_{name.upper()}" for name in RunOverrides.model_fields}
+    {name: f"BATCHRUNNER_{_option(name).upper()}" for name in RunOverrides.model_fields}
 )
-"""The variable of each run option (``concurrency`` -> ``BATCHRUNNER_CONCURRENCY``); the CLI's ``envvar=``."""
+"""The variable of each run option (``concurrency`` -> ``BATCHRUNNER_CONCURRENCY``, ``timeout_s`` ->
+``BATCHRUNNER_TIMEOUT``): the names ``batchrunner run`` gives click's ``envvar=``."""
 
 
 def load_settings(
@@ -100,7 +109,7 @@ def _validate_file(file: ConfigFile, env: Mapping[str, str]) -> ConfigSchema:
 
 
 def _flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return "--" + _option(name).replace("_", "-")
 
 
 def _overrides(

@@ -15,15 +15,26 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from batchrunner import manifest
+from batchrunner.config import Settings
+from batchrunner.crashpoints import CrashPoint, never
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue
 from batchrunner.export import ExportFormat, ExportOptions, write_export
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
+from batchrunner.progress import Progress
+from batchrunner.providers.registry import build_provider
+from batchrunner.runner import EngineOptions, Runner, RunReport, Wiring
 from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only
 from batchrunner.store.sql import Store
 from batchrunner.store.submit import JobInserter
+
+__all__ = [
+    "DEFAULT_DB", "ExportFormat", "Only", "ProgressOptions", "RunReport",
+    "cancel", "export", "open_store", "retry_failed", "run", "runs", "status", "submit",
+]  # fmt: skip
 
 DEFAULT_DB = "batchrunner.db"
 INSERT_BATCH = 2000
@@ -54,6 +65,7 @@ async def submit(
     provider: str | None = None,
     model: str | None = None,
     skip_invalid: bool = False,
+    known_providers: frozenset[str] | None = None,
 ) -> SubmitReport:
     """Validate a JSONL manifest and queue its jobs in one transaction: all of them, or none.
 
@@ -63,7 +75,11 @@ async def submit(
     """
     source = Path(path)
     run_name = run or source.stem
-    options = manifest.ManifestOptions(default_provider=provider, default_model=model)
+    options = manifest.ManifestOptions(
+        default_provider=provider,
+        default_model=model,
+        known_providers=known_providers or manifest.DEFAULT_PROVIDERS,
+    )
     rejects = _RejectsFile(source) if skip_invalid else None
     tally = _RejectTally(shown=[])
     try:
@@ -190,3 +206,66 @@ async def cancel(*, db: str = DEFAULT_DB, run: str | None = None) -> int:
     """Cancel a run's pending and running jobs; return how many."""
     async with open_store(db) as store:
         return await store.cancel((await store.find_run(run)).id)
+
+
+async def run(
+    settings: Settings,
+    *,
+    file: str | os.PathLike[str] | None = None,
+    run: str | None = None,
+    progress: ProgressOptions | None = None,
+    handle_signals: bool = False,
+    crash_point: CrashPoint = never,
+) -> RunReport:
+    """Drain a run (the latest, or ``run``); with ``file``, submit it first (idempotently).
+
+    Returns how the run ended; ``RunReport.exit_code`` is the CLI's exit code.
+    """
+    db = settings.run.db
+    if file is not None:
+        report = await submit(
+            file,
+            db=db,
+            run=run,
+            provider=settings.run.provider,
+            model=settings.run.model,
+            known_providers=settings.known_providers,
+        )
+        run = report.run
+    async with open_store(db) as store:
+        found = await store.find_run(run)
+        options = EngineOptions(
+            concurrency=settings.run.concurrency,
+            max_attempts=settings.run.max_attempts,
+            timeout_s=settings.run.timeout_s,
+            max_cost_usd=settings.run.max_cost_usd,
+        )
+        wiring = Wiring(
+            provider_for=lambda name: build_provider(name, settings.provider_settings(name)),
+            limits_for=settings.rate_limits,
+            prices=settings.prices,
+            progress=await _progress(store, found, progress),
+            crash_point=crash_point,
+        )
+        return await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProgressOptions:
+    """Where and how ``run`` reports progress."""
+
+    stream: TextIO
+    live: bool
+    """Redraw one line (a terminal) instead of printing a summary line every ``interval_s``."""
+    interval_s: float = 10.0
+
+
+async def _progress(store: Store, run: RunInfo, options: ProgressOptions | None) -> Progress | None:
+    if options is None:
+        return None
+    stats = await store.stats(run)
+    done = stats.by_state["succeeded"] + stats.by_state["failed"] + stats.by_state["cancelled"]
+    interval = 0.5 if options.live else options.interval_s
+    return Progress(
+        total=stats.total, done_before=done, stream=options.stream, live=options.live, interval_s=interval
+    )

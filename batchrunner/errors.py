@@ -6,8 +6,8 @@ branch to one exit code (see DESIGN.md "Exit codes"). The docstring of each clas
 ::
 
     BatchrunnerError
-    ├── UsageError                   exit 2: bad options, unknown run, bad configuration
-    │   └── ConfigError
+    ├── UsageError                   exit 2: bad options, unknown run
+    │   └── ConfigError              exit 3: bad configuration, missing key (the run cannot start)
     ├── ManifestError                exit 2: the manifest has invalid lines (each one a ManifestIssue)
     ├── ConflictError                exit 2: a re-submitted id exists with different content
     ├── StoreError                   the database failed (driver errors are translated here)

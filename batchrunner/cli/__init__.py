@@ -18,6 +18,7 @@ from batchrunner import api
 from batchrunner.cli.render import render_runs, render_status, status_json
 from batchrunner.errors import (
     BatchrunnerError,
+    ConfigError,
     ConflictError,
     ManifestError,
     RunStoppingError,
@@ -31,11 +32,11 @@ EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 1, 2
 
 
 def exit_code_for(error: BatchrunnerError) -> int:
-    """DESIGN.md "Exit codes"; 4 when the machine failed us (database, disk)."""
+    """DESIGN.md "Exit codes": 2 bad usage or input, 3 auth/config errors; 4 when the machine failed us."""
+    if isinstance(error, RunStoppingError | ConfigError):
+        return EXIT_STOPPED
     if isinstance(error, UsageError | ManifestError | ConflictError):
         return EXIT_USAGE
-    if isinstance(error, RunStoppingError):
-        return EXIT_STOPPED
     return EXIT_ENVIRONMENT
 
 
@@ -173,7 +174,13 @@ def runs(db: str, verbose: bool) -> None:
 @db_option
 @verbose_option
 def export(
-    run_name: str | None, fmt: str, output: str, only: str, no_sanitize: bool, db: str, verbose: bool
+    run_name: str | None,
+    fmt: api.ExportFormat,
+    output: str,
+    only: api.Only,
+    no_sanitize: bool,
+    db: str,
+    verbose: bool,
 ) -> None:
     """Export a run's results in manifest order (written to a temp file and renamed into place)."""
     count = _boundary(
@@ -183,7 +190,7 @@ def export(
             format=fmt,
             output=output,
             only=only,
-            sanitize=not no_sanitize,  # type: ignore[arg-type]
+            sanitize=not no_sanitize,
         ),
         verbose,
     )
@@ -214,7 +221,9 @@ def cancel(run_name: str | None, db: str, verbose: bool) -> None:
 
 def _register_commands() -> None:
     from batchrunner.cli.fakeserver import fake_server
+    from batchrunner.cli.run import run
 
+    main.add_command(run)
     main.add_command(fake_server)
 
 

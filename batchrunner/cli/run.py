@@ -1,0 +1,156 @@
+"""``batchrunner run``: parse flags, resolve settings once, call ``api.run``, print, exit with its code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batchrunner import api
+from batchrunner.config import load_settings
+from batchrunner.crashpoints import from_spec
+
+CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
+"""Test-only: kill the runner at a named point (see batchrunner.crashpoints)."""
+
+
+def _env(name: str) -> dict[str, Any]:
+    return {"envvar": f"BATCHRUNNER_{name}", "show_envvar": True}
+
+
+@click.command("run")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--run", "run_name", metavar="NAME", help="The run to drain (default: FILE's run, else the latest)."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Requests in flight at most [default: 32].",
+    **_env("CONCURRENCY"),
+)
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per minute, per provider.",
+    **_env("RPM"),
+)
+@click.option(
+    "--tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Tokens per minute, per provider.",
+    **_env("TPM"),
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    help="Attempts per job [default: 6].",
+    **_env("MAX_ATTEMPTS"),
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds per attempt [default: 300].",
+    **_env("TIMEOUT"),
+)
+@click.option(
+    "--max-cost",
+    "max_cost_usd",
+    type=click.FloatRange(min=0),
+    help="Stop before spending more than this many USD (exit 3).",
+    **_env("MAX_COST"),
+)
+@click.option(
+    "--provider",
+    help="Provider for lines that name none (openai, anthropic, fake, gemini, cohere, or a configured one).",
+    **_env("PROVIDER"),
+)
+@click.option("--model", help="Model for simple lines that name none.", **_env("MODEL"))
+@click.option(
+    "--base-url", help="Base URL for the run's providers (any OpenAI-compatible server).", **_env("BASE_URL")
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Config file [default: ./batchrunner.toml or ./batchrunner.yaml].",
+    envvar="BATCHRUNNER_CONFIG",
+    show_envvar=True,
+)
+@click.option(
+    "--db", help="Job database: a SQLite path or a SQLAlchemy URL [default: batchrunner.db].", **_env("DB")
+)
+@click.option("--no-progress", is_flag=True, help="No progress output.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv: debug); tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def run(
+    file: str | None,
+    run_name: str | None,
+    config_path: Path | None,
+    no_progress: bool,
+    verbose: int,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Drain a run: call the provider for every pending job, within its rate limits, with retries.
+
+    \b
+    batchrunner run jobs.jsonl --provider fake    submit (if not yet) and run, no key needed
+    batchrunner run                               resume the latest run where it stopped
+
+    Finished jobs are never sent again. Ctrl-C stops gracefully (calls in flight finish, results are
+    saved; exit 130); run again to resume. Exit codes: 0 all succeeded, 1 some failed, 2 bad input,
+    3 stopped (auth, quota, budget), 130 interrupted.
+    """
+    from batchrunner.cli import EXIT_INTERRUPTED, _boundary
+
+    _configure_logging(verbose, quiet)
+    if flags.get("max_cost_usd") is not None:
+        flags["max_cost_usd"] = Decimal(str(flags["max_cost_usd"]))
+    settings = _boundary(_load(flags, config_path), verbose > 0)
+    progress = None
+    if not (no_progress or quiet):
+        progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
+    crash_point = from_spec(os.environ.get(CRASH_VARIABLE))
+    report = _boundary(
+        api.run(
+            settings, file=file, run=run_name, progress=progress, handle_signals=True, crash_point=crash_point
+        ),
+        verbose > 0,
+    )
+    states = report.stats.by_state
+    if report.interrupted:
+        click.echo("interrupted: results so far are saved; run `batchrunner run` to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if report.stopped:
+        click.echo(f"stopped: {report.stopped}", err=True)
+    elif not quiet:
+        click.echo(
+            f"run {report.stats.run!r}: {states['succeeded']} succeeded, {states['failed']} failed, "
+            f"{states['pending']} pending; export with: batchrunner export --format csv -o results.csv",
+            err=True,
+        )
+    sys.exit(report.exit_code)
+
+
+async def _load(flags: dict[str, Any], config_path: Path | None) -> Any:
+    return load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.WARNING
+        if verbose == 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
+    logging.getLogger("batchrunner").setLevel(level)

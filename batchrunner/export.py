@@ -82,9 +82,9 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
             clean(row.output_text or ""),
             _blank(row.input_tokens),
             _blank(row.output_tokens),
-            _blank(row.cost_usd),
+            _usd(row.cost_usd),
             row.attempts,
-            _blank(row.latency_ms),
+            _ms(row.latency_ms),
             clean(_error_text(row)),
         ]
         cells.extend(clean(_cell(metadata.get(key))) for key in options.metadata_keys)
@@ -235,6 +235,15 @@ def _error_object(row: ExportRow) -> dict[str, str | None] | None:
     if row.error_class is None and row.error is None:
         return None
     return {"class": row.error_class, "message": row.error}
+
+
+def _usd(value: float | None) -> str:
+    """Plain decimal notation (a spreadsheet reads ``0.0000066``; ``6.6e-06`` confuses some tools)."""
+    return "" if value is None else f"{value:.10f}".rstrip("0").rstrip(".")
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
 
 
 def _blank(value: object) -> object:

@@ -8,8 +8,8 @@ record of ids already seen (for duplicate detection), kept compact by :class:`_S
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from io import BufferedReader, FileIO
 
 from batchrunner.errors import ManifestIssue, UsageError
 from batchrunner.manifest.checks import show
@@ -21,7 +21,8 @@ from batchrunner.models import JobSpec, ManifestFormat
 _BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r\n"
 _READ_BUFFER = 1 << 16
-_SKIP_CHUNK = 1 << 20
+_CHUNK = 1 << 16
+"""Lines are read up to this many bytes at a time; nearly all fit in one read."""
 _DEFAULT_OPTIONS = ManifestOptions()
 
 
@@ -62,7 +63,7 @@ def iter_manifest(
     file = os.fspath(path)
     seen = _SeenIds()
     try:
-        with open(file, "rb", buffering=_READ_BUFFER) as stream:
+        with BufferedReader(FileIO(file), _READ_BUFFER) as stream:
             for line_number, raw in enumerate(_lines(stream), 1):
                 if raw is None:
                     reason = f"longer than {MAX_LINE_BYTES} bytes; not parsed"
@@ -78,25 +79,36 @@ def iter_manifest(
         raise UsageError(f"cannot read manifest {file}: {exc.strerror or exc}") from exc
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
-    """The lines of ``stream`` with their line ends (a BOM dropped), or ``None`` for one too long to parse.
-
-    A read that fills ``limit`` without reaching a ``\n`` means a line longer than the maximum (room is
-    left for ``\r\n``); its rest is read in chunks and dropped, so it is never held whole.
-    """
-    limit = MAX_LINE_BYTES + 2
+def _lines(stream: BufferedReader[FileIO]) -> Iterator[bytes | None]:
+    """The lines of ``stream`` with their line ends (a BOM dropped), or ``None`` for one too long to parse."""
+    if stream.peek(len(_BOM))[: len(_BOM)] == _BOM:
+        stream.read(len(_BOM))
     readline = stream.readline
-    raw = readline(limit + len(_BOM))
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-    while raw:
-        if len(raw) >= limit and not raw.endswith(b"\n"):
-            while raw and not raw.endswith(b"\n"):
-                raw = readline(_SKIP_CHUNK)
-            yield None
-        else:
+    while raw := readline(_CHUNK):
+        if raw.endswith(b"\n") or len(raw) < _CHUNK:  # a whole line, or the last one without a line end
             yield raw
-        raw = readline(limit)
+        else:
+            yield _long_line(raw, readline)
+
+
+def _long_line(head: bytes, readline: Callable[[int], bytes]) -> bytes | None:
+    """The rest of a line longer than one chunk, or ``None`` (and the rest skipped) if over the limit.
+
+    The chunks are joined only for a line within the limit: a line over it is held at most once, up to
+    the limit, and never whole (``readline(limit)`` would hold the limit twice while joining).
+    """
+    chunks, size = [head], len(head)
+    while True:
+        chunk = readline(_CHUNK)
+        size += len(chunk)
+        if size > MAX_LINE_BYTES + 2:  # over the limit even without a "\r\n"
+            chunks.clear()
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = readline(_CHUNK)
+            return None
+        chunks.append(chunk)
+        if chunk.endswith(b"\n") or len(chunk) < _CHUNK:
+            return b"".join(chunks)
 
 
 def _duplicate(job: JobSpec, first: int, file: str) -> ManifestIssue:

@@ -26,13 +26,14 @@ from batchrunner.models import JobSpec, RunInfo, SubmitReport
 from batchrunner.progress import Progress
 from batchrunner.providers.registry import build_provider
 from batchrunner.runner import EngineOptions, Runner, RunReport, Wiring
+from batchrunner.store.insights import RunInsights
 from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only
 from batchrunner.store.sql import Store
 from batchrunner.store.submit import JobInserter
 
 __all__ = [
-    "DEFAULT_DB", "ExportFormat", "Only", "ProgressOptions", "RunReport",
+    "DEFAULT_DB", "ExportFormat", "Only", "ProgressOptions", "RunReport", "StatusReport",
     "cancel", "export", "open_store", "retry_failed", "run", "runs", "status", "submit",
 ]  # fmt: skip
 
@@ -167,10 +168,37 @@ class _RejectsFile:
             os.unlink(self.temp_name)
 
 
-async def status(*, db: str = DEFAULT_DB, run: str | None = None) -> RunStats:
-    """Counts by state, attempts, tokens, cost, activity and top errors of a run (the latest by default)."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatusReport:
+    """``status``: the run's aggregates and what is happening now."""
+
+    stats: RunStats
+    insights: RunInsights
+
+    @property
+    def remaining(self) -> int:
+        return self.stats.by_state["pending"] + self.stats.by_state["running"]
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds to finish at the last minute's throughput (None: nothing finishing now)."""
+        rate = self.insights.throughput_per_s
+        return self.remaining / rate if rate > 0 and self.remaining else None
+
+    @property
+    def projected_cost_usd(self) -> float | None:
+        """Cost so far, scaled from the priced results to every job (None: nothing priced yet)."""
+        priced = self.stats.priced_results
+        if not priced:
+            return None
+        return self.stats.cost_usd / priced * (self.stats.total - self.stats.by_state["cancelled"])
+
+
+async def status(*, db: str = DEFAULT_DB, run: str | None = None) -> StatusReport:
+    """Counts, attempts, tokens, cost, throughput, ETA and errors of a run (the latest by default)."""
     async with open_store(db) as store:
-        return await store.stats(await store.find_run(run))
+        found = await store.find_run(run)
+        return StatusReport(stats=await store.stats(found), insights=await store.insights(found))
 
 
 async def runs(*, db: str = DEFAULT_DB) -> list[RunInfo]:

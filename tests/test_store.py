@@ -249,4 +249,4 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         async with store.db.read() as conn:
             names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
         await store.close()
-    assert names == ["0001_initial"]
+    assert names == ["0001_initial", "0002_runner_limits"]

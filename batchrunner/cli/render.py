@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from batchrunner.api import StatusReport
 from batchrunner.models import RunInfo
-from batchrunner.store.records import RunStats
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def status_json(stats: RunStats) -> str:
+def status_json(report: StatusReport) -> str:
     """The stable, machine-readable form of ``status``."""
+    stats, insights = report.stats, report.insights
     document = {
         "run": stats.run,
         "total": stats.total,
@@ -26,23 +27,53 @@ def status_json(stats: RunStats) -> str:
         "first_activity": _iso(stats.first_activity),
         "last_activity": _iso(stats.last_activity),
         "top_errors": [{"class": cls, "count": n} for cls, n in stats.top_errors],
+        "throughput_per_s": round(insights.throughput_per_s, 3),
+        "eta_s": None if report.eta_s is None else round(report.eta_s, 1),
+        "cost_projected_usd": None
+        if report.projected_cost_usd is None
+        else round(report.projected_cost_usd, 6),
+        "resent_after_interruption": insights.resent_after_interruption,
+        "possibly_billed": insights.possibly_billed,
+        "runners": [
+            {
+                "id": r.id,
+                "host": r.host,
+                "pid": r.pid,
+                "heartbeat_at": _iso(r.heartbeat_at),
+                "limits": r.limits,
+            }
+            for r in insights.runners
+        ],
     }
     return json.dumps(document, indent=2)
 
 
-def render_status(stats: RunStats) -> str:
+def render_status(report: StatusReport) -> str:
+    stats, insights = report.stats, report.insights
     states = "  ".join(f"{state} {count}" for state, count in stats.by_state.items())
+    cost = f"${stats.cost_usd:,.4f}"
+    if report.projected_cost_usd is not None and report.remaining:
+        cost += f"  (projected ${report.projected_cost_usd:,.4f})"
     lines = [
         f"run {stats.run}: {stats.total} job(s)",
         f"  {states}",
-        f"  attempts {stats.attempts}",
+        f"  attempts {stats.attempts}  re-sent after interruption {insights.resent_after_interruption}"
+        f"  possibly billed {insights.possibly_billed}",
         f"  tokens   in {stats.input_tokens:,}  out {stats.output_tokens:,}  cached {stats.cached_tokens:,}",
-        f"  cost     ${stats.cost_usd:,.4f}",
+        f"  cost     {cost}",
     ]
+    if insights.throughput_per_s:
+        eta = f"  eta {report.eta_s:,.0f}s" if report.eta_s is not None else ""
+        lines.append(f"  rate     {insights.throughput_per_s * 60:,.1f} jobs/min (last minute){eta}")
     if stats.first_activity:
         lines.append(f"  activity {_iso(stats.first_activity)} .. {_iso(stats.last_activity)}")
     if stats.top_errors:
         lines.append("  errors   " + ", ".join(f"{cls} x{n}" for cls, n in stats.top_errors))
+    for runner in insights.runners:
+        limits = f"  limits {json.dumps(runner.limits)}" if runner.limits else ""
+        lines.append(
+            f"  runner   {runner.host} pid {runner.pid}, heartbeat {_iso(runner.heartbeat_at)}{limits}"
+        )
     return "\n".join(lines)
 
 

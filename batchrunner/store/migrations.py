@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.store import tables
@@ -20,13 +20,23 @@ Migration = Callable[[Connection], None]
 
 
 def m0001_initial(conn: Connection) -> None:
-    """Runs, runners, jobs, attempts and results."""
+    """Runs, runners, jobs, attempts and results (as tables.py describes them now)."""
     initial = [tables.runs, tables.runners, tables.jobs, tables.attempts, tables.results]
     tables.metadata.create_all(conn, tables=initial)
 
 
+def m0002_runner_limits(conn: Connection) -> None:
+    """What each runner enforces (concurrency, RPM, TPM per provider), for ``status``.
+
+    A database created after this column joined tables.py already has it from 0001.
+    """
+    if "limits_json" not in {column["name"] for column in inspect(conn).get_columns("runners")}:
+        conn.execute(text("ALTER TABLE runners ADD COLUMN limits_json TEXT"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
+    ("0002_runner_limits", m0002_runner_limits),
 ]
 
 

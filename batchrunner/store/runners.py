@@ -8,6 +8,7 @@ for their leases to expire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,9 @@ class RunnerInfo:
     stopped_at: datetime | None
 
 
-async def register(db: Database, *, runner_id: str, host: str, pid: int, run_id: int) -> None:
+async def register(
+    db: Database, *, runner_id: str, host: str, pid: int, run_id: int, limits: dict[str, object] | None = None
+) -> None:
     now = utcnow()
     values = {
         "id": runner_id,
@@ -38,6 +41,7 @@ async def register(db: Database, *, runner_id: str, host: str, pid: int, run_id:
         "run_id": run_id,
         "started_at": now,
         "heartbeat_at": now,
+        "limits_json": json.dumps(limits) if limits else None,
     }
     async with db.write() as conn:
         await conn.execute(runners.insert().values(**values))

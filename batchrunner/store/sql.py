@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
 from batchrunner.models import JobState, RunInfo
-from batchrunner.store import reports, runners, tables
+from batchrunner.store import insights, reports, runners, tables
 from batchrunner.store.database import Database, resolve_url, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, QueueState, RunStats
@@ -113,8 +113,13 @@ class Store:
 
     # -- runners ----------------------------------------------------------------------------------
 
-    async def register_runner(self, *, runner_id: str, host: str, pid: int, run_id: int) -> None:
-        await runners.register(self.db, runner_id=runner_id, host=host, pid=pid, run_id=run_id)
+    async def register_runner(
+        self, *, runner_id: str, host: str, pid: int, run_id: int, limits: dict[str, object] | None = None
+    ) -> None:
+        await runners.register(self.db, runner_id=runner_id, host=host, pid=pid, run_id=run_id, limits=limits)
+
+    async def insights(self, run: RunInfo) -> insights.RunInsights:
+        return await insights.run_insights(self.db, run)
 
     async def heartbeat(self, runner_id: str, lease_seconds: float) -> int:
         """Mark the runner alive and renew every lease it holds, in one transaction."""

@@ -81,6 +81,7 @@ runners = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("heartbeat_at", UTCDateTime(), nullable=False),
     Column("stopped_at", UTCDateTime()),
+    Column("limits_json", Text),
 )
 
 jobs = Table(

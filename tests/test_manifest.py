@@ -336,6 +336,11 @@ def test_hostile_keys_are_escaped_in_messages(tmp_path: Path) -> None:
     assert issue.field == "'\\x1b[31mred\\n'"
 
 
+def test_hostile_keys_are_escaped_in_nested_paths(tmp_path: Path) -> None:
+    issue = only_issue(tmp_path, b'{"prompt": "x", "metadata": {"a\\nb": 1, "a\\nb": 2}}')
+    assert (issue.field, issue.reason) == ("metadata.'a\\nb'", "duplicate key (the same object has it twice)")
+
+
 def test_parse_line_returns_a_job_or_its_issues() -> None:
     job = parse_line(b'{"prompt": "x"}\n', line_number=7, file="f.jsonl", options=OPTIONS)
     assert isinstance(job, JobSpec) and job.custom_id == "line-7"
@@ -343,9 +348,11 @@ def test_parse_line_returns_a_job_or_its_issues() -> None:
     assert bad == [ManifestIssue(file="f.jsonl", line=7, field="line", reason=bad[0].reason)]  # type: ignore[index]
 
 
-def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"cannot read manifest .*nope\.jsonl"):
+def test_a_missing_file_or_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"cannot read manifest .*nope\.jsonl: No such file"):
         read(tmp_path / "nope.jsonl")
+    with pytest.raises(UsageError, match="Is a directory"):
+        read(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,20 @@
 A :class:`Schema` maps each field a JSON object may have to a small check function; :func:`check_fields`
 runs the table over one object and collects every problem, so a bad line is reported in full.
 
-Why not pydantic (STYLE.md habit 14)? It was measured on the same parsed lines (``python
-benchmarks/bench_manifest_parse.py --pydantic``): validating an already-parsed dict with strict pydantic
-models cost about 4-5 us per line, these checks about 1 us, and the whole budget for parsing and checking
-a line is a few microseconds (DESIGN.md's submit throughput). The table keeps the rules as readable data.
+Why not pydantic (STYLE.md habit 14 names it for untrusted input)? Measured on the benchmark's 200k
+mixed, already-parsed lines (``python benchmarks/bench_manifest_parse.py --pydantic``, 2-core VM):
+
+=========================================================  ===========
+these checks                                                1.0 us/line
+pydantic ``TypeAdapter`` over ``TypedDict`` s, same rules   1.2 us/line
+pydantic ``BaseModel.model_validate``, same rules           2.1 us/line
+=========================================================  ===========
+
+Against ``TypeAdapter`` speed is a wash; the table wins on what users read. It says ``field: reason`` in
+the manifest's own terms, with hints, where pydantic reports a union as one error per member
+(``input.str: Input should be a valid string``, ``input.list[any]: Input should be a valid list``) and
+would need a translation layer; and the rules that depend on other fields (the body by url, exactly one
+of prompt and messages, roles by provider) need code either way.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchrunner.manifest.strictjson import Problem, kind
+from batchrunner.manifest.strictjson import Problem, kind, show, show_key
 
 Bad = tuple[str, str]
 """What a check returns for a bad value: ``(sub-path, reason)``; the sub-path is ``""`` or ``".0.role"``."""
@@ -56,17 +66,6 @@ def check_fields(obj: dict[str, Any], schema: Schema, prefix: str = "") -> list[
             (prefix + key, "missing (required)") for key in sorted(schema.required) if key not in obj
         )
     return problems
-
-
-def show_key(key: str) -> str:
-    """A key as it may appear in a message: itself if short and plain, else a truncated ``ascii()``."""
-    return key if len(key) <= 64 and key.isidentifier() else show(key)
-
-
-def show(value: object, limit: int = 64) -> str:
-    """A value from the manifest quoted for a message: escaped (no newlines or ANSI codes) and bounded."""
-    text = ascii(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- checks -------------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def _anthropic_line(
 
 
 def _simple_line(obj: dict[str, Any], line_number: int, options: ManifestOptions) -> JobSpec | list[Problem]:
+    """A simple line: provider = its own, else ``--provider``, else openai (the format has no default);
+    model = its own, else ``--model``, else ``fake-model`` for the fake provider, else an issue."""
     problems = check_fields(obj, SIMPLE_LINE)
     if ("prompt" in obj) == ("messages" in obj):
         problems.append(("prompt", "a simple line needs exactly one of prompt and messages"))
@@ -150,12 +152,7 @@ def _job(
     except ValueError:  # a number such as 1e999 overflowed to infinity
         path = locate(obj, lambda node: isinstance(node, float) and node in (_INF, -_INF))
         return [(path, "is too large for a number (it would be Infinity, which is not valid JSON)")]
-    try:  # text from a lone surrogate escape ("\\ud800") cannot be stored as UTF-8
-        request_json.encode()
-        custom_id.encode()
-        if metadata_json is not None:
-            metadata_json.encode()
-    except UnicodeEncodeError:
+    if _has_lone_surrogates(request_json, custom_id, metadata_json):
         path = locate(obj, lambda node: isinstance(node, str) and has_surrogates(node))
         return [(path, "contains a lone surrogate escape (such as \\ud800), which is not valid Unicode text")]
     return JobSpec(
@@ -171,3 +168,13 @@ def _job(
 
 
 _INF = float("inf")
+
+
+def _has_lone_surrogates(request_json: str, custom_id: str, metadata_json: str | None) -> bool:
+    """True if any of the texts has a lone surrogate (from a ``\\ud800`` escape): SQLite cannot store it.
+
+    ASCII text (most lines; ``str.isascii`` is O(1)) cannot; other text is checked by encoding it.
+    """
+    if request_json.isascii() and custom_id.isascii() and (metadata_json is None or metadata_json.isascii()):
+        return False
+    return any(has_surrogates(text) for text in (request_json, custom_id, metadata_json or ""))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from batchrunner.errors import UsageError
-from batchrunner.manifest.checks import show
-from batchrunner.manifest.strictjson import Problem
+from batchrunner.manifest.strictjson import Problem, show
 from batchrunner.models import Endpoint
 
 DEFAULT_PROVIDERS = frozenset({"openai", "anthropic", "fake", "gemini", "cohere"})

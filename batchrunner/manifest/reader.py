@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator
 from io import BufferedReader, FileIO
 
 from batchrunner.errors import ManifestIssue, UsageError
-from batchrunner.manifest.checks import show
 from batchrunner.manifest.formats import build_job
 from batchrunner.manifest.options import ManifestOptions
-from batchrunner.manifest.strictjson import MAX_LINE_BYTES, decode_object
+from batchrunner.manifest.strictjson import MAX_LINE_BYTES, decode_object, show
 from batchrunner.models import JobSpec, ManifestFormat
 
 _BOM = b"\xef\xbb\xbf"
@@ -122,9 +121,11 @@ def _duplicate(job: JobSpec, first: int, file: str) -> ManifestIssue:
 class _SeenIds:
     """The ids used so far in one file, each with the line that used it first.
 
-    Big files are mostly simple lines without ids; their automatic ids ``line-<n>`` cost one bit each in
-    a bitmap indexed by line number. Any other id costs a dict entry (about 100 bytes plus the string).
-    An explicit id that looks automatic (``"line-7"``) is checked against both.
+    Big files are often simple lines without ids; their automatic ids ``line-<n>`` cost one bit each in a
+    bitmap indexed by line number (0.13 MB per million lines). Any other id costs a dict entry with its
+    line number (about 60 bytes, measured) and keeps the id string alive (49 bytes + its length for ASCII):
+    about 120 MB per million 12-character ids. An explicit id that looks automatic (``"line-7"``) is
+    checked against both.
     """
 
     def __init__(self) -> None:

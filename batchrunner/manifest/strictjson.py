@@ -167,12 +167,24 @@ def walk(obj: object, path: str = "line") -> Iterator[tuple[str, object]]:
                 yield child_path, key
             stack.extend((child_path, value) for child_path, _, value in reversed(children))
         elif isinstance(node, list):
-            stack.extend(reversed([(join(path, str(i)), value) for i, value in enumerate(node)]))
+            stack.extend(reversed([(f"{path}.{i}", value) for i, value in enumerate(node)]))
 
 
 def join(path: str, key: str) -> str:
-    """``join("line", "body") == "body"``; ``join("body", "model") == "body.model"``."""
-    return key if path == "line" else f"{path}.{key}"
+    """``join("line", "body") == "body"``; ``join("body", "model") == "body.model"`` (keys as shown)."""
+    return show_key(key) if path == "line" else f"{path}.{show_key(key)}"
+
+
+def show_key(key: str) -> str:
+    """A key as it may appear in a field path: itself if short and plain, else quoted by :func:`show`."""
+    return key if len(key) <= 64 and key.isidentifier() else show(key)
+
+
+def show(value: object, limit: int = 64) -> str:
+    """A value from the manifest quoted for a message: ``repr`` escapes newlines, ANSI codes, surrogates
+    and other unprintable characters, and the length is bounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def depth(obj: object) -> int:

@@ -250,3 +250,36 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
             names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
         await store.close()
     assert names == ["0001_initial", "0002_runner_limits"]
+
+
+async def test_heartbeat_renews_only_this_runners_leases(store: Store) -> None:
+    run_id = await queue(store, 2)
+    await store.register_runner(runner_id="a", host="h", pid=1, run_id=run_id)
+    [mine] = await store.claim(run_id, "a", 1, lease_seconds=1)
+    [theirs] = await store.claim(run_id, "b", 1, lease_seconds=1)
+    assert await store.heartbeat("a", lease_seconds=3600) == 1
+    async with store.db.read() as conn:
+        rows = await conn.execute(select(tables.jobs.c.lease_owner, tables.jobs.c.lease_expires_at))
+        expiry = {owner: expires for owner, expires in rows}
+    assert expiry["a"] - expiry["b"] > timedelta(minutes=50)
+    assert mine.lease.token != theirs.lease.token
+
+
+async def test_dead_runners_are_found_by_pid_here_or_by_a_lapsed_heartbeat(store: Store) -> None:
+    run_id = await queue(store, 3)
+    for runner_id, host, pid in [("alive", "here", 10), ("dead-pid", "here", 11), ("elsewhere", "there", 11)]:
+        await store.register_runner(runner_id=runner_id, host=host, pid=pid, run_id=run_id)
+    alive_pids = {10}
+    found = await store.find_dead_runners(
+        run_id, host="here", is_alive=alive_pids.__contains__, stale_after_s=60
+    )
+    assert found == ["dead-pid"]  # a pid on another host is not ours to judge; its heartbeat is fresh
+    stale = await store.find_dead_runners(
+        run_id, host="here", is_alive=alive_pids.__contains__, stale_after_s=-1
+    )
+    assert sorted(stale) == ["alive", "dead-pid", "elsewhere"]
+    # The dead runner's job comes back at once, lease or not.
+    await store.claim(run_id, "dead-pid", 1, lease_seconds=3600)
+    assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
+    await store.mark_stopped(found)
+    assert [r.id for r in await store.list_runners(run_id, live_only=True)] == ["alive", "elsewhere"]

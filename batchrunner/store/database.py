@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, event
+from sqlalchemy import ColumnElement, Select, event, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from batchrunner.errors import UsageError
+from batchrunner.store.tables import UTCDateTime
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -96,6 +97,17 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+    def clock(self, offset_s: float = 0.0) -> ColumnElement[datetime]:
+        """Now (plus ``offset_s``) as SQL, for leases and heartbeats (RELIABILITY.md rule 3).
+
+        On PostgreSQL it is the database's clock, the one clock every machine's runners share; on SQLite
+        (one machine) it is this process's clock, bound as a value.
+        """
+        if self.is_sqlite:
+            return literal(utcnow() + timedelta(seconds=offset_s), UTCDateTime())
+        now: ColumnElement[datetime] = func.now()
+        return now + timedelta(seconds=offset_s) if offset_s else now
 
     async def insert_ignoring_conflicts(
         self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *conflict_columns: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -49,13 +49,12 @@ async def register(
 
 async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> int:
     """Say this runner is alive and extend every lease it still holds; return how many leases."""
-    now = utcnow()
     async with db.write() as conn:
-        await conn.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=now))
+        await conn.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=db.clock()))
         renewed = await conn.execute(
             update(jobs)
             .where(jobs.c.lease_owner == runner_id, jobs.c.state == JobState.RUNNING)
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .values(lease_expires_at=db.clock(lease_seconds))
         )
         return max(renewed.rowcount, 0)
 
@@ -94,10 +93,10 @@ async def find_dead(
     db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
 ) -> list[str]:
     """Runners of this run that never stopped cleanly and are gone: heartbeat lapsed, or pid dead here."""
-    stale_before = utcnow() - timedelta(seconds=stale_after_s)
-    dead = []
-    for runner in await list_runners(db, run_id, live_only=True):
-        gone_here = runner.host == host and not is_alive(runner.pid)
-        if gone_here or runner.heartbeat_at < stale_before:
-            dead.append(runner.id)
-    return dead
+    stale = runners.c.heartbeat_at < db.clock(-stale_after_s)
+    query = select(runners.c.id, runners.c.host, runners.c.pid, stale.label("stale")).where(
+        runners.c.run_id == run_id, runners.c.stopped_at.is_(None)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [row.id for row in rows if row.stale or (row.host == host and not is_alive(row.pid))]

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, or_, select, tuple_, update
@@ -166,13 +166,14 @@ class Store:
     async def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
         """Lease up to ``limit`` due pending jobs to ``owner``, counting the attempt in the same statement."""
         now = utcnow()
+        db_now = self.db.clock()
         token = secrets.token_hex(16)
         due = self.db.lock_for_claim(
             select(jobs.c.id)
             .where(
                 jobs.c.run_id == run_id,
                 jobs.c.state == JobState.PENDING,
-                or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                or_(jobs.c.not_before.is_(None), jobs.c.not_before <= db_now),
             )
             .order_by(jobs.c.id)
             .limit(limit)
@@ -184,7 +185,7 @@ class Store:
                 state=JobState.RUNNING,
                 lease_owner=owner,
                 lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                lease_expires_at=self.db.clock(lease_seconds),
                 attempts=jobs.c.attempts + 1,
                 updated_at=now,
             )
@@ -225,7 +226,7 @@ class Store:
         stmt = (
             update(jobs)
             .where(jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            .values(lease_expires_at=self.db.clock(lease_seconds))
         )
         async with self.db.write() as conn:
             return max((await conn.execute(stmt)).rowcount, 0)
@@ -277,7 +278,7 @@ class Store:
         must not loop forever (RELIABILITY.md rule 1).
         """
         now = utcnow()
-        lapsed = jobs.c.lease_expires_at < now
+        lapsed = jobs.c.lease_expires_at < self.db.clock()
         if owners:
             lapsed = or_(lapsed, jobs.c.lease_owner.in_(list(owners)))
         exhausted = jobs.c.attempts >= max_attempts

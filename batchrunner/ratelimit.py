@@ -143,10 +143,11 @@ class Reservation:
 class _Window:
     """At most ``cap`` units in any ``span`` seconds; an amount above ``cap`` goes alone, for longer."""
 
-    __slots__ = ("_heap", "_order", "cap", "span", "used")
+    __slots__ = ("_heap", "_order", "cap", "full_cap", "span", "used")
 
     def __init__(self, *, per_minute: float, window_s: float, guard_s: float) -> None:
-        self.cap = per_minute * window_s / 60.0
+        self.full_cap = per_minute * window_s / 60.0
+        self.cap = self.full_cap
         self.span = window_s + guard_s
         self.used = 0.0
         self._heap: list[tuple[float, int, _Entry]] = []
@@ -247,6 +248,24 @@ class ProviderLimiter:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._generation = 0
         self._successes = 0
+        self._share = 1.0
+
+    @property
+    def share(self) -> float:
+        return self._share
+
+    def set_share(self, share: float) -> None:
+        """Use only ``share`` (0 < share <= 1) of the configured RPM and TPM.
+
+        Several runners of one run split the provider's limits among themselves (each takes ``1 / live
+        runners``), so that together they stay under the limit the provider enforces.
+        """
+        if not (math.isfinite(share) and 0 < share <= 1):
+            raise ValueError(f"share must be in (0, 1], not {share!r}")
+        self._share = share
+        for window in (self._requests, self._tokens):
+            if window is not None:
+                window.cap = window.full_cap * share
 
     @property
     def concurrency_limit(self) -> int:

@@ -431,3 +431,18 @@ async def test_real_time_tpm() -> None:
     stamps = await _real_time_run(ProviderLimiter(RateLimits(tpm=60_000)), tokens=250, seconds=2.0)
     assert 0.95 * 2_000 <= 250 * len(stamps) <= 2_000
     assert max_in_any_window(stamps, [250] * len(stamps)) <= 1_000 + 250
+
+
+async def test_a_share_of_the_limits_for_one_of_several_runners() -> None:
+    # Three runners split 600 RPM: each admits 200 RPM, i.e. 3 per second (3.33 rounds down).
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, tpm=60_000)
+    limiter.set_share(1 / 3)
+    stamps = await acquire_times(limiter, clock, [100] * 7)
+    assert stamps == [0.0] * 3 + [pytest.approx(SPAN)] * 3 + [pytest.approx(2 * SPAN)]
+    limiter.set_share(1.0)  # the others stopped: the whole limit again
+    assert limiter.share == 1.0
+    more = await acquire_times(limiter, clock, [0] * 10)
+    assert max_in_any_window([stamps[-1], *more]) == 10  # the 7th request is still in the window
+    with pytest.raises(ValueError, match="share"):
+        limiter.set_share(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -249,7 +250,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         async with store.db.read() as conn:
             names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
         await store.close()
-    assert names == ["0001_initial", "0002_runner_limits"]
+    assert names == ["0001_initial", "0002_runner_limits", "0003_provider_pauses"]
 
 
 async def test_heartbeat_renews_only_this_runners_leases(store: Store) -> None:
@@ -283,3 +284,25 @@ async def test_dead_runners_are_found_by_pid_here_or_by_a_lapsed_heartbeat(store
     assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
     await store.mark_stopped(found)
     assert [r.id for r in await store.list_runners(run_id, live_only=True)] == ["alive", "elsewhere"]
+
+
+async def test_pauses_are_shared_by_the_runners_of_a_run(store: Store) -> None:
+    run_id = await queue(store, 1)
+    assert await store.active_pauses(run_id) == {}
+    await store.publish_pause(run_id, "openai", 30)
+    await store.publish_pause(run_id, "openai", 5)  # an earlier end does not shorten the pause
+    await store.publish_pause(run_id, "anthropic", 0.001)
+    await asyncio.sleep(0.01)
+    pauses = await store.active_pauses(run_id)
+    assert list(pauses) == ["openai"] and 25 < pauses["openai"] <= 30
+    await store.publish_pause(run_id, "openai", 60)
+    assert 55 < (await store.active_pauses(run_id))["openai"] <= 60
+
+
+async def test_live_runners_are_counted_by_fresh_heartbeats(store: Store) -> None:
+    run_id = await queue(store, 1)
+    for runner_id in ("a", "b", "c"):
+        await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
+    await store.mark_stopped(["c"])
+    assert await store.live_runner_count(run_id, stale_after_s=30) == 2
+    assert await store.live_runner_count(run_id, stale_after_s=-1) == 0

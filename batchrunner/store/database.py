@@ -109,6 +109,11 @@ class Database:
         now: ColumnElement[datetime] = func.now()
         return now + timedelta(seconds=offset_s) if offset_s else now
 
+    def insert_statement_ignoring_conflicts(self, table: Any, *conflict_columns: str) -> Any:
+        """``INSERT ... ON CONFLICT (cols) DO NOTHING`` in this dialect (values to be added)."""
+        dialect_module: Any = sqlite if self.is_sqlite else postgresql
+        return dialect_module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+
     async def insert_ignoring_conflicts(
         self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *conflict_columns: str
     ) -> int:
@@ -117,8 +122,7 @@ class Database:
         SQLite's executemany reports the inserted count; asyncpg's does not, so there the inserted rows
         are counted from ``RETURNING`` (which SQLAlchemy batches into multi-row statements).
         """
-        dialect_module: Any = sqlite if self.is_sqlite else postgresql
-        stmt = dialect_module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        stmt = self.insert_statement_ignoring_conflicts(table, *conflict_columns)
         if self.is_sqlite:
             return max((await conn.execute(stmt, rows)).rowcount, 0)
         key = table.c[conflict_columns[-1]]

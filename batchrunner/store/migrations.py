@@ -34,9 +34,15 @@ def m0002_runner_limits(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE runners ADD COLUMN limits_json TEXT"))
 
 
+def m0003_provider_pauses(conn: Connection) -> None:
+    """Provider pauses shared by the runners of a run."""
+    tables.provider_pauses.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
+    ("0003_provider_pauses", m0003_provider_pauses),
 ]
 
 

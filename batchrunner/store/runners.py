@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from batchrunner.models import JobState
 from batchrunner.store.database import Database, utcnow
-from batchrunner.store.tables import jobs, runners
+from batchrunner.store.tables import jobs, provider_pauses, runners
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,3 +100,44 @@ async def find_dead(
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
     return [row.id for row in rows if row.stale or (row.host == host and not is_alive(row.pid))]
+
+
+async def publish_pause(db: Database, run_id: int, provider: str, seconds: float) -> None:
+    """Pause ``provider`` for every runner of the run until ``seconds`` from now (a later pause wins)."""
+    table = provider_pauses
+    until = db.clock(seconds)
+    async with db.write() as conn:
+        updated = await conn.execute(
+            update(table)
+            .where(table.c.run_id == run_id, table.c.provider == provider, table.c.paused_until < until)
+            .values(paused_until=until)
+        )
+        if updated.rowcount == 0:
+            insert = db.insert_statement_ignoring_conflicts(table, "run_id", "provider")
+            await conn.execute(insert.values(run_id=run_id, provider=provider, paused_until=until))
+
+
+async def active_pauses(db: Database, run_id: int) -> dict[str, float]:
+    """Seconds left of each provider pause of the run that has not ended yet."""
+    now = db.clock()
+    query = select(provider_pauses.c.provider, provider_pauses.c.paused_until, now.label("now")).where(
+        provider_pauses.c.run_id == run_id, provider_pauses.c.paused_until > now
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return {row.provider: (row.paused_until - _aware(row.now)).total_seconds() for row in rows}
+
+
+async def live_runner_count(db: Database, run_id: int, stale_after_s: float) -> int:
+    """Runners of the run that have not stopped and whose heartbeat is fresh."""
+    query = select(func.count()).where(
+        runners.c.run_id == run_id,
+        runners.c.stopped_at.is_(None),
+        runners.c.heartbeat_at >= db.clock(-stale_after_s),
+    )
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

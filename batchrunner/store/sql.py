@@ -118,6 +118,15 @@ class Store:
     ) -> None:
         await runners.register(self.db, runner_id=runner_id, host=host, pid=pid, run_id=run_id, limits=limits)
 
+    async def publish_pause(self, run_id: int, provider: str, seconds: float) -> None:
+        await runners.publish_pause(self.db, run_id, provider, seconds)
+
+    async def active_pauses(self, run_id: int) -> dict[str, float]:
+        return await runners.active_pauses(self.db, run_id)
+
+    async def live_runner_count(self, run_id: int, stale_after_s: float) -> int:
+        return await runners.live_runner_count(self.db, run_id, stale_after_s)
+
     async def insights(self, run: RunInfo) -> insights.RunInsights:
         return await insights.run_insights(self.db, run)
 

@@ -147,3 +147,12 @@ results = Table(
     Column("latency_ms", Float),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+provider_pauses = Table(
+    "provider_pauses",
+    metadata,
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider", String(64), primary_key=True),
+    Column("paused_until", UTCDateTime(), nullable=False),
+)
+"""A Retry-After seen by one runner pauses the provider for every runner of the run."""

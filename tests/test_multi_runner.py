@@ -1,0 +1,138 @@
+"""Several runners on one queue: every job answered exactly once, dead runners' jobs finished by others.
+
+Runners are real ``batchrunner run`` subprocesses against one fake server; the same tests run on one
+SQLite file (two runners on one machine) and on PostgreSQL (three runners, as on three machines).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from run_helpers import prompts, write_manifest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from batchrunner.fakeserver.testing import ThreadedFakeServer
+
+
+def sync_url(db: str) -> str:
+    """The same database for a synchronous SQLAlchemy engine in the test (sqlite3 / psycopg-free: asyncpg)."""
+    if "://" not in db:
+        return f"sqlite:///{db}"
+    return make_url(db).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def count_rows(db: str, sql: str) -> int:
+    if "://" not in db:
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def query() -> int:
+        engine = create_async_engine(sync_url(db))
+        try:
+            async with engine.connect() as conn:
+                return int((await conn.execute(text(sql))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(query())
+
+
+def start_runner(
+    db: str, server: ThreadedFakeServer, workdir: Path, name: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable,
+        "-m",
+        "batchrunner",
+        "run",
+        "--db",
+        db,
+        "--base-url",
+        server.openai_base_url,
+        "--concurrency",
+        "8",
+        "--timeout",
+        "300",
+        "--no-progress",
+        *extra,
+    ]
+    with (workdir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
+    """(database, number of runners): two runners on one SQLite file, three on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db"), 2
+    url: str = request.getfixturevalue("pg_database")
+    return url, 3
+
+
+def submit(db: str, tmp_path: Path, n: int) -> None:
+    manifest = write_manifest(tmp_path / "shared.jsonl", prompts(n, "multi"))
+    done = subprocess.run(
+        [sys.executable, "-m", "batchrunner", "submit", str(manifest), "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_runners_share_a_run_and_answer_every_job_once(
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+) -> None:
+    db, runner_count = shared_db
+    server: ThreadedFakeServer = fake_server(latency_ms=20, jitter_ms=10)  # type: ignore[operator]
+    submit(db, tmp_path, 240)
+    runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
+    codes = [runner.wait(timeout=120) for runner in runners]
+    logs = "\n".join((tmp_path / f"runner-{n}.log").read_text() for n in range(runner_count))
+    assert codes == [0] * runner_count, logs
+    assert "database is locked" not in logs
+    stats = server.stats()
+    assert stats["duplicates"] == 0 and stats["answers_total"] == 240
+    assert set(stats["answers"].values()) == {1}
+    assert count_rows(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 240
+    assert count_rows(db, "SELECT count(*) FROM results") == 240
+    # Every runner did part of the work.
+    assert count_rows(db, "SELECT count(DISTINCT runner_id) FROM attempts") == runner_count
+
+
+@pytest.mark.slow
+def test_a_killed_runners_jobs_are_finished_by_the_others(
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+) -> None:
+    db, runner_count = shared_db
+    server: ThreadedFakeServer = fake_server(latency_ms=40, jitter_ms=20)  # type: ignore[operator]
+    submit(db, tmp_path, 300)
+    runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
+    deadline = time.monotonic() + 60
+    while count_rows(db, "SELECT count(*) FROM results") < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(runners[0].pid, signal.SIGKILL)
+    assert runners[0].wait(timeout=10) == -signal.SIGKILL
+    codes = [runner.wait(timeout=120) for runner in runners[1:]]
+    logs = "\n".join((tmp_path / f"runner-{n}.log").read_text() for n in range(runner_count))
+    assert codes == [0] * (runner_count - 1), logs
+    assert count_rows(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 300
+    assert count_rows(db, "SELECT count(*) FROM results") == 300
+    stats = server.stats()
+    assert set(stats["answers"]) == {f"multi prompt number {i}" for i in range(300)}
+    # Re-sent: at most what the killed runner had in flight (8 calls) or answered but not yet checkpointed.
+    assert stats["duplicates"] <= 2 * 8, stats["duplicates"]

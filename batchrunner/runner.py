@@ -112,6 +112,8 @@ class Runner:
         self._limiters: dict[str, ProviderLimiter] = {}
         self._queue: asyncio.Queue[ClaimedJob | None] = asyncio.Queue()
         self._in_flight: dict[int, ClaimedJob] = {}
+        self._unsent: list[ClaimedJob] = []
+        """Jobs a worker took from the queue after a stop was requested: given back, never sent."""
         self._room = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopped: str | None = None
@@ -237,6 +239,9 @@ class Runner:
 
     async def _worker(self) -> None:
         while (job := await self._queue.get()) is not None:
+            if self._stop_requested.is_set():  # e.g. a 401 just came back: send nothing more
+                self._unsent.append(job)
+                continue
             if self._queue.qsize() < self.options.concurrency:
                 self._room.set()
             self._in_flight[job.lease.job_id] = job
@@ -278,15 +283,18 @@ class Runner:
 
     async def _shutdown(self, workers: list[asyncio.Task[None]], tasks: list[asyncio.Task[None]]) -> None:
         queued = self._drain_queue()
-        if queued:
+        if queued:  # at once: another runner may take them while calls in flight finish
             await self.store.release([job.lease for job in queued], refund_attempt=True)
         for _ in workers:
             self._queue.put_nowait(None)
         done, pending = await asyncio.wait(workers, timeout=self.options.grace_s)
+        if self._unsent:
+            await self.store.release([job.lease for job in self._unsent], refund_attempt=True)
+        # taken before the cancel: a cancelled worker drops its job from _in_flight on the way out
+        abandoned = list(self._in_flight.values())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        abandoned = list(self._in_flight.values())
         await self._checkpointer.close()
         if abandoned:  # cut off mid-call: the attempt counts (it may have been billed); the job goes back
             await self.store.release([job.lease for job in abandoned], refund_attempt=False)

@@ -231,7 +231,7 @@ class _SimpleLine(TypedDict):
 _ANTHROPIC = TypeAdapter(_AnthropicLine)
 _OPENAI = TypeAdapter(_OpenAILine)
 _SIMPLE = TypeAdapter(_SimpleLine)
-_BODIES = {
+_BODIES: dict[str, TypeAdapter[Any]] = {
     "/v1/chat/completions": TypeAdapter(_ChatBody),
     "/v1/embeddings": TypeAdapter(_InputBody),
     "/v1/responses": TypeAdapter(_InputBody),

@@ -9,6 +9,14 @@
 Modules, from the bottom up: ``strictjson`` (bytes -> a JSON object under RELIABILITY.md rule 10),
 ``checks`` (table-driven field checks), ``options`` (run options, provider resolution), ``formats``
 (the three line formats -> JobSpec) and ``reader`` (streaming a file, duplicate ids).
+
+Speed (``python benchmarks/bench_manifest_parse.py``, 200k mixed lines of ~255 bytes, 2-core VM):
+``iter_manifest`` ~7.3 us/line (~135k lines/s) against 2.3 us for a bare ``json.loads``. Of that, about
+4.5 us is the floor any correct parser here pays: the strict decode with its duplicate-key hook (~1.5),
+serialising the body (~1.0), building the frozen ``JobSpec`` (~0.9), reading and the depth pre-check; the
+field checks are ~1.0 and the rest is bookkeeping (ids, provider, simple bodies). With a plain
+``sqlite3.executemany`` insert the benchmark reaches ~80-92k lines/s, 55-65% of ``json.loads`` +
+``executemany``.
 """
 
 from batchrunner.manifest.checks import MAX_ID_LENGTH

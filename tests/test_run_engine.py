@@ -7,17 +7,22 @@ server; only :class:`EngineOptions` differs, so a stop can be driven and timed f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fake_server_fixtures import StartFakeServer
 from run_helpers import check_invariants, prompts, settings_for, snapshot, write_manifest
 
 from batchrunner import api
+from batchrunner.checkpoint import Checkpointer
 from batchrunner.config import Settings
+from batchrunner.models import JobState
 from batchrunner.providers.registry import build_provider
 from batchrunner.runner import EngineOptions, Runner, Wiring
+from batchrunner.store.records import AttemptRecord, Lease, Outcome
 
 
 @asynccontextmanager
@@ -64,3 +69,38 @@ async def test_calls_cut_off_at_the_grace_deadline_go_back_to_the_queue(
     report = await api.run(settings)
     assert report.exit_code == 0
     check_invariants(snapshot(db), server.stats(), ids=jobs, reference=None, in_flight_at_kills=2)
+
+
+class _SlowStore:
+    """A store whose group writes take a while, recording what was written."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.writing = asyncio.Event()
+
+    async def record_outcomes(self, batch: list[Outcome]) -> set[int]:
+        self.writing.set()
+        await asyncio.sleep(0.05)
+        self.written += [o.lease.job_id for o in batch]
+        return {o.lease.job_id for o in batch}
+
+
+def _outcome(job_id: int) -> Outcome:
+    attempt = AttemptRecord(number=1, runner_id="r", started_at=datetime.now(UTC))
+    return Outcome(lease=Lease(job_id=job_id, token="t"), attempt=attempt, state=JobState.SUCCEEDED)
+
+
+async def test_checkpointer_close_waits_for_every_write() -> None:
+    """``close`` returns only when everything handed over is written, even while a group is being
+    written and more outcomes wait behind it (the shutdown then closes the store)."""
+    store = _SlowStore()
+    checkpointer = Checkpointer(store, interval_s=0.01)  # type: ignore[arg-type]
+    loop = asyncio.create_task(checkpointer.run())
+    checkpointer.add(_outcome(1))
+    await store.writing.wait()  # the loop is now writing job 1
+    checkpointer.add(_outcome(2))
+    await checkpointer.close()
+    assert store.written == [1, 2]
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -59,6 +59,8 @@ class AttemptContext:
     rng: random.Random
     crash_point: Callable[[str], None]
     unknown_price_models: set[str]
+    budget_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
 
 
 async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
@@ -66,7 +68,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
     body = json.loads(job.request_json)
     estimate = estimate_tokens(job.endpoint, body)
     worst_case = ctx.prices.worst_case_cost(job.model, estimate.prompt_tokens, estimate.output_tokens)
-    if not ctx.budget.try_reserve(worst_case):
+    if not await _reserve(ctx, worst_case):
         return Stop(reason=_budget_reason(ctx.budget, job.model, worst_case), outcome=None)
     limiter = ctx.limiters(job.provider)
     request = ProviderRequest(endpoint=job.endpoint, body=body, timeout_s=ctx.timeout_s)
@@ -99,6 +101,18 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
         return _failure(job, ctx, exc, started_at, started)
     finally:
         ctx.budget.settle(worst_case, cost)
+        ctx.budget_settled.set()
+
+
+async def _reserve(ctx: AttemptContext, worst_case: Decimal | None) -> bool:
+    """Reserve the call's worst case; while it does not fit only because of calls in flight, wait for
+    them to settle (their real cost is usually far below their worst case). False: the cap is reached."""
+    while not ctx.budget.try_reserve(worst_case):
+        if worst_case is None or ctx.budget.reserved <= 0:
+            return False
+        ctx.budget_settled.clear()
+        await ctx.budget_settled.wait()
+    return True
 
 
 async def _call(provider: Provider, request: ProviderRequest, timeout_s: float) -> ProviderResponse:

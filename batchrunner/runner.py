@@ -276,6 +276,7 @@ class Runner:
 
     def _on_written(self, batch: list[Outcome], accepted: set[int]) -> None:
         self._lost += len(batch) - len(accepted)
+        self._room.set()  # the feeder may be waiting for these jobs to leave `running` to see the end
         if self.wiring.progress is not None:
             self.wiring.progress.on_written(batch, accepted)
 

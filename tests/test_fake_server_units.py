@@ -137,6 +137,7 @@ def test_books_count_duplicates_incrementally_and_reset_keeps_in_flight() -> Non
     assert stats["duplicates"] == 2 and stats["answers"] == {"a": 3, "b": 1} and stats["answers_total"] == 4
     assert stats["tokens"] == {"input": 8, "output": 12, "cached": 0}
     assert stats["peak_concurrency"] == 3 and stats["in_flight"] == 2
+    assert stats["answer_span_s"] >= 0
     books.clear()
     assert books.snapshot(prompts=False) == {
         "requests": 0,
@@ -150,6 +151,7 @@ def test_books_count_duplicates_incrementally_and_reset_keeps_in_flight() -> Non
         "prompts": 0,
         "answers_total": 0,
         "duplicates": 0,
+        "answer_span_s": None,
         "tokens": {"input": 0, "output": 0, "cached": 0},
     }
 

@@ -6,6 +6,7 @@ of requests per second. The server runs in one event loop, so no locks are neede
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -22,8 +23,10 @@ class Books:
         "cached_tokens",
         "disconnects",
         "duplicates",
+        "first_request_at",
         "in_flight",
         "input_tokens",
+        "last_answer_at",
         "limit_violations",
         "output_tokens",
         "peak_concurrency",
@@ -50,10 +53,14 @@ class Books:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cached_tokens = 0
+        self.first_request_at: float | None = None
+        self.last_answer_at: float | None = None
 
     def begin(self, route: str) -> None:
         """A request arrived on an API route."""
         self.requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.monotonic()
         self.by_route[route] = self.by_route.get(route, 0) + 1
         self.in_flight += 1
         if self.in_flight > self.peak_concurrency:
@@ -91,9 +98,16 @@ class Books:
         if count:
             self.duplicates += 1
         self.answers_total += 1
+        self.last_answer_at = time.monotonic()
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cached_tokens += cached_tokens
+
+    def _answer_span(self) -> float | None:
+        """Seconds from the first request to the last answer (a client's rate without its start-up)."""
+        if self.first_request_at is None or self.last_answer_at is None:
+            return None
+        return round(self.last_answer_at - self.first_request_at, 6)
 
     def snapshot(self, *, prompts: bool = True) -> dict[str, Any]:
         """The ``GET /stats`` document; ``prompts=False`` leaves out the per-prompt maps (big runs)."""
@@ -109,6 +123,7 @@ class Books:
             "prompts": len(self.attempts),
             "answers_total": self.answers_total,
             "duplicates": self.duplicates,
+            "answer_span_s": self._answer_span(),
             "tokens": {
                 "input": self.input_tokens,
                 "output": self.output_tokens,

@@ -1,0 +1,191 @@
+"""Scale-out benchmark: 1, 2 and 4 runners on one PostgreSQL queue, and a shared RPM limit.
+
+    python benchmarks/bench_multi_runner.py --pg postgresql://root@127.0.0.1:5432/postgres [--quick]
+
+Each case gets a fresh database (created and dropped on the PostgreSQL server named by --pg), a
+manifest of simple lines submitted once, and a fake provider server in its own process. The runners
+are ``batchrunner run`` subprocesses started together. Reported:
+
+- scale-out: jobs/s from the first to the last request the fake server saw, for 1, 2 and 4 runners at
+  concurrency 32 each against 200 ms latency (the ideal is 160 jobs/s per runner);
+- shared limit: N runners all told ``--rpm LIMIT`` against a server enforcing LIMIT in 1 s windows: the
+  combined rate against the limit, and the share of requests refused with 429.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
+from batchrunner.fakeserver.testing import FakeServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(pg_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def write_manifest(path: Path, jobs: int, tag: str) -> None:
+    with path.open("w") as out:
+        for n in range(jobs):
+            out.write(
+                json.dumps({"id": f"{tag}-{n}", "prompt": f"{tag} job {n}", "model": "gpt-4o-mini"}) + "\n"
+            )
+
+
+def run_case(
+    pg: str, *, runners: int, jobs: int, concurrency: int, server_args: list[str], rpm: int | None
+) -> dict[str, Any]:
+    name = f"br_bench_{secrets.token_hex(4)}"
+    asyncio.run(admin(pg, f'CREATE DATABASE "{name}"'))
+    db = (
+        make_url(pg).set(database=name, drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    )
+    server = FakeServerProcess(server_args).start()
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            workdir = Path(work)
+            manifest = workdir / "jobs.jsonl"
+            write_manifest(manifest, jobs, name)
+            env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "BATCHRUNNER_DB": db}
+            subprocess.run(
+                [sys.executable, "-m", "batchrunner", "submit", str(manifest)],
+                env=env,
+                cwd=workdir,
+                check=True,
+                capture_output=True,
+            )
+            server.reset()
+            args = [
+                sys.executable,
+                "-m",
+                "batchrunner",
+                "run",
+                "--base-url",
+                server.openai_base_url,
+                "--concurrency",
+                str(concurrency),
+                "--no-progress",
+            ]
+            if rpm:
+                args += ["--rpm", str(rpm)]
+            started = time.monotonic()
+            procs = [
+                subprocess.Popen(
+                    args, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
+                for _ in range(runners)
+            ]
+            errors = [proc.communicate(timeout=900)[1] for proc in procs]
+            wall = time.monotonic() - started
+            codes = [proc.returncode for proc in procs]
+            if any(codes):
+                raise RuntimeError(f"runner exit codes {codes}: {errors}")
+            stats = server.stats(prompts=False)
+    finally:
+        server.stop()
+        asyncio.run(admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    answered = stats["answers_total"]
+    refused = stats["by_status"].get("429", 0)
+    span = stats["answer_span_s"] or wall
+    return {
+        "runners": runners,
+        "jobs": jobs,
+        "wall_s": wall,
+        "answered": answered,
+        "duplicates": stats["duplicates"],
+        "requests": stats["requests"],
+        "refused_429": refused,
+        "span_s": span,
+        "jobs_per_s": answered / span,
+    }
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pg", required=True, help="a PostgreSQL URL whose user may create databases")
+    parser.add_argument("--quick", action="store_true", help="small job counts, one repetition")
+    parser.add_argument("--repeat", type=int, default=3)
+    options = parser.parse_args()
+    repeat = 1 if options.quick else options.repeat
+    jobs_per_runner = 320 if options.quick else 1600
+    print(f"# {machine()}, {time.strftime('%Y-%m-%d')}")
+    print("\n## scale-out: 200 ms latency, concurrency 32 per runner (ideal 160 jobs/s per runner)")
+    rates: dict[int, float] = {}
+    for runners in (1, 2, 4):
+        samples = [
+            run_case(
+                options.pg,
+                runners=runners,
+                jobs=jobs_per_runner * runners,
+                concurrency=32,
+                server_args=["--latency-ms", "200", "--jitter-ms", "0"],
+                rpm=None,
+            )
+            for _ in range(repeat)
+        ]
+        rates[runners] = statistics.median(s["jobs_per_s"] for s in samples)
+        dups = max(s["duplicates"] for s in samples)
+        print(
+            f"{runners} runner(s): median {rates[runners]:.1f} jobs/s "
+            f"({rates[runners] / (160 * runners):.0%} of ideal), x{rates[runners] / rates[1]:.2f} vs one, "
+            f"duplicates {dups}, samples {[round(s['jobs_per_s'], 1) for s in samples]}"
+        )
+    limit = 3000
+    print(f"\n## shared limit: server enforces {limit} RPM in 1 s windows; every runner told --rpm {limit}")
+    for runners in (1, 3):
+        jobs = 400 if options.quick else 1500
+        sample = run_case(
+            options.pg,
+            runners=runners,
+            jobs=jobs,
+            concurrency=32,
+            server_args=["--latency-ms", "50", "--rpm", str(limit)],
+            rpm=limit,
+        )
+        rate = sample["jobs_per_s"] * 60
+        print(
+            f"{runners} runner(s): {rate:.0f} RPM combined ({rate / limit:.1%} of the limit), "
+            f"429s {sample['refused_429']} of {sample['requests']} requests "
+            f"({sample['refused_429'] / sample['requests']:.2%}), duplicates {sample['duplicates']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

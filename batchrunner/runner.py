@@ -114,6 +114,8 @@ class Runner:
         self._in_flight: dict[int, ClaimedJob] = {}
         self._unsent: list[ClaimedJob] = []
         """Jobs a worker took from the queue after a stop was requested: given back, never sent."""
+        self._broken: list[ClaimedJob] = []
+        """Jobs whose attempt raised an unexpected error: given back (the call may have been sent)."""
         self._room = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopped: str | None = None
@@ -247,6 +249,10 @@ class Runner:
             self._in_flight[job.lease.job_id] = job
             try:
                 result = await perform(job, self._context)
+            except Exception:  # a bug: end the run (shutdown re-raises it) rather than wait on this job
+                self._broken.append(job)
+                self.request_stop()
+                raise
             finally:
                 del self._in_flight[job.lease.job_id]
             if isinstance(result, Stop):
@@ -292,7 +298,7 @@ class Runner:
         if self._unsent:
             await self.store.release([job.lease for job in self._unsent], refund_attempt=True)
         # taken before the cancel: a cancelled worker drops its job from _in_flight on the way out
-        abandoned = list(self._in_flight.values())
+        abandoned = list(self._in_flight.values()) + self._broken
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

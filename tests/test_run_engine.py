@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fake_server_fixtures import StartFakeServer
 from run_helpers import check_invariants, prompts, settings_for, snapshot, write_manifest
 
@@ -20,6 +21,7 @@ from batchrunner import api
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.config import Settings
 from batchrunner.models import JobState
+from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 from batchrunner.providers.registry import build_provider
 from batchrunner.runner import EngineOptions, Runner, Wiring
 from batchrunner.store.records import AttemptRecord, Lease, Outcome
@@ -104,3 +106,44 @@ async def test_checkpointer_close_waits_for_every_write() -> None:
     loop.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await loop
+
+
+class _BrokenProvider:
+    """The real provider, except that a prompt containing ``boom`` raises an error no adapter would."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def call(self, request: ProviderRequest) -> ProviderResponse:
+        if "boom" in request.body["messages"][-1]["content"]:
+            raise RuntimeError("a bug in a provider adapter")
+        return await self.inner.call(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_an_unexpected_error_in_a_worker_stops_the_run_instead_of_hanging(
+    fake_server: StartFakeServer, tmp_path: Path
+) -> None:
+    """A bug that escapes ``perform`` ends the run with that error (not a run waiting forever for a job
+    stuck in ``running``), and the job goes back to the queue at once."""
+    jobs = prompts(12, "bug", {5: "ok"})
+    jobs["bug-005"] = "boom"
+    server = fake_server(latency_ms=2)
+    db = tmp_path / "bug.db"
+    settings = settings_for(server.openai_base_url, db, concurrency=2)
+    async with engine(
+        settings, write_manifest(tmp_path / "bug.jsonl", jobs), EngineOptions(concurrency=2)
+    ) as runner:
+        runner.wiring.provider_for = lambda name: _BrokenProvider(
+            build_provider(name, settings.provider_settings(name))
+        )
+        with pytest.raises(RuntimeError, match="a bug in a provider adapter"):
+            await asyncio.wait_for(runner.run(), 10)
+
+    snap = snapshot(db)
+    assert snap.jobs["bug-005"]["state"] == "pending" and snap.jobs["bug-005"]["lease_token"] is None
+    assert snap.states()["running"] == 0
+    check_invariants(snap, server.stats(), ids=jobs, reference=None, stopped=True)

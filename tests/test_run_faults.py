@@ -174,24 +174,34 @@ async def test_retry_after_is_honoured(fake_server: StartFakeServer, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("server_fields", "error_text"),
+    ("provider", "server_fields", "error_text"),
     [
-        pytest.param({"api_key": "sk-the-right-key-only"}, "API key", id="401-bad-key"),
-        pytest.param({"fault_rates": {FaultKind.FORBIDDEN: 1.0}}, "not supported", id="403"),
-        pytest.param({"fault_rates": {FaultKind.QUOTA: 1.0}}, "quota", id="quota"),
+        pytest.param("openai", {"api_key": "sk-the-right-key-only"}, "API key", id="401-bad-key"),
+        pytest.param("openai", {"fault_rates": {FaultKind.FORBIDDEN: 1.0}}, "not supported", id="403"),
+        pytest.param("openai", {"fault_rates": {FaultKind.QUOTA: 1.0}}, "quota", id="quota"),
+        pytest.param("anthropic", {"fault_rates": {FaultKind.CREDIT: 1.0}}, "credit balance", id="credit"),
+        pytest.param("anthropic", {"api_key": "sk-ant-right-key-only"}, "x-api-key", id="anthropic-401"),
     ],
 )
 async def test_run_stopping_errors_stop_after_at_most_concurrency_calls(
-    fake_server: StartFakeServer, tmp_path: Path, server_fields: dict[str, Any], error_text: str
+    fake_server: StartFakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    server_fields: dict[str, Any],
+    error_text: str,
 ) -> None:
     """Auth and quota errors: exit 3, at most ``concurrency`` calls, every job pending, no attempt used."""
     concurrency = 4
     jobs = prompts(24, "stop")
     server = fake_server(latency_ms=2, **server_fields)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
     db = tmp_path / "stop.db"
-    settings = settings_for(server.openai_base_url, db, concurrency=concurrency)
+    base_url = server.openai_base_url if provider == "openai" else None
+    settings = settings_for(base_url, db, concurrency=concurrency, provider=provider)
+    model = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
 
-    report = await api.run(settings, file=write_manifest(tmp_path / "stop.jsonl", jobs))
+    report = await api.run(settings, file=write_manifest(tmp_path / "stop.jsonl", jobs, model=model))
 
     assert report.exit_code == 3 and report.stopped is not None and error_text in report.stopped
     stats = server.stats()

@@ -75,6 +75,7 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
     writerow = csv.writer(buffer).writerow
     clean = neutralise if options.sanitize else _as_is
     keys = options.metadata_keys
+    no_metadata = [""] * len(keys)
     for row in rows:
         cells: list[Any] = [
             clean(row.custom_id),
@@ -89,9 +90,11 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
             "" if row.latency_ms is None else f"{row.latency_ms:.1f}",
             "" if row.state == "succeeded" else clean(_error_text(row)),
         ]
-        if keys:
-            metadata = json.loads(row.metadata_json) if row.metadata_json else {}
+        if row.metadata_json:
+            metadata = json.loads(row.metadata_json)
             cells += [clean(_cell(metadata.get(key))) for key in keys]
+        else:
+            cells += no_metadata
         writerow(cells)
     return buffer.getvalue()
 

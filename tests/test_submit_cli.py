@@ -473,11 +473,6 @@ def test_a_full_disk_fails_the_submit_and_keeps_the_database_whole(tmp_path: Pat
     assert count(db) == 20 and query(db, "SELECT name FROM runs") == [("simple",)]  # the big run is not there
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driver errors are not yet translated to StoreError/StoreFullError at the store boundary "
-    "(store/database.py); the CLI prints sqlalchemy's traceback and exits 1 instead of 4",
-)
 def test_a_full_disk_is_a_one_line_error_with_exit_code_4(tmp_path: Path, tiny_fs: Path) -> None:
     _, done = fill_the_disk(tmp_path, tiny_fs)
     assert done.returncode == 4
@@ -517,12 +512,6 @@ def test_a_read_only_database_changes_nothing(tmp_path: Path, read_only_db: Path
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite cannot open a WAL database on a read-only filesystem ('unable to open database file') "
-    "and the driver error reaches the CLI untranslated (no StoreError at the store boundary, "
-    "store/database.py): a traceback and exit 1",
-)
 def test_a_read_only_database_is_a_one_line_error(tmp_path: Path, read_only_db: Path) -> None:
     other = write_lines(tmp_path / "other.jsonl", prompts(3))
     done = subprocess_cli("submit", str(other), "--db", str(read_only_db), cwd=tmp_path)

@@ -10,8 +10,8 @@ since they hold prompts and answers (SQLite gives the companions the database fi
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,11 @@ from sqlalchemy import ColumnElement, Select, event, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from batchrunner.errors import UsageError
+from batchrunner.errors import StoreError, StoreFullError, UsageError
 from batchrunner.store.tables import UTCDateTime
 
 BUSY_TIMEOUT_MS = 30_000
@@ -84,14 +84,24 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-        async with self.writer.begin() as conn:
-            yield conn
+        with self.translate_errors():
+            async with self.writer.begin() as conn:
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A short read-only transaction."""
-        async with self.reader.connect() as conn:
-            yield conn
+        with self.translate_errors():
+            async with self.reader.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Driver errors become StoreError (STYLE habit 8): one line for the user, the cause chained."""
+        try:
+            yield
+        except DBAPIError as exc:
+            raise store_error(self.url, exc.orig if exc.orig is not None else exc) from exc
 
     async def dispose(self) -> None:
         await self.writer.dispose()
@@ -131,6 +141,21 @@ class Database:
     def lock_for_claim(self, select: Select[Any]) -> Select[Any]:
         """Rows picked for a claim: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite: the write lock)."""
         return select if self.is_sqlite else select.with_for_update(skip_locked=True)
+
+
+def store_error(url: URL, cause: BaseException) -> StoreError:
+    """The StoreError for a driver or OS error, with what to do about the common ones."""
+    where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+    reason = str(cause).strip() or type(cause).__name__
+    lowered = reason.lower()
+    if "full" in lowered:
+        return StoreFullError(f"the database {where} is full ({reason}): free disk space, then run again")
+    if "readonly" in lowered or "read-only" in lowered or "unable to open database file" in lowered:
+        return StoreError(
+            f"cannot write the database {where} ({reason}): is it on a read-only filesystem, "
+            "or is its directory not writable? SQLite needs to create -wal and -shm files beside it"
+        )
+    return StoreError(f"database {where}: {reason}")
 
 
 def _create_private_file(path: Path) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batchrunner.errors import UsageError
 from batchrunner.models import JobState, RunInfo
 from batchrunner.store import insights, reports, runners, tables
-from batchrunner.store.database import Database, resolve_url, utcnow
+from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, QueueState, RunStats
 from batchrunner.store.submit import JobInserter
@@ -37,9 +37,16 @@ class Store:
     @classmethod
     async def open(cls, target: str) -> Store:
         """Open (and create or migrate) the database at a path or SQLAlchemy URL."""
-        db = Database(resolve_url(target))
+        url = resolve_url(target)
+        try:
+            db = Database(url)
+        except OSError as exc:  # the database file or its directory cannot be created
+            raise store_error(url, exc) from exc
         try:
             await migrate(db)
+        except OSError as exc:  # e.g. PostgreSQL refused the connection
+            await db.dispose()
+            raise store_error(url, exc) from exc
         except BaseException:
             await db.dispose()
             raise

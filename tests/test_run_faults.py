@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fake_server_fixtures import StartFakeServer
 from run_helpers import (
+    Snapshot,
     check_invariants,
     prompt_of,
     prompts,
@@ -53,11 +54,9 @@ OPENAI_PLANS: dict[str, tuple[str | None, int, str]] = {
 }
 
 
-def _by_plan(jobs: dict[str, str], plans: list[str]) -> dict[str, str]:
-    return dict(zip(plans, jobs, strict=True))
-
-
-def _check_job(snap: Any, stats: dict[str, Any], cid: str, expected: tuple[str | None, int, str]) -> None:
+def _check_job(
+    snap: Snapshot, stats: dict[str, Any], cid: str, expected: tuple[str | None, int, str]
+) -> None:
     error_class, calls, state = expected
     job, attempts = snap.jobs[cid], snap.attempts[cid]
     assert job["state"] == state, (cid, job["state"], job["last_error"])
@@ -85,9 +84,9 @@ async def test_every_openai_error_class(fake_server: StartFakeServer, tmp_path: 
 
     assert report.exit_code == 1 and report.stopped is None
     snap, stats = snapshot(db), server.stats()
-    for plan, cid in _by_plan(dict.fromkeys(jobs), plans).items():
+    by_plan = dict(zip(plans, jobs, strict=True))
+    for plan, cid in by_plan.items():
         _check_job(snap, stats, cid, OPENAI_PLANS[plan])
-    by_plan = _by_plan(dict.fromkeys(jobs), plans)
     assert snap.attempts[by_plan["hang"]][0]["possibly_billed"] == 1  # sent, no answer: may be billed
     assert snap.attempts[by_plan["500"]][0]["status_code"] == 500
     check_invariants(
@@ -142,13 +141,14 @@ async def test_retry_after_is_honoured(fake_server: StartFakeServer, tmp_path: P
     jobs = prompts(1, "wait", {0: "429"})
     key = next(iter(jobs.values()))
     server = fake_server(retry_after_s=1.0)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, float, int]] = []  # (asked at, answered at, attempts of the prompt)
     done = threading.Event()
 
     def watch() -> None:  # the server's books, sampled every few ms from another thread
         while not done.is_set():
+            asked = time.monotonic()
             count = server.stats().get("attempts", {}).get(key, 0)
-            samples.append((time.monotonic(), count))
+            samples.append((asked, time.monotonic(), count))
             time.sleep(0.005)
 
     watcher = threading.Thread(target=watch)
@@ -162,10 +162,11 @@ async def test_retry_after_is_honoured(fake_server: StartFakeServer, tmp_path: P
         done.set()
         watcher.join()
     assert report.exit_code == 0
-    # the first attempt arrived after the last sample that saw none; the second before the first that saw it
-    last_without = max(t for t, n in samples if n == 0)
-    first_with_two = min(t for t, n in samples if n >= 2)
-    assert first_with_two - last_without >= 1.0
+    # a lower bound of the gap between the two arrivals: the first arrived before the answer to the first
+    # sample that saw it; the second after the question of the last sample that did not see it
+    first_seen = min(answered for _, answered, n in samples if n >= 1)
+    second_unseen = max(asked for asked, _, n in samples if n < 2)
+    assert second_unseen - first_seen >= 1.0
     snap = snapshot(db)
     first, second = snap.attempts["wait-000"]
     assert (first["status_code"], first["error_class"]) == (429, "rate_limited")

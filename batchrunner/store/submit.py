@@ -1,10 +1,11 @@
 """Queueing a manifest's jobs: insert-or-ignore on the natural key, with conflicts found and counted.
 
 This is the hot path of a million-line ``submit``. On SQLite the rows go to the driver as plain tuples
-(``executemany``): through SQLAlchemy's executemany each row cost about 20 us of parameter processing,
-several times SQLite's own work (about 3.3 us a row), and a submit ran at 26,000 lines/s
-(``benchmarks/bench_submit.py``). The statements are still built and compiled by SQLAlchemy, so the SQL
-is the same on both paths; PostgreSQL keeps SQLAlchemy's path (``RETURNING`` counts its inserts).
+(``executemany``): SQLAlchemy's executemany (a dict per row, parameter processing) cost about 4.5 us of
+CPU a row on top of SQLite's own ~3.3 us; a 1,000,000-line submit took 19.0 s of CPU through it and
+14.5 s this way (``benchmarks/bench_submit.py``, BENCHMARKS.md). The statements are still built and
+compiled by SQLAlchemy, so the SQL is the same on both paths; PostgreSQL keeps SQLAlchemy's path
+(``RETURNING`` counts its inserts).
 """
 
 from __future__ import annotations

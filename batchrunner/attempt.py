@@ -59,6 +59,8 @@ class AttemptContext:
     rng: random.Random
     crash_point: Callable[[str], None]
     unknown_price_models: set[str]
+    on_pause: Callable[[str, float], None] = lambda _provider, _seconds: None
+    """Told of every 429/529 pause (provider, seconds), so the other runners of the run pause too."""
     budget_settled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
 
@@ -83,7 +85,8 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
                 response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
             except RateLimited as exc:
                 limiter.settle(reservation, 0)
-                limiter.on_rate_limited(slot, retry_after=exc.retry_after)
+                deadline = limiter.on_rate_limited(slot, retry_after=exc.retry_after)
+                ctx.on_pause(job.provider, deadline - time.monotonic())
                 limiter.observe_headers(exc.rate_limits)
                 raise
             except ProviderError as exc:

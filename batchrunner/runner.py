@@ -32,6 +32,7 @@ from decimal import Decimal
 from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, Stop, perform
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
+from batchrunner.coordination import RunCoordination
 from batchrunner.crashpoints import CrashPoint, never
 from batchrunner.models import RunInfo
 from batchrunner.pricing import PriceTable
@@ -58,7 +59,8 @@ class EngineOptions:
     heartbeat_s: float = 5.0
     stale_after_s: float = 30.0
     """A runner whose heartbeat is older than this is dead, wherever it ran."""
-    checkpoint_interval_s: float = 0.25
+    checkpoint_gap_s: float = 0.02
+    """Checkpoint writes start at most this often; an answer waits about this long to be durable."""
     grace_s: float = 30.0
     """How long calls in flight may finish after a stop request."""
     poll_s: float = 1.0
@@ -121,9 +123,10 @@ class Runner:
         self._stopped: str | None = None
         self._interrupted = False
         self._lost = 0
+        self._coordination = RunCoordination(store, run.id, stale_after_s=options.stale_after_s)
         self._checkpointer = Checkpointer(
             store,
-            interval_s=options.checkpoint_interval_s,
+            min_gap_s=options.checkpoint_gap_s,
             on_written=self._on_written,
             crash_point=wiring.crash_point,
         )
@@ -166,12 +169,18 @@ class Runner:
 
     async def _start(self) -> None:
         options, run = self.options, self.run_info
-        for name in await self.store.providers_left(run.id):
+        providers = await self.store.providers_left(run.id)
+        for name in providers:
             self._provider(name)  # a missing key fails here, before anything is claimed
         await self.store.register_runner(
-            runner_id=self.runner_id, host=socket.gethostname(), pid=os.getpid(), run_id=run.id
+            runner_id=self.runner_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            run_id=run.id,
+            limits=self._limits_in_force(providers),
         )
         await self._reclaim()
+        await self._coordination.refresh_share()
         spent = Decimal(str((await self.store.stats(run)).cost_usd))
         self._context = AttemptContext(
             runner_id=self.runner_id,
@@ -184,6 +193,7 @@ class Runner:
             rng=self.wiring.rng or random.Random(),
             crash_point=self.wiring.crash_point,
             unknown_price_models=set(),
+            on_pause=self._coordination.publish_pause,
         )
 
     async def _reclaim(self) -> None:
@@ -208,6 +218,7 @@ class Runner:
                 await self._wait_for_room(self.options.poll_s)
                 continue
             want = 2 * concurrency - self._queue.qsize()
+            await self._coordination.pull_pauses()
             claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
             if claimed:
                 self.wiring.crash_point("after-claim")
@@ -275,6 +286,7 @@ class Runner:
             try:
                 await self.store.heartbeat(self.runner_id, self.options.lease_s)
                 await self._reclaim()
+                await self._coordination.refresh_share()
             except Exception as exc:  # a failed heartbeat is retried next beat; the lease has margin
                 log.warning("heartbeat failed: %s", exc)
             if self._checkpointer.error is not None:
@@ -303,6 +315,7 @@ class Runner:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await self._checkpointer.close()
+        await self._coordination.close()
         if abandoned:  # cut off mid-call: the attempt counts (it may have been billed); the job goes back
             await self.store.release([job.lease for job in abandoned], refund_attempt=False)
         for task in tasks:
@@ -348,8 +361,17 @@ class Runner:
 
     def _limiter(self, name: str) -> ProviderLimiter:
         if name not in self._limiters:
-            self._limiters[name] = ProviderLimiter(self.wiring.limits_for(name))
+            limiter = ProviderLimiter(self.wiring.limits_for(name))
+            self._limiters[name] = self._coordination.adopt(name, limiter)
         return self._limiters[name]
+
+    def _limits_in_force(self, providers: list[str]) -> dict[str, object]:
+        """What this runner enforces, for ``status`` (the run's totals; each live runner takes a share)."""
+        limits: dict[str, object] = {"concurrency": self.options.concurrency}
+        for name in providers:
+            configured = self.wiring.limits_for(name)
+            limits[name] = {"rpm": configured.rpm, "tpm": configured.tpm}
+        return limits
 
 
 def _pid_alive(pid: int) -> bool:

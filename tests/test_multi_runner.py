@@ -98,18 +98,18 @@ def test_runners_share_a_run_and_answer_every_job_once(
     shared_db: tuple[str, int], tmp_path: Path, fake_server: object
 ) -> None:
     db, runner_count = shared_db
-    server: ThreadedFakeServer = fake_server(latency_ms=20, jitter_ms=10)  # type: ignore[operator]
-    submit(db, tmp_path, 240)
+    server: ThreadedFakeServer = fake_server(latency_ms=50, jitter_ms=10)  # type: ignore[operator]
+    submit(db, tmp_path, 600)  # a few seconds of work, so that a runner that starts last still gets some
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     codes = [runner.wait(timeout=120) for runner in runners]
     logs = "\n".join((tmp_path / f"runner-{n}.log").read_text() for n in range(runner_count))
     assert codes == [0] * runner_count, logs
     assert "database is locked" not in logs
     stats = server.stats()
-    assert stats["duplicates"] == 0 and stats["answers_total"] == 240
+    assert stats["duplicates"] == 0 and stats["answers_total"] == 600
     assert set(stats["answers"].values()) == {1}
-    assert count_rows(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 240
-    assert count_rows(db, "SELECT count(*) FROM results") == 240
+    assert count_rows(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 600
+    assert count_rows(db, "SELECT count(*) FROM results") == 600
     # Every runner did part of the work.
     assert count_rows(db, "SELECT count(DISTINCT runner_id) FROM attempts") == runner_count
 

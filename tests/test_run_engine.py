@@ -96,7 +96,7 @@ async def test_checkpointer_close_waits_for_every_write() -> None:
     """``close`` returns only when everything handed over is written, even while a group is being
     written and more outcomes wait behind it (the shutdown then closes the store)."""
     store = _SlowStore()
-    checkpointer = Checkpointer(store, interval_s=0.01)  # type: ignore[arg-type]
+    checkpointer = Checkpointer(store, min_gap_s=0.01)  # type: ignore[arg-type]
     loop = asyncio.create_task(checkpointer.run())
     checkpointer.add(_outcome(1))
     await store.writing.wait()  # the loop is now writing job 1

@@ -10,7 +10,6 @@ submit included), with the active span (first request to last answer) and CPU pe
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,13 +21,19 @@ TARGET = 0.85
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rc.common_args(parser, reps=3)
+    parser = rc.make_parser(__doc__, reps=3)
     parser.add_argument("--jobs", type=int, default=10_000)
     args = parser.parse_args()
     jobs, reps = (2000, 1) if args.quick else (args.jobs, args.reps)
     result = rc.compare(
-        name="cpu", server_args=[], jobs=jobs, reps=reps, concurrency=args.concurrency, pinned=not args.no_pin
+        name="cpu",
+        server_args=[],
+        jobs=jobs,
+        reps=reps,
+        concurrency=args.concurrency,
+        pinned=not args.no_pin,
+        profile=args.profile,
+        what_ifs=args.what_if,
     )
     ours, base = result["batchrunner"], result["baseline"]
     wall_ratio = ours["rate_wall"] / base["rate_wall"]
@@ -44,7 +49,7 @@ def main() -> None:
         f"batchrunner / bare loop: wall {v['wall_ratio']:.0%}, active {v['active_ratio']:.0%}, CPU per job "
         f"{v['cpu_per_job_ratio']:.0%}; target >= {TARGET:.0%} -> {rc.verdict(v['pass'])}"
     )
-    print(f"saved {rc.save('cpu-quick' if args.quick else 'cpu', result)}")
+    print(f"saved {rc.save(rc.result_name('cpu', args), result)}")
 
 
 if __name__ == "__main__":

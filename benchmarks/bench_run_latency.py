@@ -12,7 +12,6 @@ both clients and every measure.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,8 +24,7 @@ LATENCY_MS, JITTER_MS = 150.0, 100.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rc.common_args(parser, reps=3)
+    parser = rc.make_parser(__doc__, reps=3)
     parser.add_argument("--jobs", type=int, default=5000)
     args = parser.parse_args()
     jobs, reps = (1000, 1) if args.quick else (args.jobs, args.reps)
@@ -37,6 +35,8 @@ def main() -> None:
         reps=reps,
         concurrency=args.concurrency,
         pinned=not args.no_pin,
+        profile=args.profile,
+        what_ifs=args.what_if,
     )
     ideal = args.concurrency / ((LATENCY_MS + JITTER_MS / 2) / 1000)
     ours, base = result["batchrunner"], result["baseline"]
@@ -55,7 +55,7 @@ def main() -> None:
         f"{v['baseline_active_vs_ideal']:.1%}; wall: batchrunner {v['ours_wall_vs_ideal']:.1%}, bare loop "
         f"{v['baseline_wall_vs_ideal']:.1%}; target >= {TARGET:.0%} -> {rc.verdict(v['pass'])}"
     )
-    print(f"saved {rc.save('latency-quick' if args.quick else 'latency', result)}")
+    print(f"saved {rc.save(rc.result_name('latency', args), result)}")
 
 
 if __name__ == "__main__":

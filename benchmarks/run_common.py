@@ -15,6 +15,11 @@ The two clients, always run as subprocesses against the same fake server subproc
   ``APIConnectionError`` sleeps ``uniform(0, min(8, 0.5 * 2 ** (attempt - 1)))`` s (full jitter); other
   errors fail the job; at most ``K`` retries.
 
+The engine under test is a snapshot of the committed tree (``git archive HEAD batchrunner``, unpacked under
+``/tmp`` and put first on ``PYTHONPATH`` for this process and every child), so that edits other people make to
+the working tree while a benchmark runs cannot change the code between repetitions; ``BENCH_LIVE=1`` uses
+the working tree instead. Every result names the commit.
+
 Pinning: on this 2-core machine the server is pinned to CPU 1 and each client to CPU 0 (``taskset``), so
 the server's CPU never competes with the client's and both clients get exactly one core (batchrunner's
 SQLite thread shares the client's core). ``--no-pin`` turns it off.
@@ -34,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -64,6 +70,28 @@ _TEXT = (
     "answered quickly price is fair would buy again quality feels cheap colour faded"
 )
 _WORDS = _TEXT.split(" ")
+
+
+# -- the code under test --------------------------------------------------------------------------
+
+
+def _snapshot() -> str:
+    """Unpack ``git archive HEAD batchrunner`` once per commit; return ``live`` or the commit used."""
+    if os.environ.get("BENCH_LIVE") == "1":
+        return "live working tree"
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return "live working tree (not a git checkout)"
+    target = Path(tempfile.gettempdir()) / f"br-bench-snapshot-{commit[:12]}"
+    if not (target / "batchrunner" / "__init__.py").exists():
+        temp = Path(tempfile.mkdtemp(prefix="br-bench-snapshot-"))
+        archive = subprocess.run(["git", "archive", commit, "batchrunner"], cwd=ROOT, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(temp)], input=archive.stdout, check=True)
+        with contextlib.suppress(OSError):
+            temp.rename(target)
+    sys.path.insert(0, str(target))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    return f"snapshot of {commit[:12]}"
 
 
 # -- manifests -------------------------------------------------------------------------------------
@@ -118,6 +146,7 @@ def machine_info(pinned: bool) -> dict[str, Any]:
         "python": platform.python_version(),
         "openai": openai.__version__,
         "commit": _git("rev-parse", "--short", "HEAD"),
+        "code": CODE_UNDER_TEST,
         "pinning": f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if pinned else "none",
         "load_before": _loadavg(),
     }
@@ -291,6 +320,7 @@ def run_ours(
     cap_s: float | None = None,
     launcher: Sequence[str] = (),
     who: str = "batchrunner",
+    profile: Path | None = None,
 ) -> RunResult:
     """``batchrunner run FILE`` against ``server`` in a fresh directory and database."""
     server.reset()
@@ -306,9 +336,10 @@ def run_ours(
             cwd=work,
             env=client_env(),
             cap_s=cap_s,
+            on_start=None if profile is None else start_profiler(profile),
         )
         stats = server.stats()
-        states, first, last, starts = _db_facts(db)
+        states, first, last, starts, ok_starts = _db_facts(db)
         stderr = (work / "stderr.txt").read_text()[-2000:]
     jobs = sum(states.values())
     return RunResult(
@@ -333,23 +364,27 @@ def run_ours(
         extra={
             "client_span_s": None if first is None or last is None else last - first,
             "start_slope_per_s": slope(starts),
+            "ok_slope_per_s": slope(ok_starts),
             "stderr_tail": stderr if done.code not in (0, 130) else "",
         },
     )
 
 
-def _db_facts(db: Path) -> tuple[dict[str, int], float | None, float | None, list[float]]:
-    """Job counts by state, the first attempt's start, the last attempt's end, every attempt's start."""
+def _db_facts(db: Path) -> tuple[dict[str, int], float | None, float | None, list[float], list[float]]:
+    """Job counts by state, the first attempt's start, the last attempt's end, every attempt's start and
+    the start of every attempt that was answered (status 200)."""
     if not db.exists():
-        return {}, None, None, []
+        return {}, None, None, [], []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         states = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-        starts = [_epoch(r[0]) for r in conn.execute("SELECT started_at FROM attempts ORDER BY started_at")]
+        rows = conn.execute("SELECT started_at, status_code FROM attempts ORDER BY started_at").fetchall()
         last = conn.execute("SELECT max(finished_at) FROM attempts").fetchone()[0]
     finally:
         conn.close()
-    return states, (starts[0] if starts else None), (_epoch(last) if last else None), starts
+    starts = [_epoch(r[0]) for r in rows]
+    ok = [_epoch(r[0]) for r in rows if r[1] == 200]
+    return states, (starts[0] if starts else None), (_epoch(last) if last else None), starts, ok
 
 
 def _epoch(text: str) -> float:
@@ -383,6 +418,7 @@ def run_baseline(
     pinned: bool = True,
     cap_s: float | None = None,
     who: str = "bare SDK loop",
+    profile: Path | None = None,
 ) -> RunResult:
     """The bare-SDK asyncio loop (:func:`baseline_main`) as a subprocess against ``server``."""
     server.reset()
@@ -404,7 +440,13 @@ def run_baseline(
             "--out",
             str(out),
         ]
-        done = run_process(pin(CLIENT_CPU, argv, pinned), cwd=work, env=client_env(), cap_s=cap_s)
+        done = run_process(
+            pin(CLIENT_CPU, argv, pinned),
+            cwd=work,
+            env=client_env(),
+            cap_s=cap_s,
+            on_start=None if profile is None else start_profiler(profile),
+        )
         stats = server.stats()
         report = json.loads(out.read_text()) if out.exists() else {}
         stderr = (work / "stderr.txt").read_text()[-2000:]
@@ -433,6 +475,8 @@ def run_baseline(
         extra={
             "client_span_s": report.get("span_s"),
             "start_slope_per_s": slope(starts),
+            "ok_slope_per_s": slope(sorted(report.get("ok_starts", []))),
+            "errors": report.get("errors", {}),
             "stderr_tail": stderr if done.code else "",
         },
     )
@@ -462,6 +506,8 @@ def alternate(
             result = clients[name]()
             results[name].append(result)
             log(f"  rep {rep + 1} {name:28s} {describe(result)}")
+            if result.extra.get("stderr_tail"):
+                log(f"    stderr: {result.extra['stderr_tail']}")
     return results
 
 
@@ -508,8 +554,20 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def result_name(base: str, args: argparse.Namespace) -> str:
+    """``base``, ``base-quick``, ``base-LABEL``: the name of the saved results file."""
+    return "-".join(part for part in (base, "quick" if args.quick else "", args.label) if part)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def make_parser(doc: str | None, *, reps: int) -> argparse.ArgumentParser:
+    """The options every ``bench_run_*`` script takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_args(parser, reps=reps)
+    return parser
 
 
 def common_args(parser: argparse.ArgumentParser, *, reps: int) -> None:
@@ -517,6 +575,16 @@ def common_args(parser: argparse.ArgumentParser, *, reps: int) -> None:
     parser.add_argument("--reps", type=int, default=reps, help=f"repetitions [default: {reps}]")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--profile", action="store_true", help="one extra py-spy run of each client")
+    parser.add_argument("--label", default="", help="appended to the name of the saved results file")
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run batchrunner under `run_common.py patched-run ARGS` once per repetition "
+        "(e.g. 'nojitter=--pause-jitter 0')",
+    )
 
 
 def compare(
@@ -530,6 +598,8 @@ def compare(
     rpm: float | None = None,
     baseline_retries: int = 0,
     cap_s: float | None = None,
+    profile: bool = False,
+    what_ifs: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The standard side-by-side case: one manifest, one server, ``reps`` alternating rounds of the bare loop
     and ``batchrunner run``, plus the time of ``batchrunner submit`` of the same file alone."""
@@ -537,22 +607,55 @@ def compare(
     info = machine_info(pinned)
     print(f"{name}: {jobs:,} jobs, concurrency {concurrency}, server {' '.join(server_args)}, {reps} rep(s)")
     with Server(server_args, pinned=pinned) as server:
-        results = alternate(
-            reps,
-            {
-                "baseline": lambda: run_baseline(
+        clients: dict[str, Callable[[], RunResult]] = {
+            "baseline": lambda: run_baseline(
+                manifest,
+                server,
+                concurrency=concurrency,
+                retries=baseline_retries,
+                pinned=pinned,
+                cap_s=cap_s,
+            ),
+            "batchrunner": lambda: run_ours(
+                manifest, server, concurrency=concurrency, rpm=rpm, pinned=pinned, cap_s=cap_s
+            ),
+        }
+        for spec in what_ifs:
+            label, _, launcher = spec.partition("=")
+            clients[f"what-if {label}"] = functools.partial(
+                run_ours,
+                manifest,
+                server,
+                concurrency=concurrency,
+                rpm=rpm,
+                pinned=pinned,
+                cap_s=cap_s,
+                launcher=launcher.split(),
+                who=f"what-if {label}",
+            )
+        results = alternate(reps, clients)
+        profiles = {}
+        if profile:
+            for who, runner in (("baseline", run_baseline), ("batchrunner", run_ours)):
+                out = RESULTS_DIR / f"profile-{name}-{who}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.unlink(missing_ok=True)
+                kwargs: dict[str, Any] = (
+                    {"rpm": rpm} if who == "batchrunner" else {"retries": baseline_retries}
+                )
+                run = runner(  # type: ignore[operator]
                     manifest,
                     server,
                     concurrency=concurrency,
-                    retries=baseline_retries,
                     pinned=pinned,
                     cap_s=cap_s,
-                ),
-                "batchrunner": lambda: run_ours(
-                    manifest, server, concurrency=concurrency, rpm=rpm, pinned=pinned, cap_s=cap_s
-                ),
-            },
-        )
+                    profile=out,
+                    **kwargs,
+                )
+                print(f"  profiled {who:24s} {describe(run)}")
+                if wait_for_file(out):
+                    profiles[who] = profile_summary(out)
+                    print_profile(f"{name}: {who} (py-spy, {out.name})", profiles[who])
     submit = submit_time(manifest, pinned=pinned)
     info["load_after"] = _loadavg()
     return {
@@ -566,6 +669,12 @@ def compare(
         "submit_cpu_s": submit.cpu_s,
         "baseline": summary(results["baseline"]),
         "batchrunner": summary(results["batchrunner"]),
+        "profiles": profiles,
+        "what_ifs": {
+            name: {"launcher": spec, **summary(results[f"what-if {name}"])}
+            for spec in what_ifs
+            for name in [spec.partition("=")[0]]
+        },
     }
 
 
@@ -638,6 +747,69 @@ def vm_rss_mb(pid: int) -> float | None:
     return None
 
 
+# -- profiles --------------------------------------------------------------------------------------
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def start_profiler(out: Path, *, rate: int = 200, idle: bool = False) -> Callable[[int], None]:
+    """An ``on_start`` hook: ``py-spy record --pid PID`` (raw collapsed stacks) until the process exits.
+
+    py-spy runs unpinned, so its sampling does not take the client's core.
+    """
+
+    def attach(pid: int) -> None:
+        argv = [str(PY_SPY), "record", "--pid", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate)]
+        argv += ["--threads", "--nonblocking"] + (["--idle"] if idle else [])
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return attach
+
+
+def wait_for_file(path: Path, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            time.sleep(0.2)
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def profile_summary(path: Path, *, thread: str = "MainThread", top: int = 25) -> dict[str, Any]:
+    """Inclusive and self shares of the samples of ``thread`` in a py-spy raw file, by function."""
+    import collections
+    import re
+
+    line_no = re.compile(r":\d+\)$")
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if thread not in frames[0]:
+            continue
+        n = int(count)
+        total += n
+        names = [line_no.sub(")", frame) for frame in frames[1:]]
+        for name in set(names):
+            inclusive[name] += n
+        if names:
+            own[names[-1]] += n
+    return {
+        "samples": total,
+        "inclusive": [(name, n / total) for name, n in inclusive.most_common(top)] if total else [],
+        "self": [(name, n / total) for name, n in own.most_common(top)] if total else [],
+    }
+
+
+def print_profile(title: str, summary: dict[str, Any], *, top: int = 25) -> None:
+    print(f"\n{title}: {summary['samples']} samples of the main thread")
+    for name, share in summary["inclusive"][:top]:
+        print(f"  {share:6.1%}  {name}")
+
+
 # -- the baseline: a bare asyncio loop over the OpenAI SDK -----------------------------------------
 
 
@@ -670,13 +842,15 @@ async def _baseline(
     semaphore = asyncio.Semaphore(args.concurrency)
     rng = random.Random()
     starts: list[float] = []
+    ok_starts: list[float] = []
     errors: dict[str, int] = {}
     ends: list[float] = []
 
     async def one(body: dict[str, Any]) -> None:
         async with semaphore:
             for attempt in range(1, args.retries + 2):
-                starts.append(time.time())
+                started = time.time()
+                starts.append(started)
                 try:
                     completion = await client.chat.completions.create(**body)
                 except openai.OpenAIError as exc:
@@ -689,6 +863,7 @@ async def _baseline(
                     await asyncio.sleep(delay)
                     continue
                 ends.append(time.time())
+                ok_starts.append(started)
                 answers.append(completion.choices[0].message.content)
                 return
 
@@ -703,6 +878,7 @@ async def _baseline(
         "errors": errors,
         "span_s": (max(ends) - starts[0]) if starts else None,
         "starts": starts,
+        "ok_starts": ok_starts,
     }
 
 
@@ -727,7 +903,7 @@ def baseline_main(argv: list[str]) -> None:
 
 
 def patched_run_main(argv: list[str]) -> None:
-    """``patched-run [--pause-jitter S] [--no-halving] [--no-provider-pause] -- BATCHRUNNER ARGS``.
+    """``patched-run [--pause-jitter S] [--no-halving] [--guard S] [--no-provider-pause] -- ARGS``.
 
     Runs the real CLI with the provider limiter's 429 reaction changed, to measure what a proposed change
     to ``ratelimit.py`` would gain. Nothing in the package is edited; this is a benchmark-only launcher.
@@ -736,6 +912,7 @@ def patched_run_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="run_common.py patched-run")
     parser.add_argument("--pause-jitter", type=float, help="RateLimits.pause_jitter_s (default 1.0)")
     parser.add_argument("--no-halving", action="store_true", help="min_concurrency = max_concurrency")
+    parser.add_argument("--guard", type=float, help="RateLimits.guard_s (default 0.025)")
     parser.add_argument(
         "--no-provider-pause", action="store_true", help="a 429 delays only its own job (retry policy)"
     )
@@ -754,6 +931,8 @@ def patched_run_main(argv: list[str]) -> None:
             changes["pause_jitter_s"] = opts.pause_jitter
         if opts.no_halving:
             changes["min_concurrency"] = limits.max_concurrency
+        if opts.guard is not None:
+            changes["guard_s"] = opts.guard
         return dataclasses.replace(limits, **changes)
 
     Settings.rate_limits = rate_limits  # type: ignore[method-assign]
@@ -763,6 +942,9 @@ def patched_run_main(argv: list[str]) -> None:
 
     sys.argv = ["batchrunner", *argv[split + 1 :]]
     main()
+
+
+CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
 
 
 if __name__ == "__main__":

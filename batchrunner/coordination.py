@@ -1,9 +1,11 @@
 """Keeping the runners of one run in step: a share of the rate limits each, and pauses seen by all.
 
 Every runner of a run (on one machine or many) enforces ``1 / live runners`` of the configured RPM and
-TPM, recounted at each heartbeat from the runners table, so that together they stay under the limit the
-provider enforces. A 429/529 seen by one runner is published to the database with its Retry-After, and
-every runner reads the run's pauses before it claims more work (at most every ``pull_interval_s``).
+TPM, recounted from the runners table every ``sync_interval_s`` (by :meth:`run`, beside the workers), so
+that together they stay under the limit the provider enforces. A runner that joins a run others are
+working on waits until they have noticed it and their windows have emptied to their new share, so that
+the join does not burst past the limit. A 429/529 seen by one runner is published to the database with
+its Retry-After, and every runner applies the run's pauses at the same time as it recounts.
 
 Why a split and not a shared bucket in the database: a bucket would cost a database round trip per
 request (or per small grant) on the hot path; the split costs one query per heartbeat and holds the
@@ -33,17 +35,16 @@ class RunCoordination:
         run_id: int,
         *,
         stale_after_s: float,
-        pull_interval_s: float = 0.5,
+        sync_interval_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._run_id = run_id
         self._stale_after_s = stale_after_s
-        self._pull_interval_s = pull_interval_s
+        self._sync_interval_s = sync_interval_s
         self._clock = clock
         self._limiters: dict[str, ProviderLimiter] = {}
         self._share = 1.0
-        self._last_pull = -float("inf")
         self._published: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,12 +84,29 @@ class RunCoordination:
         except Exception as exc:  # the pause still holds here; the others learn of it from their own 429s
             log.warning("could not share a rate-limit pause: %s", exc)
 
-    async def pull_pauses(self) -> None:
-        """Apply the pauses other runners published (at most every ``pull_interval_s``)."""
+    async def join(self, window_s: float) -> None:
+        """Count the runners; if others are at work, give them time to shrink to their new share.
+
+        They recount within one ``sync_interval_s`` (two, to allow for a slow query), and what they sent
+        at their old share leaves their windows one ``window_s`` later.
+        """
+        await self.refresh_share()
+        if self._share < 1.0:
+            await asyncio.sleep(2 * self._sync_interval_s + window_s)
+
+    async def run(self) -> None:
+        """Recount and apply pauses every ``sync_interval_s``, until cancelled."""
+        while True:
+            await asyncio.sleep(self._sync_interval_s)
+            try:
+                await self.sync()
+            except Exception as exc:  # the last share and pauses stay in force; retried next time
+                log.warning("could not sync with the run's other runners: %s", exc)
+
+    async def sync(self) -> None:
+        """Recount the runners and apply the pauses other runners published."""
         now = self._clock()
-        if now - self._last_pull < self._pull_interval_s:
-            return
-        self._last_pull = now
+        await self.refresh_share()
         for provider, seconds in (await self._store.active_pauses(self._run_id)).items():
             limiter = self._limiters.get(provider)
             if limiter is not None:

@@ -89,6 +89,13 @@ class RateLimits:
     """A 429 pause ends ``uniform(0, pause_jitter_s)`` later than asked, to desynchronise runners."""
     refund_unused: bool = False
     """Give unused reserved tokens back to the window (for providers that settle to actual usage)."""
+    pace: bool = True
+    """Space requests evenly (one every ``window / quantum``) instead of sending a quantum at once.
+
+    A quantum admitted in one instant leaves the process over tens of milliseconds when the CPU is busy,
+    so its last requests reach the provider later than the window assumed, and the next quantum can
+    land in the provider's window with them (measured: 4-10 429s per 200 requests with three runners
+    on two cores). Evenly spaced requests have no such queue. The rate is the same."""
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -249,6 +256,7 @@ class ProviderLimiter:
         self._generation = 0
         self._successes = 0
         self._share = 1.0
+        self._next_request_at = -math.inf
 
     @property
     def share(self) -> float:
@@ -290,12 +298,14 @@ class ProviderLimiter:
             now = self._clock()
             if self._requests is not None:
                 self._requests.add(1, now)
+                if self.limits.pace:
+                    self._next_request_at = now + self._requests.span / max(self._requests.cap, _EPSILON)
             entry = None if self._tokens is None else self._tokens.add(tokens, now)
             return Reservation(tokens, entry)
 
     def _delay(self, tokens: int) -> float:
         now = self._clock()
-        delay = self._paused_until - now
+        delay = max(self._paused_until, self._next_request_at) - now
         if self._requests is not None:
             delay = max(delay, self._requests.wait(1, now))
         if self._tokens is not None:

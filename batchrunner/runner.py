@@ -140,6 +140,7 @@ class Runner:
             self._install_signal_handlers()
         tasks = [asyncio.create_task(self._checkpointer.run(), name="checkpointer")]
         tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        tasks.append(asyncio.create_task(self._coordination.run(), name="coordination"))
         workers = [
             asyncio.create_task(self._worker(), name=f"worker-{n}") for n in range(self.options.concurrency)
         ]
@@ -180,7 +181,7 @@ class Runner:
             limits=self._limits_in_force(providers),
         )
         await self._reclaim()
-        await self._coordination.refresh_share()
+        await self._coordination.join(max(self._window_s(name) for name in providers) if providers else 0.0)
         spent = Decimal(str((await self.store.stats(run)).cost_usd))
         self._context = AttemptContext(
             runner_id=self.runner_id,
@@ -218,7 +219,6 @@ class Runner:
                 await self._wait_for_room(self.options.poll_s)
                 continue
             want = 2 * concurrency - self._queue.qsize()
-            await self._coordination.pull_pauses()
             claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
             if claimed:
                 self.wiring.crash_point("after-claim")
@@ -286,7 +286,6 @@ class Runner:
             try:
                 await self.store.heartbeat(self.runner_id, self.options.lease_s)
                 await self._reclaim()
-                await self._coordination.refresh_share()
             except Exception as exc:  # a failed heartbeat is retried next beat; the lease has margin
                 log.warning("heartbeat failed: %s", exc)
             if self._checkpointer.error is not None:
@@ -364,6 +363,10 @@ class Runner:
             limiter = ProviderLimiter(self.wiring.limits_for(name))
             self._limiters[name] = self._coordination.adopt(name, limiter)
         return self._limiters[name]
+
+    def _window_s(self, provider: str) -> float:
+        limits = self.wiring.limits_for(provider)
+        return limits.window_s + limits.guard_s if limits.rpm or limits.tpm else 0.0
 
     def _limits_in_force(self, providers: list[str]) -> dict[str, object]:
         """What this runner enforces, for ``status`` (the run's totals; each live runner takes a share)."""

@@ -136,3 +136,25 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     assert set(stats["answers"]) == {f"multi prompt number {i}" for i in range(300)}
     # Re-sent: at most what the killed runner had in flight (8 calls) or answered but not yet checkpointed.
     assert stats["duplicates"] <= 2 * 8, stats["duplicates"]
+
+
+@pytest.mark.slow
+def test_runners_together_stay_under_the_providers_limit(
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+) -> None:
+    db, runner_count = shared_db
+    rpm = 1200  # 20 requests in any 1 s window, enforced by the server
+    server: ThreadedFakeServer = fake_server(latency_ms=10, rpm=rpm)  # type: ignore[operator]
+    submit(db, tmp_path, 200)
+    runners = [
+        start_runner(db, server, tmp_path, f"runner-{n}", "--rpm", str(rpm)) for n in range(runner_count)
+    ]
+    codes = [runner.wait(timeout=120) for runner in runners]
+    logs = "\n".join((tmp_path / f"runner-{n}.log").read_text() for n in range(runner_count))
+    assert codes == [0] * runner_count, logs
+    stats = server.stats()
+    assert stats["answers_total"] == 200 and stats["duplicates"] == 0
+    refused = stats["by_status"].get("429", 0)
+    assert refused <= 0.01 * stats["requests"], (refused, stats["requests"])
+    # ... and not by crawling: at least half the limit on average, start-up included.
+    assert stats["answer_span_s"] < 200 / (rpm / 60) * 2

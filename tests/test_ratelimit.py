@@ -12,7 +12,7 @@ import math
 import random
 import time
 from heapq import heappop, heappush
-from itertools import count
+from itertools import count, pairwise
 
 import pytest
 
@@ -68,6 +68,8 @@ async def _run_ready() -> None:
 
 
 def make(clock: FakeTime, **limits: float | int | bool | None) -> ProviderLimiter:
+    """A limiter on the virtual clock; windows are tested with bursts (``pace=False``) unless asked."""
+    limits.setdefault("pace", False)
     return ProviderLimiter(
         RateLimits(**limits),  # type: ignore[arg-type]
         clock=clock,
@@ -446,3 +448,13 @@ async def test_a_share_of_the_limits_for_one_of_several_runners() -> None:
     assert max_in_any_window([stamps[-1], *more]) == 10  # the 7th request is still in the window
     with pytest.raises(ValueError, match="share"):
         limiter.set_share(0)
+
+
+async def test_paced_requests_are_evenly_spaced_at_the_same_rate() -> None:
+    # 600 RPM = 10 per window: one every 102.5 ms (window + guard over the quantum), never a burst.
+    clock = FakeTime(autojump=True)
+    stamps = await acquire_times(make(clock, rpm=600, pace=True), clock, [0] * 41)
+    gaps = [b - a for a, b in pairwise(stamps)]
+    assert gaps == [pytest.approx(SPAN / 10)] * 40
+    assert 40 / stamps[-1] == pytest.approx(10 / SPAN)
+    assert max_in_any_window(stamps) == 10

@@ -914,6 +914,9 @@ def patched_run_main(argv: list[str]) -> None:
     parser.add_argument("--no-halving", action="store_true", help="min_concurrency = max_concurrency")
     parser.add_argument("--guard", type=float, help="RateLimits.guard_s (default 0.025)")
     parser.add_argument(
+        "--pace", action="store_true", help="admit requests at most one per window_s / (rpm * window_s / 60)"
+    )
+    parser.add_argument(
         "--no-provider-pause", action="store_true", help="a 429 delays only its own job (retry policy)"
     )
     opts = parser.parse_args(argv[:split])
@@ -938,6 +941,8 @@ def patched_run_main(argv: list[str]) -> None:
     Settings.rate_limits = rate_limits  # type: ignore[method-assign]
     if opts.no_provider_pause:
         ProviderLimiter.on_rate_limited = lambda self, slot, *, retry_after=None: 0.0  # type: ignore[method-assign]
+    if opts.pace:
+        _pace(ProviderLimiter)
     from batchrunner.cli import main
 
     sys.argv = ["batchrunner", *argv[split + 1 :]]
@@ -945,6 +950,26 @@ def patched_run_main(argv: list[str]) -> None:
 
 
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
+
+
+def _pace(limiter_class: Any) -> None:
+    """Spread each window's request quantum evenly: one admission per ``window_s / quantum`` seconds."""
+    original = limiter_class.acquire
+
+    async def acquire(self: Any, tokens: int) -> Any:
+        if self.limits.rpm is None:
+            return await original(self, tokens)
+        interval = self.limits.window_s / max(1.0, self.limits.rpm * self.limits.window_s / 60)
+        lock = self.__dict__.setdefault("_bench_pace_lock", asyncio.Lock())
+        async with lock:
+            wait = self.__dict__.get("_bench_pace_next", 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            reservation = await original(self, tokens)
+            self.__dict__["_bench_pace_next"] = time.monotonic() + interval
+        return reservation
+
+    limiter_class.acquire = acquire
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Faults: 5% 429 + 5% 500 + 1% connection resets, against the same run without faults.
+
+    python benchmarks/bench_run_faults.py [--quick] [--reps 2] [--jobs 5000] [--cap 45] [--no-cap]
+                                          [--what-if NAME=PATCHED-RUN-ARGS ...]
+
+Three fake servers (pinned to CPU 1), all answering in 200 +/- 50 ms (``--latency-ms 150 --jitter-ms 100``)
+with ``--seed 1`` and reset before every run, so every client meets the same faults on the same prompts
+and attempts:
+
+- ``clean``: no faults (the reference);
+- ``faults``: ``--p429 0.05 --p500 0.05 --preset 0.01`` with the server's default Retry-After of 1 s;
+- ``faults-100ms``: the same with ``--retry-after-s 0.1`` (``retry-after-ms: 100``; real OpenAI 429s carry
+  tens to hundreds of milliseconds).
+
+Clients: the bare-SDK loop retrying on its own (up to 8 retries; ``run_common`` docstring says exactly how)
+and ``batchrunner run`` (its defaults: 6 attempts, the provider limiter's 429 pause and AIMD). Targets (the
+issue): every job done, 0 duplicates (answers per prompt, from the server's books), wall <= 1.3x the
+client's own fault-free wall. A batchrunner run that is still going after ``--cap`` seconds is stopped
+with SIGINT (the time it then takes to exit is reported) and its wall is projected as
+``cap * jobs / succeeded``; ``--no-cap`` lets it finish.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run_common as rc
+
+TARGET = 1.3
+LATENCY = ["--latency-ms", "150", "--jitter-ms", "100"]
+FAULTS = ["--p429", "0.05", "--p500", "0.05", "--preset", "0.01"]
+SERVERS = {
+    "clean": LATENCY,
+    "faults": [*LATENCY, *FAULTS],
+    "faults-100ms": [*LATENCY, *FAULTS, "--retry-after-s", "0.1"],
+}
+
+
+def projected_wall(run: dict[str, Any]) -> float:
+    """The wall time, or for a capped run, the cap scaled to every job (a rough linear projection)."""
+    if not run["capped"]:
+        return float(run["wall_s"])
+    return float(run["wall_s"] - (run["stop_s"] or 0)) * run["jobs"] / max(run["succeeded"], 1)
+
+
+def main() -> None:
+    parser = rc.make_parser(__doc__, reps=2)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--cap", type=float, default=45.0, help="seconds before a run is stopped")
+    parser.add_argument("--no-cap", action="store_true")
+    args = parser.parse_args()
+    jobs, reps = (1000, 1) if args.quick else (args.jobs, args.reps)
+    cap = None if args.no_cap else (20.0 if args.quick else args.cap)
+    pinned = not args.no_pin
+    manifest = rc.write_manifest(rc.DATA / f"run-faults-{jobs}.jsonl", jobs, f"faults-{jobs}")
+    info = rc.machine_info(pinned)
+    print(f"faults: {jobs:,} jobs, concurrency {args.concurrency}, cap {cap} s, {reps} rep(s)")
+    servers = {name: rc.Server(server_args, pinned=pinned) for name, server_args in SERVERS.items()}
+    clients: dict[str, Any] = {}
+    for name in SERVERS:
+        server = servers[name]
+        clients[f"baseline/{name}"] = functools.partial(
+            rc.run_baseline, manifest, server, concurrency=args.concurrency, retries=8, pinned=pinned
+        )
+        clients[f"batchrunner/{name}"] = functools.partial(
+            rc.run_ours, manifest, server, concurrency=args.concurrency, pinned=pinned, cap_s=cap
+        )
+        for spec in args.what_if if name != "clean" else ():
+            label, _, launcher = spec.partition("=")
+            clients[f"what-if {label}/{name}"] = functools.partial(
+                rc.run_ours,
+                manifest,
+                server,
+                concurrency=args.concurrency,
+                pinned=pinned,
+                cap_s=cap,
+                launcher=launcher.split(),
+                who=f"what-if {label}",
+            )
+    for server in servers.values():
+        server.__enter__()
+    try:
+        results = rc.alternate(reps, clients)
+    finally:
+        for server in servers.values():
+            server.__exit__()
+    info["load_after"] = rc._loadavg()
+    summaries = {name: rc.summary(runs) for name, runs in results.items()}
+    verdict: dict[str, Any] = {}
+    print(
+        f"\n{'client/server (median)':34s} {'wall s':>8s} {'x clean':>8s} {'done':>11s} {'dup':>4s} "
+        f"{'requests':>9s} {'429s':>5s} {'cpu s':>6s}  verdict"
+    )
+    for name, figures in summaries.items():
+        who, _, server = name.partition("/")
+        clean = summaries[f"{'baseline' if who == 'baseline' else 'batchrunner'}/clean"]
+        wall = rc.median([projected_wall(run) for run in figures["runs"]])
+        ratio = (wall or 0) / clean["wall_s"]
+        capped = any(run["capped"] for run in figures["runs"])
+        done = rc.median([run["succeeded"] for run in figures["runs"]])
+        requests = rc.median([run["requests"] for run in figures["runs"]])
+        refused = rc.median([run["by_status"].get("429", 0) for run in figures["runs"]])
+        ok = server == "clean" or (figures["all_done"] and figures["duplicates"] == 0 and ratio <= TARGET)
+        verdict[name] = {
+            "wall_s": wall,
+            "projected": capped,
+            "x_clean": ratio,
+            "succeeded": done,
+            "duplicates": figures["duplicates"],
+            "stop_s": rc.median([run["stop_s"] for run in figures["runs"]]),
+            "pass": ok,
+        }
+        note = " (projected)" if capped else ""
+        print(
+            f"{name:34s} {wall:8.1f} {ratio:8.2f} {done:>5.0f}/{jobs:<5d} {figures['duplicates']:4d} "
+            f"{requests:9.0f} {refused:5.0f} {figures['cpu_s']:6.1f}  "
+            f"{'-' if server == 'clean' else rc.verdict(ok)}{note}"
+        )
+        if capped:
+            print(f"{'':34s} stopped at the cap; SIGINT to exit took {verdict[name]['stop_s']:.1f} s")
+    payload = {
+        "name": "faults",
+        "machine": info,
+        "jobs": jobs,
+        "concurrency": args.concurrency,
+        "servers": SERVERS,
+        "cap_s": cap,
+        "clients": summaries,
+        "verdict": verdict,
+    }
+    print(f"saved {rc.save(rc.result_name('faults', args), payload)}")
+
+
+if __name__ == "__main__":
+    main()

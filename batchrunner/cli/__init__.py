@@ -1,79 +1,27 @@
 """The ``batchrunner`` command line: click commands only, each a thin shell over a library verb.
 
-Data goes to stdout, talk to stderr. Errors cross one boundary (``_boundary``): a one-line reason on
-stderr and a distinct exit code; the traceback only with ``-v``.
+Data goes to stdout, talk to stderr. Errors cross one boundary (``common.error_boundary``): a one-line
+reason on stderr and a distinct exit code; the traceback only with ``-v``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from pathlib import Path
 
 import click
 
 from batchrunner import api
-from batchrunner.cli.render import render_runs, render_status, status_json
-from batchrunner.errors import (
-    BatchrunnerError,
-    ConfigError,
-    ConflictError,
-    ManifestError,
-    RunStoppingError,
-    UsageError,
+from batchrunner.cli.common import (
+    config_option,
+    db_option,
+    resolve_settings,
+    run_option,
+    run_verb,
+    verbose_option,
 )
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
-
-
-def exit_code_for(error: BatchrunnerError) -> int:
-    """DESIGN.md "Exit codes": 2 bad usage or input, 3 auth/config errors; 4 when the machine failed us."""
-    if isinstance(error, RunStoppingError | ConfigError):
-        return EXIT_STOPPED
-    if isinstance(error, UsageError | ManifestError | ConflictError):
-        return EXIT_USAGE
-    return EXIT_ENVIRONMENT
-
-
-def _boundary(coro: Coroutine[Any, Any, T], verbose: bool) -> T:
-    """Run a library verb; turn its errors into a message on stderr and an exit code."""
-    try:
-        return asyncio.run(coro)
-    except BatchrunnerError as exc:
-        if verbose:
-            logging.getLogger("batchrunner").exception("failed")
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_code_for(exc))
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-
-
-def db_option(func: F) -> F:
-    option = click.option(
-        "--db",
-        envvar="BATCHRUNNER_DB",
-        default=api.DEFAULT_DB,
-        show_default=True,
-        show_envvar=True,
-        help="Job database: a SQLite file path, or a SQLAlchemy URL such as postgresql+asyncpg://host/db.",
-    )
-    return option(func)
-
-
-def run_option(func: F) -> F:
-    return click.option("--run", "run_name", metavar="NAME", help="The run to act on (default: the latest).")(
-        func
-    )
-
-
-def verbose_option(func: F) -> F:
-    return click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")(func)
+from batchrunner.cli.render import render_runs, render_status, status_json
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +52,7 @@ def main() -> None:
     help="Queue the valid lines; write the invalid ones to FILE.rejects.jsonl.",
 )
 @db_option
+@config_option
 @verbose_option
 def submit(
     file: str,
@@ -111,7 +60,8 @@ def submit(
     provider: str | None,
     model: str | None,
     skip_invalid: bool,
-    db: str,
+    db: str | None,
+    config_path: Path | None,
     verbose: bool,
 ) -> None:
     """Validate the JSONL manifest FILE and queue its jobs (a run named after the file by default).
@@ -119,8 +69,17 @@ def submit(
     Every line is checked first; if any is invalid, each is reported as FILE:LINE: field: reason and
     nothing is queued (exit 2). Submitting the same file again adds nothing.
     """
-    report = _boundary(
-        api.submit(file, db=db, run=run_name, provider=provider, model=model, skip_invalid=skip_invalid),
+    settings = resolve_settings({"db": db, "provider": provider, "model": model}, config_path, verbose)
+    report = run_verb(
+        api.submit(
+            file,
+            db=settings.run.db,
+            run=run_name,
+            provider=settings.run.provider,
+            model=settings.run.model,
+            skip_invalid=skip_invalid,
+            known_providers=settings.known_providers,
+        ),
         verbose,
     )
     click.echo(
@@ -136,19 +95,23 @@ def submit(
 @run_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (stable keys) on stdout.")
 @db_option
+@config_option
 @verbose_option
-def status(run_name: str | None, as_json: bool, db: str, verbose: bool) -> None:
+def status(
+    run_name: str | None, as_json: bool, db: str | None, config_path: Path | None, verbose: bool
+) -> None:
     """Show a run's jobs by state, attempts, tokens, cost, activity and top errors."""
-    stats = _boundary(api.status(db=db, run=run_name), verbose)
+    stats = run_verb(api.status(db=_db(db, config_path, verbose), run=run_name), verbose)
     click.echo(status_json(stats) if as_json else render_status(stats))
 
 
 @main.command()
 @db_option
+@config_option
 @verbose_option
-def runs(db: str, verbose: bool) -> None:
+def runs(db: str | None, config_path: Path | None, verbose: bool) -> None:
     """List the runs in the database."""
-    click.echo(render_runs(_boundary(api.runs(db=db), verbose)))
+    click.echo(render_runs(run_verb(api.runs(db=_db(db, config_path, verbose)), verbose)))
 
 
 @main.command()
@@ -172,6 +135,7 @@ def runs(db: str, verbose: bool) -> None:
 )
 @click.option("--no-sanitize", is_flag=True, help="Keep CSV cells that start with = + - @ as they are.")
 @db_option
+@config_option
 @verbose_option
 def export(
     run_name: str | None,
@@ -179,13 +143,14 @@ def export(
     output: str,
     only: api.Only,
     no_sanitize: bool,
-    db: str,
+    db: str | None,
+    config_path: Path | None,
     verbose: bool,
 ) -> None:
     """Export a run's results in manifest order (written to a temp file and renamed into place)."""
-    count = _boundary(
+    count = run_verb(
         api.export(
-            db=db,
+            db=_db(db, config_path, verbose),
             run=run_name,
             format=fmt,
             output=output,
@@ -202,21 +167,30 @@ def export(
 @click.option("--failed", is_flag=True, required=True, help="Requeue the failed jobs (required).")
 @run_option
 @db_option
+@config_option
 @verbose_option
-def retry(failed: bool, run_name: str | None, db: str, verbose: bool) -> None:
+def retry(
+    failed: bool, run_name: str | None, db: str | None, config_path: Path | None, verbose: bool
+) -> None:
     """Give a run's failed jobs another go (then: batchrunner run)."""
-    count = _boundary(api.retry_failed(db=db, run=run_name), verbose)
+    count = run_verb(api.retry_failed(db=_db(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} failed job(s) requeued", err=True)
 
 
 @main.command()
 @run_option
 @db_option
+@config_option
 @verbose_option
-def cancel(run_name: str | None, db: str, verbose: bool) -> None:
+def cancel(run_name: str | None, db: str | None, config_path: Path | None, verbose: bool) -> None:
     """Cancel a run's pending and running jobs."""
-    count = _boundary(api.cancel(db=db, run=run_name), verbose)
+    count = run_verb(api.cancel(db=_db(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} job(s) cancelled", err=True)
+
+
+def _db(db: str | None, config_path: Path | None, verbose: bool) -> str:
+    """``--db`` / ``BATCHRUNNER_DB``, else the config file's, else the default."""
+    return resolve_settings({"db": db}, config_path, verbose).run.db
 
 
 def _register_commands() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from batchrunner import api
-from batchrunner.config import load_settings
+from batchrunner.cli.common import EXIT_INTERRUPTED, config_option, resolve_settings, run_verb
 from batchrunner.crashpoints import from_spec
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
@@ -75,14 +75,7 @@ def _env(name: str) -> dict[str, Any]:
 @click.option(
     "--base-url", help="Base URL for the run's providers (any OpenAI-compatible server).", **_env("BASE_URL")
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Config file [default: ./batchrunner.toml or ./batchrunner.yaml].",
-    envvar="BATCHRUNNER_CONFIG",
-    show_envvar=True,
-)
+@config_option
 @click.option(
     "--db", help="Job database: a SQLite path or a SQLAlchemy URL [default: batchrunner.db].", **_env("DB")
 )
@@ -108,17 +101,15 @@ def run(
     saved; exit 130); run again to resume. Exit codes: 0 all succeeded, 1 some failed, 2 bad input,
     3 stopped (auth, quota, budget), 130 interrupted.
     """
-    from batchrunner.cli import EXIT_INTERRUPTED, _boundary
-
     _configure_logging(verbose, quiet)
     if flags.get("max_cost_usd") is not None:
         flags["max_cost_usd"] = Decimal(str(flags["max_cost_usd"]))
-    settings = _boundary(_load(flags, config_path), verbose > 0)
+    settings = resolve_settings(flags, config_path, verbose > 0)
     progress = None
     if not (no_progress or quiet):
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
     crash_point = from_spec(os.environ.get(CRASH_VARIABLE))
-    report = _boundary(
+    report = run_verb(
         api.run(
             settings, file=file, run=run_name, progress=progress, handle_signals=True, crash_point=crash_point
         ),
@@ -137,10 +128,6 @@ def run(
             err=True,
         )
     sys.exit(report.exit_code)
-
-
-async def _load(flags: dict[str, Any], config_path: Path | None) -> Any:
-    return load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:

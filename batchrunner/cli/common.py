@@ -1,0 +1,104 @@
+"""What every command shares: the error boundary and exit codes, settings resolution, common options."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from batchrunner.config import Settings, load_settings
+from batchrunner.errors import (
+    BatchrunnerError,
+    ConfigError,
+    ConflictError,
+    ManifestError,
+    RunStoppingError,
+    UsageError,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+
+
+def exit_code_for(error: BatchrunnerError) -> int:
+    """DESIGN.md "Exit codes": 2 bad usage or input, 3 auth/config errors; 4 when the machine failed us."""
+    if isinstance(error, RunStoppingError | ConfigError):
+        return EXIT_STOPPED
+    if isinstance(error, UsageError | ManifestError | ConflictError):
+        return EXIT_USAGE
+    return EXIT_ENVIRONMENT
+
+
+@contextmanager
+def error_boundary(verbose: bool) -> Iterator[None]:
+    """The one place errors become a one-line reason on stderr and an exit code (tracebacks with -v)."""
+    try:
+        yield
+    except BatchrunnerError as exc:
+        if verbose:
+            logging.getLogger("batchrunner").exception("failed")
+        _fail(f"error: {exc}", exit_code_for(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def run_verb(coro: Coroutine[Any, Any, T], verbose: bool) -> T:
+    """Run a library verb inside the error boundary."""
+    with error_boundary(verbose):
+        return asyncio.run(coro)
+    raise AssertionError("unreachable")  # pragma: no cover - the boundary exits
+
+
+def resolve_settings(flags: Mapping[str, object | None], config_path: Path | None, verbose: bool) -> Settings:
+    """Defaults < config file < environment < flags, resolved once (STYLE habit 19)."""
+    with error_boundary(verbose):
+        return load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
+    raise AssertionError("unreachable")  # pragma: no cover - the boundary exits
+
+
+def db_option(func: F) -> F:
+    option = click.option(
+        "--db",
+        envvar="BATCHRUNNER_DB",
+        show_envvar=True,
+        help="Job database: a SQLite file path, or a SQLAlchemy URL such as postgresql+asyncpg://host/db "
+        "[default: the config file's, else batchrunner.db].",
+    )
+    return option(func)
+
+
+def config_option(func: F) -> F:
+    option = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="BATCHRUNNER_CONFIG",
+        show_envvar=True,
+        help="Config file [default: ./batchrunner.toml or ./batchrunner.yaml, if there is one].",
+    )
+    return option(func)
+
+
+def run_option(func: F) -> F:
+    option = click.option(
+        "--run", "run_name", metavar="NAME", help="The run to act on (default: the latest)."
+    )
+    return option(func)
+
+
+def verbose_option(func: F) -> F:
+    return click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")(func)

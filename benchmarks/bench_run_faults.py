@@ -17,7 +17,8 @@ and ``batchrunner run`` (its defaults: 6 attempts, the provider limiter's 429 pa
 issue): every job done, 0 duplicates (answers per prompt, from the server's books), wall <= 1.3x the
 client's own fault-free wall. A batchrunner run that is still going after ``--cap`` seconds is stopped
 with SIGINT (the time it then takes to exit is reported) and its wall is projected as
-``cap * jobs / succeeded``; ``--no-cap`` lets it finish.
+``cap * jobs / succeeded``; ``--no-cap`` lets it finish. ``t90``/``t99``/``t100``: seconds from the first
+request until 90/99/100% of the jobs were answered (the retry tail is ``t100 - t99``).
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def main() -> None:
         done = rc.median([run["succeeded"] for run in figures["runs"]])
         requests = rc.median([run["requests"] for run in figures["runs"]])
         refused = rc.median([run["by_status"].get("429", 0) for run in figures["runs"]])
+        tails = [
+            rc.median([run["extra"]["done_at_s"].get(mark) for run in figures["runs"]])
+            for mark in ("90%", "99%", "100%")
+        ]
         ok = server == "clean" or (figures["all_done"] and figures["duplicates"] == 0 and ratio <= TARGET)
         verdict[name] = {
             "wall_s": wall,
@@ -113,12 +118,15 @@ def main() -> None:
             "succeeded": done,
             "duplicates": figures["duplicates"],
             "stop_s": rc.median([run["stop_s"] for run in figures["runs"]]),
+            "done_at_s": dict(zip(("90%", "99%", "100%"), tails, strict=True)),
             "pass": ok,
         }
         note = " (projected)" if capped else ""
         print(
             f"{name:34s} {wall:8.1f} {ratio:8.2f} {done:>5.0f}/{jobs:<5d} {figures['duplicates']:4d} "
-            f"{requests:9.0f} {refused:5.0f} {figures['cpu_s']:6.1f}  "
+            f"{requests:9.0f} {refused:5.0f} {figures['cpu_s']:6.1f} "
+            + " ".join(f"{tail:5.1f}" if tail is not None else "    -" for tail in tails)
+            + "  "
             f"{'-' if server == 'clean' else rc.verdict(ok)}{note}"
         )
         if capped:

@@ -339,7 +339,7 @@ def run_ours(
             on_start=None if profile is None else start_profiler(profile),
         )
         stats = server.stats()
-        states, first, last, starts, ok_starts = _db_facts(db)
+        states, first, last, starts, ok_starts, ok_ends = _db_facts(db)
         stderr = (work / "stderr.txt").read_text()[-2000:]
     jobs = sum(states.values())
     return RunResult(
@@ -365,31 +365,49 @@ def run_ours(
             "client_span_s": None if first is None or last is None else last - first,
             "start_slope_per_s": slope(starts),
             "ok_slope_per_s": slope(ok_starts),
+            "done_at_s": done_at(first, ok_ends, jobs),
             "stderr_tail": stderr if done.code not in (0, 130) else "",
         },
     )
 
 
-def _db_facts(db: Path) -> tuple[dict[str, int], float | None, float | None, list[float], list[float]]:
-    """Job counts by state, the first attempt's start, the last attempt's end, every attempt's start and
-    the start of every attempt that was answered (status 200)."""
+def _db_facts(
+    db: Path,
+) -> tuple[dict[str, int], float | None, float | None, list[float], list[float], list[float]]:
+    """Job counts by state, the first attempt's start, the last attempt's end, every attempt's start, and
+    the start and the end of every attempt that was answered (status 200)."""
     if not db.exists():
-        return {}, None, None, [], []
+        return {}, None, None, [], [], []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         states = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-        rows = conn.execute("SELECT started_at, status_code FROM attempts ORDER BY started_at").fetchall()
+        rows = conn.execute(
+            "SELECT started_at, status_code, finished_at FROM attempts ORDER BY started_at"
+        ).fetchall()
         last = conn.execute("SELECT max(finished_at) FROM attempts").fetchone()[0]
     finally:
         conn.close()
     starts = [_epoch(r[0]) for r in rows]
     ok = [_epoch(r[0]) for r in rows if r[1] == 200]
-    return states, (starts[0] if starts else None), (_epoch(last) if last else None), starts, ok
+    ok_ends = sorted(_epoch(r[2]) for r in rows if r[1] == 200)
+    return states, (starts[0] if starts else None), (_epoch(last) if last else None), starts, ok, ok_ends
 
 
 def _epoch(text: str) -> float:
     """A store timestamp (ISO text, UTC without an offset on SQLite) as Unix seconds."""
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+
+
+def done_at(first: float | None, ok_ends: Sequence[float], jobs: int) -> dict[str, float]:
+    """Seconds from the first request until 50/90/99/100% of the jobs had their answer (the tail)."""
+    if first is None or not ok_ends:
+        return {}
+    marks = {}
+    for share in (0.5, 0.9, 0.99, 1.0):
+        index = max(0, min(len(ok_ends), round(share * jobs)) - 1)
+        if round(share * jobs) <= len(ok_ends):
+            marks[f"{share:.0%}"] = round(ok_ends[index] - first, 3)
+    return marks
 
 
 def slope(times: Sequence[float]) -> float | None:
@@ -476,6 +494,7 @@ def run_baseline(
             "client_span_s": report.get("span_s"),
             "start_slope_per_s": slope(starts),
             "ok_slope_per_s": slope(sorted(report.get("ok_starts", []))),
+            "done_at_s": done_at(first, sorted(report.get("ok_ends", [])), jobs),
             "errors": report.get("errors", {}),
             "stderr_tail": stderr if done.code else "",
         },
@@ -843,6 +862,7 @@ async def _baseline(
     rng = random.Random()
     starts: list[float] = []
     ok_starts: list[float] = []
+    ok_ends: list[float] = []
     errors: dict[str, int] = {}
     ends: list[float] = []
 
@@ -864,6 +884,7 @@ async def _baseline(
                     continue
                 ends.append(time.time())
                 ok_starts.append(started)
+                ok_ends.append(ends[-1])
                 answers.append(completion.choices[0].message.content)
                 return
 
@@ -879,6 +900,7 @@ async def _baseline(
         "span_s": (max(ends) - starts[0]) if starts else None,
         "starts": starts,
         "ok_starts": ok_starts,
+        "ok_ends": ok_ends,
     }
 
 
@@ -903,7 +925,8 @@ def baseline_main(argv: list[str]) -> None:
 
 
 def patched_run_main(argv: list[str]) -> None:
-    """``patched-run [--pause-jitter S] [--no-halving] [--guard S] [--no-provider-pause] -- ARGS``.
+    """``patched-run [--pause-jitter S] [--no-halving] [--guard S] [--no-provider-pause] [--storm K/N]
+    [--retry-base S] -- BATCHRUNNER ARGS``.
 
     Runs the real CLI with the provider limiter's 429 reaction changed, to measure what a proposed change
     to ``ratelimit.py`` would gain. Nothing in the package is edited; this is a benchmark-only launcher.
@@ -914,8 +937,9 @@ def patched_run_main(argv: list[str]) -> None:
     parser.add_argument("--no-halving", action="store_true", help="min_concurrency = max_concurrency")
     parser.add_argument("--guard", type=float, help="RateLimits.guard_s (default 0.025)")
     parser.add_argument(
-        "--pace", action="store_true", help="admit requests at most one per window_s / (rpm * window_s / 60)"
+        "--storm", metavar="K/N", help="pause and halve only when K of the last N responses were 429s"
     )
+    parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay (default 1.0)")
     parser.add_argument(
         "--no-provider-pause", action="store_true", help="a 429 delays only its own job (retry policy)"
     )
@@ -940,9 +964,15 @@ def patched_run_main(argv: list[str]) -> None:
 
     Settings.rate_limits = rate_limits  # type: ignore[method-assign]
     if opts.no_provider_pause:
-        ProviderLimiter.on_rate_limited = lambda self, slot, *, retry_after=None: 0.0  # type: ignore[method-assign]
-    if opts.pace:
-        _pace(ProviderLimiter)
+        ProviderLimiter.on_rate_limited = lambda self, slot, *, retry_after=None: self._clock()  # type: ignore[method-assign]
+    if opts.storm:
+        k, n = (int(part) for part in opts.storm.split("/"))
+        _storm(ProviderLimiter, k, n)
+    if opts.retry_base is not None:
+        import batchrunner.runner
+        from batchrunner.retry import RetryPolicy
+
+        batchrunner.runner.RetryPolicy = functools.partial(RetryPolicy, base_delay=opts.retry_base)  # type: ignore[misc,assignment]
     from batchrunner.cli import main
 
     sys.argv = ["batchrunner", *argv[split + 1 :]]
@@ -952,24 +982,28 @@ def patched_run_main(argv: list[str]) -> None:
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
 
 
-def _pace(limiter_class: Any) -> None:
-    """Spread each window's request quantum evenly: one admission per ``window_s / quantum`` seconds."""
-    original = limiter_class.acquire
+def _storm(limiter_class: Any, k: int, n: int) -> None:
+    """React to a 429 (pause the provider, halve concurrency) only when ``k`` of the last ``n`` responses
+    were 429s; an isolated 429 then delays only its own job (through the retry policy)."""
+    import collections
 
-    async def acquire(self: Any, tokens: int) -> Any:
-        if self.limits.rpm is None:
-            return await original(self, tokens)
-        interval = self.limits.window_s / max(1.0, self.limits.rpm * self.limits.window_s / 60)
-        lock = self.__dict__.setdefault("_bench_pace_lock", asyncio.Lock())
-        async with lock:
-            wait = self.__dict__.get("_bench_pace_next", 0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            reservation = await original(self, tokens)
-            self.__dict__["_bench_pace_next"] = time.monotonic() + interval
-        return reservation
+    on_rate_limited, on_success = limiter_class.on_rate_limited, limiter_class.on_success
 
-    limiter_class.acquire = acquire
+    def recent(self: Any) -> collections.deque[int]:
+        return self.__dict__.setdefault("_bench_recent", collections.deque(maxlen=n))  # type: ignore[no-any-return]
+
+    def success(self: Any, slot: Any = None) -> None:
+        recent(self).append(0)
+        on_success(self, slot)
+
+    def limited(self: Any, slot: Any, *, retry_after: float | None = None) -> float:
+        window = recent(self)
+        window.append(1)
+        if sum(window) >= k:
+            return on_rate_limited(self, slot, retry_after=retry_after)  # type: ignore[no-any-return]
+        return self._clock()  # type: ignore[no-any-return]
+
+    limiter_class.on_success, limiter_class.on_rate_limited = success, limited
 
 
 if __name__ == "__main__":

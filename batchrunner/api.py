@@ -42,8 +42,9 @@ INSERT_BATCH = 2000
 
 
 @asynccontextmanager
-async def open_store(db: str) -> AsyncIterator[Store]:
-    store = await Store.open(db)
+async def open_store(db: str, *, create: bool = False) -> AsyncIterator[Store]:
+    """The store at ``db``; only ``submit`` (``create=True``) may create a new database."""
+    store = await Store.open(db, create=create)
     try:
         yield store
     finally:
@@ -85,7 +86,7 @@ async def submit(
     tally = _RejectTally(shown=[])
     try:
         async with (
-            open_store(db) as store,
+            open_store(db, create=True) as store,
             store.bulk_insert(
                 run_name, source=str(source), options={"provider": provider, "model": model}
             ) as inserter,

@@ -388,7 +388,13 @@ def test_retry_failed_and_cancel_change_states(tmp_path: Path, db: Path) -> None
 
 
 def test_a_database_without_runs_or_an_unknown_run_is_a_clear_error(tmp_path: Path, db: Path) -> None:
-    empty = cli("status", "--db", str(tmp_path / "elsewhere.db"))
+    elsewhere = tmp_path / "elsewhere.db"
+    missing_db = cli("status", "--db", str(elsewhere))
+    assert missing_db.exit_code == 2
+    assert missing_db.stderr == f"error: no database at {elsewhere}: submit a manifest first, or pass --db\n"
+    assert not elsewhere.exists()  # a read command leaves no empty database behind
+    sqlite3.connect(elsewhere).close()  # an empty database file: opened (and migrated), but it has no runs
+    empty = cli("status", "--db", str(elsewhere))
     assert empty.exit_code == 2
     assert (
         empty.stderr
@@ -404,6 +410,7 @@ def test_a_database_without_runs_or_an_unknown_run_is_a_clear_error(tmp_path: Pa
 
 
 def test_unknown_run_through_the_real_command(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "none.db").close()  # a database, without that run
     done = subprocess_cli("status", "--run", "nope", "--db", str(tmp_path / "none.db"), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == "error: no run named 'nope' (batchrunner runs lists them)\n" and done.stdout == ""

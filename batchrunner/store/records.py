@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from batchrunner.models import JobState
 
@@ -97,9 +98,12 @@ class RunStats:
     top_errors: list[tuple[str, int]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ExportRow:
-    """One job with its result (if any), in manifest order."""
+class ExportRow(NamedTuple):
+    """One job with its result (if any), in manifest order.
+
+    A NamedTuple rather than a frozen dataclass: an export builds a million of these straight from
+    driver rows (``ExportRow._make``), and that is a third of the time a dataclass takes (measured).
+    """
 
     job_id: int
     custom_id: str

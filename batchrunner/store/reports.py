@@ -123,7 +123,8 @@ async def export_pages(
         query = query.where(_in_run(run))
     else:  # ix_jobs_claim (run_id, state, id) gives these rows in id order
         query = query.where(jobs.c.run_id == run.id, jobs.c.state == only)
-    names = tuple(query.selected_columns.keys())
+    if tuple(query.selected_columns.keys()) != ExportRow._fields:  # pragma: no cover - a programming error
+        raise AssertionError("the export query's columns must be ExportRow's fields, in order")
 
     async def page_after(last_id: int) -> Sequence[Sequence[Any]]:
         async with db.read() as conn:
@@ -131,7 +132,7 @@ async def export_pages(
 
     last_id = bounds[0] - 1
     while rows := await page_after(last_id):
-        yield [ExportRow(**dict(zip(names, row, strict=True))) for row in rows]
+        yield list(map(ExportRow._make, rows))
         last_id = rows[-1][0]
 
 

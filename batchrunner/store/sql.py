@@ -8,6 +8,7 @@ lease token (RELIABILITY.md rule 2), so a runner that lost its lease changes not
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -35,9 +36,15 @@ class Store:
         self.db = db
 
     @classmethod
-    async def open(cls, target: str) -> Store:
-        """Open (and create or migrate) the database at a path or SQLAlchemy URL."""
+    async def open(cls, target: str, *, create: bool = True) -> Store:
+        """Open (and create or migrate) the database at a path or SQLAlchemy URL.
+
+        With ``create=False`` a SQLite file that does not exist is a UsageError instead of a new, empty
+        database (``status`` on a mistyped path should say so, not leave a file behind).
+        """
         url = resolve_url(target)
+        if not create and _missing_sqlite_file(url.database if url.get_backend_name() == "sqlite" else None):
+            raise UsageError(f"no database at {url.database}: submit a manifest first, or pass --db")
         try:
             db = Database(url)
         except OSError as exc:  # the database file or its directory cannot be created
@@ -345,6 +352,10 @@ class Store:
         )
         async with self.db.write() as conn:
             return max((await conn.execute(stmt)).rowcount, 0)
+
+
+def _missing_sqlite_file(path: str | None) -> bool:
+    return bool(path) and path != ":memory:" and not os.path.exists(path)  # type: ignore[arg-type]
 
 
 def _requeued() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tmpfs import tmpfs
 
 from batchrunner import api
 from batchrunner.cli import main
@@ -187,17 +188,9 @@ def test_cli_export_to_dev_full_exits_non_zero(db: str) -> None:
 
 @pytest.fixture
 def full_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory on a 64 KiB tmpfs: a real full disk (this needs root, as CI and dev machines are)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True
-    )
-    assert done.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {done.stderr!r}"
-    try:
+    """A directory on a 64 KiB tmpfs: a real full disk."""
+    with tmpfs(tmp_path / "tiny", "64k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 async def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path: Path, full_dir: Path) -> None:

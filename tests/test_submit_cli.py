@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from tmpfs import remount_read_only, tmpfs
 
 from batchrunner.cli import main
 
@@ -446,17 +447,9 @@ def test_a_sqlalchemy_sqlite_url_works_for_db(tmp_path: Path, scheme: str) -> No
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A directory on a 256 KiB tmpfs (mounting needs root, as CI and dev machines are)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount_point)], capture_output=True
-    )
-    assert done.returncode == 0, f"cannot mount a tmpfs for the storage-fault tests: {done.stderr!r}"
-    try:
+    """A directory on a 256 KiB tmpfs."""
+    with tmpfs(tmp_path / "tiny", "256k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def fill_the_disk(tmp_path: Path, tiny_fs: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
@@ -490,20 +483,12 @@ def test_a_full_disk_is_a_one_line_error_with_exit_code_4(tmp_path: Path, tiny_f
 @pytest.fixture
 def read_only_db(tmp_path: Path) -> Iterator[Path]:
     """A database with 20 jobs on a tmpfs that is then remounted read-only (chmod does not stop root)."""
-    mount_point = tmp_path / "ro"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    assert done.returncode == 0, f"cannot mount a tmpfs for the read-only test: {done.stderr!r}"
-    try:
+    with tmpfs(tmp_path / "ro", "4m") as mount_point:
         db = mount_point / "ro.db"
         small = shutil.copy(JOBS / "simple.jsonl", tmp_path / "simple.jsonl")
         assert cli("submit", str(small), "--provider", "fake", "--db", str(db)).exit_code == 0
-        subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        remount_read_only(mount_point)
         yield db
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def test_a_read_only_database_changes_nothing(tmp_path: Path, read_only_db: Path) -> None:

@@ -941,6 +941,9 @@ def patched_run_main(argv: list[str]) -> None:
     )
     parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay (default 1.0)")
     parser.add_argument(
+        "--trace-store", metavar="FILE", help="append (method, start, seconds) of every Store call to FILE"
+    )
+    parser.add_argument(
         "--no-provider-pause", action="store_true", help="a 429 delays only its own job (retry policy)"
     )
     opts = parser.parse_args(argv[:split])
@@ -968,6 +971,8 @@ def patched_run_main(argv: list[str]) -> None:
     if opts.storm:
         k, n = (int(part) for part in opts.storm.split("/"))
         _storm(ProviderLimiter, k, n)
+    if opts.trace_store:
+        _trace_store(Path(opts.trace_store))
     if opts.retry_base is not None:
         import batchrunner.runner
         from batchrunner.retry import RetryPolicy
@@ -980,6 +985,38 @@ def patched_run_main(argv: list[str]) -> None:
 
 
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
+
+
+def _trace_store(path: Path) -> None:
+    """Time every coroutine method of ``Store`` (wall clock, Unix seconds) into ``path``, one JSON line each.
+
+    The first line is the moment the launcher ran (imports done), so start-up can be split into
+    interpreter + imports, each store call, and the rest.
+    """
+    import inspect
+
+    from batchrunner.store.sql import Store
+
+    out = path.open("a", buffering=1)
+    out.write(json.dumps({"event": "imported", "t": time.time()}) + "\n")
+
+    def wrap(name: str, method: Any) -> Any:
+        @functools.wraps(method)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.time()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                end = time.time()
+                out.write(json.dumps({"event": name, "t": start, "s": round(end - start, 6)}) + "\n")
+
+        return timed
+
+    for name, method in list(vars(Store).items()):
+        if isinstance(method, classmethod) and inspect.iscoroutinefunction(method.__func__):
+            setattr(Store, name, classmethod(wrap(name, method.__func__)))
+        elif inspect.iscoroutinefunction(method) and not name.startswith("__"):
+            setattr(Store, name, wrap(name, method))
 
 
 def _storm(limiter_class: Any, k: int, n: int) -> None:

@@ -941,6 +941,9 @@ def patched_run_main(argv: list[str]) -> None:
     )
     parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay (default 1.0)")
     parser.add_argument(
+        "--fast-held", action="store_true", help="Store._held finds leases by primary key (id IN ...)"
+    )
+    parser.add_argument(
         "--trace-store", metavar="FILE", help="append (method, start, seconds) of every Store call to FILE"
     )
     parser.add_argument(
@@ -971,6 +974,8 @@ def patched_run_main(argv: list[str]) -> None:
     if opts.storm:
         k, n = (int(part) for part in opts.storm.split("/"))
         _storm(ProviderLimiter, k, n)
+    if opts.fast_held:
+        _fast_held()
     if opts.trace_store:
         _trace_store(Path(opts.trace_store))
     if opts.retry_base is not None:
@@ -985,6 +990,26 @@ def patched_run_main(argv: list[str]) -> None:
 
 
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
+
+
+def _fast_held() -> None:
+    """``Store._held`` by primary key: ``id IN (...)`` (a rowid search) and the tokens compared here,
+    instead of ``(id, lease_token) IN (VALUES ...)``, which SQLite answers with a scan of every job."""
+    from sqlalchemy import select
+
+    from batchrunner.models import JobState
+    from batchrunner.store.sql import Store, jobs
+
+    async def held(self: Any, conn: Any, leases: list[Any]) -> set[int]:
+        tokens = {lease.job_id: lease.token for lease in leases}
+        query = self.db.lock_for_claim(
+            select(jobs.c.id, jobs.c.lease_token).where(
+                jobs.c.id.in_(list(tokens)), jobs.c.state == JobState.RUNNING
+            )
+        )
+        return {row.id for row in await conn.execute(query) if tokens.get(row.id) == row.lease_token}
+
+    Store._held = held  # type: ignore[method-assign]
 
 
 def _trace_store(path: Path) -> None:

@@ -54,6 +54,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--cap", type=float, default=45.0, help="seconds before a run is stopped")
     parser.add_argument("--no-cap", action="store_true")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only clients whose name contains TEXT",
+    )
     args = parser.parse_args()
     jobs, reps = (1000, 1) if args.quick else (args.jobs, args.reps)
     cap = None if args.no_cap else (20.0 if args.quick else args.cap)
@@ -83,6 +90,8 @@ def main() -> None:
                 launcher=launcher.split(),
                 who=f"what-if {label}",
             )
+    if args.only:
+        clients = {name: run for name, run in clients.items() if any(text in name for text in args.only)}
     for server in servers.values():
         server.__enter__()
     try:
@@ -99,9 +108,9 @@ def main() -> None:
     )
     for name, figures in summaries.items():
         who, _, server = name.partition("/")
-        clean = summaries[f"{'baseline' if who == 'baseline' else 'batchrunner'}/clean"]
+        clean = summaries.get(f"{'baseline' if who == 'baseline' else 'batchrunner'}/clean")
         wall = rc.median([projected_wall(run) for run in figures["runs"]])
-        ratio = (wall or 0) / clean["wall_s"]
+        ratio = (wall or 0) / clean["wall_s"] if clean else float("nan")
         capped = any(run["capped"] for run in figures["runs"])
         done = rc.median([run["succeeded"] for run in figures["runs"]])
         requests = rc.median([run["requests"] for run in figures["runs"]])

@@ -63,7 +63,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     jobs, reps = (1000, 1) if args.quick else (args.jobs, args.reps)
-    cap = None if args.no_cap else (20.0 if args.quick else args.cap)
+    cap = None if args.no_cap else (10.0 if args.quick else args.cap)
     pinned = not args.no_pin
     manifest = rc.write_manifest(rc.DATA / f"run-faults-{jobs}.jsonl", jobs, f"faults-{jobs}")
     info = rc.machine_info(pinned)

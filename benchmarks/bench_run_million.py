@@ -9,7 +9,8 @@ pinned to CPU 0. Steps:
 
 1. **submit** the manifest (1M OpenAI Batch chat lines, about 300 bytes each, generated once into
    ``benchmarks/data/``): wall, CPU and peak RSS of ``batchrunner submit``, reported separately.
-2. **run**: ``batchrunner run --db DB --concurrency 100 --no-progress``; every 0.5 s the benchmark reads
+2. **run**: ``batchrunner run --db DB --concurrency 100`` (progress on, as a user runs it: a summary
+   line to stderr every 10 s, since stderr is not a terminal); every 0.5 s the benchmark reads
    its VmRSS (``/proc/PID/status``) and the jobs done (``max(results.id)`` through a read-only SQLite
    connection). It runs for ``--seconds`` and is then killed with SIGKILL (``--drain``: until the queue is
    empty). Reported: peak RSS (``wait4``), RSS when 10/50/90% of the jobs it got through were done, and the
@@ -85,7 +86,7 @@ def run_phase(
     """``batchrunner run`` on ``db``, sampled; SIGKILLed after ``seconds`` (None: until it exits)."""
     argv = rc.pin(
         rc.CLIENT_CPU,
-        rc.batchrunner_argv("run", "--db", str(db), "--concurrency", "100", "--no-progress"),
+        rc.batchrunner_argv("run", "--db", str(db), "--concurrency", "100"),
         pinned,
     )
     counter = DoneCounter(db)
@@ -191,7 +192,6 @@ def resume(db: Path, *, pinned: bool, go_on_s: float = 10.0, profile: Path | Non
             str(db),
             "--concurrency",
             "100",
-            "--no-progress",
             launcher=["--trace-store", str(trace)],
         ),
         pinned,

@@ -941,6 +941,11 @@ def patched_run_main(argv: list[str]) -> None:
     )
     parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay (default 1.0)")
     parser.add_argument(
+        "--pace-from-target",
+        action="store_true",
+        help="the next paced request is due one interval after the previous one was due, not after it left",
+    )
+    parser.add_argument(
         "--fast-held", action="store_true", help="Store._held finds leases by primary key (id IN ...)"
     )
     parser.add_argument(
@@ -976,6 +981,8 @@ def patched_run_main(argv: list[str]) -> None:
         _storm(ProviderLimiter, k, n)
     if opts.fast_held:
         _fast_held()
+    if opts.pace_from_target:
+        _pace_from_target(ProviderLimiter)
     if opts.trace_store:
         _trace_store(Path(opts.trace_store))
     if opts.retry_base is not None:
@@ -990,6 +997,28 @@ def patched_run_main(argv: list[str]) -> None:
 
 
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
+
+
+def _pace_from_target(limiter_class: Any) -> None:
+    """Pacing without drift: ``next = max(now, previous next) + interval`` (GCRA's theoretical arrival
+    time), so the event loop waking a waiter late does not push every later request back too."""
+    from batchrunner.ratelimit import _EPSILON, Reservation
+
+    async def acquire(self: Any, tokens: int) -> Any:
+        tokens = max(0, int(tokens))
+        async with self._queue:
+            while (delay := self._delay(tokens)) > _EPSILON:
+                await self._sleep(delay)
+            now = self._clock()
+            if self._requests is not None:
+                self._requests.add(1, now)
+                if self.limits.pace:
+                    interval = self._requests.span / max(self._requests.cap, _EPSILON)
+                    self._next_request_at = max(now - interval, self._next_request_at) + interval
+            entry = None if self._tokens is None else self._tokens.add(tokens, now)
+            return Reservation(tokens, entry)
+
+    limiter_class.acquire = acquire
 
 
 def _fast_held() -> None:

@@ -292,9 +292,13 @@ class ProgressOptions:
 async def _progress(store: Store, run: RunInfo, options: ProgressOptions | None) -> Progress | None:
     if options is None:
         return None
-    stats = await store.stats(run)
-    done = stats.by_state["succeeded"] + stats.by_state["failed"] + stats.by_state["cancelled"]
+    counts = await store.state_counts(run)  # counts only: the full stats() scans every result
+    done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
     interval = 0.5 if options.live else options.interval_s
     return Progress(
-        total=stats.total, done_before=done, stream=options.stream, live=options.live, interval_s=interval
+        total=sum(counts.values()),
+        done_before=done,
+        stream=options.stream,
+        live=options.live,
+        interval_s=interval,
     )

@@ -22,7 +22,7 @@ from batchrunner.errors import ProviderError, ProviderTimeout, RateLimited, RunS
 from batchrunner.models import JobState
 from batchrunner.pricing import PriceTable
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
-from batchrunner.ratelimit import ProviderLimiter
+from batchrunner.ratelimit import ProviderLimiter, Reservation
 from batchrunner.retry import RetryAction, RetryPolicy, decide
 from batchrunner.store.records import AttemptRecord, ClaimedJob, Outcome, ResultRecord
 from batchrunner.tokens import estimate_tokens
@@ -61,11 +61,23 @@ class AttemptContext:
     unknown_price_models: set[str]
     on_pause: Callable[[str, float], None] = lambda _provider, _seconds: None
     """Told of every 429/529 pause (provider, seconds), so the other runners of the run pause too."""
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the run stops: a job still waiting for its limits is then not sent."""
     budget_settled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
 
 
-async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
+class NotSent:
+    """A stop was requested while the job waited for its limits: nothing was sent; give the job back."""
+
+    def __repr__(self) -> str:
+        return "NOT_SENT"
+
+
+NOT_SENT = NotSent()
+
+
+async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotSent:
     """Send ``job`` once, within its provider's limits, and say what becomes of it."""
     body = json.loads(job.request_json)
     estimate = estimate_tokens(job.endpoint, body)
@@ -79,14 +91,17 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
     cost: Decimal | None = None
     try:
         async with limiter.slot() as slot:
-            reservation = await limiter.acquire(estimate.total)
+            reservation = await _admit(limiter, estimate.total, ctx.stop_requested)
+            if reservation is None:
+                return NOT_SENT
             started_at, started = datetime.now(UTC), time.perf_counter()
             try:
                 response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
             except RateLimited as exc:
                 limiter.settle(reservation, 0)
                 deadline = limiter.on_rate_limited(slot, retry_after=exc.retry_after)
-                ctx.on_pause(job.provider, deadline - time.monotonic())
+                if deadline is not None:
+                    ctx.on_pause(job.provider, deadline - time.monotonic())
                 limiter.observe_headers(exc.rate_limits)
                 raise
             except ProviderError as exc:
@@ -105,6 +120,34 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop:
     finally:
         ctx.budget.settle(worst_case, cost)
         ctx.budget_settled.set()
+
+
+async def _admit(limiter: ProviderLimiter, tokens: int, stop: asyncio.Event) -> Reservation | None:
+    """The limiter's permission to send, or None when a stop is requested first.
+
+    A worker may wait here for seconds (a 429 pause, a tight RPM); after Ctrl-C it must not send when
+    the wait ends (RELIABILITY.md rule 9: stop claiming, finish only what is in flight).
+    """
+    if stop.is_set():
+        return None
+    reservation = limiter.try_acquire(tokens)
+    if reservation is None:  # it has to wait: race the wait against a stop
+        acquiring = asyncio.ensure_future(limiter.acquire(tokens))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((acquiring, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not acquiring.done():
+                acquiring.cancel()
+                await asyncio.gather(acquiring, return_exceptions=True)
+        if acquiring.cancelled():
+            return None
+        reservation = acquiring.result()
+    if stop.is_set():
+        limiter.settle(reservation, None)
+        return None
+    return reservation
 
 
 async def _reserve(ctx: AttemptContext, worst_case: Decimal | None) -> bool:

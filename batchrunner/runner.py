@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, Stop, perform
+from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, NotSent, Stop, perform
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
@@ -115,7 +115,7 @@ class Runner:
         self._queue: asyncio.Queue[ClaimedJob | None] = asyncio.Queue()
         self._in_flight: dict[int, ClaimedJob] = {}
         self._unsent: list[ClaimedJob] = []
-        """Jobs a worker took from the queue after a stop was requested: given back, never sent."""
+        """Jobs a worker took, or held waiting for its limits, when a stop came: given back, never sent."""
         self._broken: list[ClaimedJob] = []
         """Jobs whose attempt raised an unexpected error: given back (the call may have been sent)."""
         self._room = asyncio.Event()
@@ -182,7 +182,8 @@ class Runner:
         )
         await self._reclaim()
         await self._coordination.join(max(self._window_s(name) for name in providers) if providers else 0.0)
-        spent = Decimal(str((await self.store.stats(run)).cost_usd))
+        # a sum over every result of the run: only worth its time at start-up when there is a cap
+        spent = Decimal(0) if options.max_cost_usd is None else await self.store.spent_usd(run)
         self._context = AttemptContext(
             runner_id=self.runner_id,
             providers=self._provider,
@@ -195,6 +196,7 @@ class Runner:
             crash_point=self.wiring.crash_point,
             unknown_price_models=set(),
             on_pause=self._coordination.publish_pause,
+            stop_requested=self._stop_requested,
         )
 
     async def _reclaim(self) -> None:
@@ -266,6 +268,9 @@ class Runner:
                 raise
             finally:
                 del self._in_flight[job.lease.job_id]
+            if isinstance(result, NotSent):
+                self._unsent.append(job)
+                continue
             if isinstance(result, Stop):
                 await self._stop_job(job, result)
             else:

@@ -926,7 +926,7 @@ def baseline_main(argv: list[str]) -> None:
 
 def patched_run_main(argv: list[str]) -> None:
     """``patched-run [--pause-jitter S] [--no-halving] [--guard S] [--no-provider-pause] [--storm K/N]
-    [--retry-base S] -- BATCHRUNNER ARGS``.
+    [--retry-base S] [--retry-factor F] [--trace-store FILE] -- BATCHRUNNER ARGS``.
 
     Runs the real CLI with the provider limiter's 429 reaction changed, to measure what a proposed change
     to ``ratelimit.py`` would gain. Nothing in the package is edited; this is a benchmark-only launcher.
@@ -937,17 +937,12 @@ def patched_run_main(argv: list[str]) -> None:
     parser.add_argument("--no-halving", action="store_true", help="min_concurrency = max_concurrency")
     parser.add_argument("--guard", type=float, help="RateLimits.guard_s (default 0.025)")
     parser.add_argument(
-        "--storm", metavar="K/N", help="pause and halve only when K of the last N responses were 429s"
+        "--storm",
+        metavar="K/N",
+        help="RateLimits.storm_count/storm_window: pause and halve when K of the last N answers were 429s",
     )
-    parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay (default 1.0)")
-    parser.add_argument(
-        "--pace-from-target",
-        action="store_true",
-        help="the next paced request is due one interval after the previous one was due, not after it left",
-    )
-    parser.add_argument(
-        "--fast-held", action="store_true", help="Store._held finds leases by primary key (id IN ...)"
-    )
+    parser.add_argument("--retry-base", type=float, help="RetryPolicy.base_delay")
+    parser.add_argument("--retry-factor", type=float, help="RetryPolicy.factor")
     parser.add_argument(
         "--trace-store", metavar="FILE", help="append (method, start, seconds) of every Store call to FILE"
     )
@@ -971,25 +966,22 @@ def patched_run_main(argv: list[str]) -> None:
             changes["min_concurrency"] = limits.max_concurrency
         if opts.guard is not None:
             changes["guard_s"] = opts.guard
+        if opts.storm:
+            changes["storm_count"], changes["storm_window"] = (int(part) for part in opts.storm.split("/"))
         return dataclasses.replace(limits, **changes)
 
     Settings.rate_limits = rate_limits  # type: ignore[method-assign]
     if opts.no_provider_pause:
-        ProviderLimiter.on_rate_limited = lambda self, slot, *, retry_after=None: self._clock()  # type: ignore[method-assign]
-    if opts.storm:
-        k, n = (int(part) for part in opts.storm.split("/"))
-        _storm(ProviderLimiter, k, n)
-    if opts.fast_held:
-        _fast_held()
-    if opts.pace_from_target:
-        _pace_from_target(ProviderLimiter)
+        ProviderLimiter.on_rate_limited = lambda self, slot, *, retry_after=None: None  # type: ignore[method-assign]
     if opts.trace_store:
         _trace_store(Path(opts.trace_store))
-    if opts.retry_base is not None:
+    retry_changes = {"base_delay": opts.retry_base, "factor": opts.retry_factor}
+    retry_changes = {name: value for name, value in retry_changes.items() if value is not None}
+    if retry_changes:
         import batchrunner.runner
         from batchrunner.retry import RetryPolicy
 
-        batchrunner.runner.RetryPolicy = functools.partial(RetryPolicy, base_delay=opts.retry_base)  # type: ignore[misc,assignment]
+        batchrunner.runner.RetryPolicy = functools.partial(RetryPolicy, **retry_changes)  # type: ignore[misc,assignment]
     from batchrunner.cli import main
 
     sys.argv = ["batchrunner", *argv[split + 1 :]]
@@ -997,48 +989,6 @@ def patched_run_main(argv: list[str]) -> None:
 
 
 CODE_UNDER_TEST = _snapshot() if __name__ != "__main__" else "inherited (PYTHONPATH)"
-
-
-def _pace_from_target(limiter_class: Any) -> None:
-    """Pacing without drift: ``next = max(now, previous next) + interval`` (GCRA's theoretical arrival
-    time), so the event loop waking a waiter late does not push every later request back too."""
-    from batchrunner.ratelimit import _EPSILON, Reservation
-
-    async def acquire(self: Any, tokens: int) -> Any:
-        tokens = max(0, int(tokens))
-        async with self._queue:
-            while (delay := self._delay(tokens)) > _EPSILON:
-                await self._sleep(delay)
-            now = self._clock()
-            if self._requests is not None:
-                self._requests.add(1, now)
-                if self.limits.pace:
-                    interval = self._requests.span / max(self._requests.cap, _EPSILON)
-                    self._next_request_at = max(now - interval, self._next_request_at) + interval
-            entry = None if self._tokens is None else self._tokens.add(tokens, now)
-            return Reservation(tokens, entry)
-
-    limiter_class.acquire = acquire
-
-
-def _fast_held() -> None:
-    """``Store._held`` by primary key: ``id IN (...)`` (a rowid search) and the tokens compared here,
-    instead of ``(id, lease_token) IN (VALUES ...)``, which SQLite answers with a scan of every job."""
-    from sqlalchemy import select
-
-    from batchrunner.models import JobState
-    from batchrunner.store.sql import Store, jobs
-
-    async def held(self: Any, conn: Any, leases: list[Any]) -> set[int]:
-        tokens = {lease.job_id: lease.token for lease in leases}
-        query = self.db.lock_for_claim(
-            select(jobs.c.id, jobs.c.lease_token).where(
-                jobs.c.id.in_(list(tokens)), jobs.c.state == JobState.RUNNING
-            )
-        )
-        return {row.id for row in await conn.execute(query) if tokens.get(row.id) == row.lease_token}
-
-    Store._held = held  # type: ignore[method-assign]
 
 
 def _trace_store(path: Path) -> None:
@@ -1071,30 +1021,6 @@ def _trace_store(path: Path) -> None:
             setattr(Store, name, classmethod(wrap(name, method.__func__)))
         elif inspect.iscoroutinefunction(method) and not name.startswith("__"):
             setattr(Store, name, wrap(name, method))
-
-
-def _storm(limiter_class: Any, k: int, n: int) -> None:
-    """React to a 429 (pause the provider, halve concurrency) only when ``k`` of the last ``n`` responses
-    were 429s; an isolated 429 then delays only its own job (through the retry policy)."""
-    import collections
-
-    on_rate_limited, on_success = limiter_class.on_rate_limited, limiter_class.on_success
-
-    def recent(self: Any) -> collections.deque[int]:
-        return self.__dict__.setdefault("_bench_recent", collections.deque(maxlen=n))  # type: ignore[no-any-return]
-
-    def success(self: Any, slot: Any = None) -> None:
-        recent(self).append(0)
-        on_success(self, slot)
-
-    def limited(self: Any, slot: Any, *, retry_after: float | None = None) -> float:
-        window = recent(self)
-        window.append(1)
-        if sum(window) >= k:
-            return on_rate_limited(self, slot, retry_after=retry_after)  # type: ignore[no-any-return]
-        return self._clock()  # type: ignore[no-any-return]
-
-    limiter_class.on_success, limiter_class.on_rate_limited = success, limited
 
 
 if __name__ == "__main__":

@@ -241,11 +241,46 @@ async def test_a_cancelled_waiter_lets_the_next_one_through() -> None:
     await second
 
 
-async def test_429_pauses_the_whole_provider_until_retry_after_plus_jitter() -> None:
+async def test_an_isolated_429_delays_only_its_own_job() -> None:
+    # 14 429s among 100 answers: random refusals from a busy backend, not our limit. Nothing pauses and
+    # the concurrency stays (the job's own retry waits out its Retry-After).
     clock = FakeTime(autojump=True)
-    limiter = make(clock, rpm=600, pause_jitter_s=1.0)
+    limiter = make(clock, rpm=600, max_concurrency=16)
+    for n in range(100):
+        if n % 7 == 0 and n < 98:
+            assert limiter.on_rate_limited(None, retry_after=5.0) is None
+        else:
+            limiter.on_success()
+    assert limiter.paused_until == -math.inf
+    assert limiter.concurrency_limit == 16
+    await limiter.acquire(1)
+    assert clock.now == 0.0
+
+
+async def test_a_429_storm_pauses_the_whole_provider_and_cuts_concurrency() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, max_concurrency=16, storm_count=3, storm_window=10)
+    for _ in range(8):
+        limiter.on_success()
+    assert limiter.on_rate_limited(None, retry_after=5.0) is None
+    assert limiter.on_rate_limited(None, retry_after=5.0) is None  # 2 of the last 10
+    deadline = limiter.on_rate_limited(None, retry_after=5.0)  # 3 of the last 10: a storm
+    assert deadline is not None and 5.0 <= deadline <= 6.0
+    assert limiter.paused_until == deadline
+    assert limiter.concurrency_limit == 8
+    await limiter.acquire(1)
+    assert clock.now == pytest.approx(deadline)
+    # the storm passes: once the 429s leave the last 10 answers, a 429 is isolated again
+    for _ in range(10):
+        limiter.on_success()
+    assert limiter.on_rate_limited(None, retry_after=5.0) is None
+
+
+async def test_a_storm_pause_holds_every_request_until_retry_after_plus_jitter() -> None:
+    clock = FakeTime(autojump=True)
+    limiter = make(clock, rpm=600, pause_jitter_s=1.0, storm_count=1)
     deadline = limiter.on_rate_limited(None, retry_after=5.0)
-    assert 5.0 <= deadline <= 6.0
+    assert deadline is not None and 5.0 <= deadline <= 6.0
     assert limiter.paused_until == deadline
     await limiter.acquire(1)
     assert clock.now == pytest.approx(deadline)
@@ -258,8 +293,10 @@ async def test_429_pauses_the_whole_provider_until_retry_after_plus_jitter() -> 
 PAUSES: list[tuple[float | None, float, float]] = [
     # no Retry-After: the default 1 s, plus up to 1 s of jitter
     (None, 1.0, 2.0),
-    # Retry-After 0: only the jitter
-    (0.0, 0.0, 1.0),
+    # Retry-After 0: no pause at all (the jitter is proportional to the delay)
+    (0.0, 0.0, 0.0),
+    # 100 ms is not stretched to a second: at most as much jitter again
+    (0.1, 0.1, 0.2),
     # garbage is the default
     (math.nan, 1.0, 2.0),
     (-3.0, 1.0, 2.0),
@@ -271,12 +308,13 @@ PAUSES: list[tuple[float | None, float, float]] = [
 
 @pytest.mark.parametrize(("retry_after", "low", "high"), PAUSES)
 def test_pause_lengths(retry_after: float | None, low: float, high: float) -> None:
-    limiter = make(FakeTime())
-    assert low <= limiter.on_rate_limited(None, retry_after=retry_after) <= high
+    limiter = make(FakeTime(), storm_count=1)
+    deadline = limiter.on_rate_limited(None, retry_after=retry_after)
+    assert deadline is not None and low <= deadline <= high
 
 
 async def test_429s_halve_concurrency_once_per_generation_and_successes_recover_it() -> None:
-    limiter = make(FakeTime(), max_concurrency=16, min_concurrency=3, successes_per_increase=2)
+    limiter = make(FakeTime(), max_concurrency=16, min_concurrency=3, successes_per_increase=2, storm_count=1)
     async with limiter.slot() as old, limiter.slot() as also_old:
         limiter.on_rate_limited(old)
         assert limiter.concurrency_limit == 8
@@ -312,7 +350,7 @@ async def test_slots_wait_for_a_free_one_in_order() -> None:
 
 
 async def test_a_cut_blocks_new_slots_and_recovery_wakes_them() -> None:
-    limiter = make(FakeTime(), max_concurrency=2, min_concurrency=1, successes_per_increase=1)
+    limiter = make(FakeTime(), max_concurrency=2, min_concurrency=1, successes_per_increase=1, storm_count=1)
     async with limiter.slot() as slot:
         limiter.on_rate_limited(slot)
         assert limiter.concurrency_limit == 1
@@ -458,3 +496,31 @@ async def test_paced_requests_are_evenly_spaced_at_the_same_rate() -> None:
     assert gaps == [pytest.approx(SPAN / 10)] * 40
     assert 40 / stamps[-1] == pytest.approx(10 / SPAN)
     assert max_in_any_window(stamps) == 10
+
+
+async def test_pacing_does_not_drift_when_waiters_wake_late() -> None:
+    # A busy event loop wakes every sleeper 3 ms late. Spacing is counted from each request's target
+    # time, so the lateness does not add up per request (counted from the wake-up time, 40 requests
+    # would take 40 x 3 ms = 120 ms longer); only the window's own wait meets it, once per quantum.
+    late_clock = FakeTime(autojump=True)
+
+    async def late_sleep(delay: float) -> None:
+        await late_clock.sleep(delay + 0.003)
+
+    limiter = ProviderLimiter(
+        RateLimits(rpm=600, pace=True), clock=late_clock, sleep=late_sleep, rng=random.Random(1)
+    )
+    stamps = []
+    for _ in range(41):
+        await limiter.acquire(0)
+        stamps.append(late_clock.now)
+    assert 40 * SPAN / 10 <= stamps[-1] <= 40 * SPAN / 10 + 5 * 0.003
+    assert max_in_any_window(stamps) <= 10
+
+
+def test_try_acquire_admits_only_without_waiting() -> None:
+    clock = FakeTime()
+    limiter = make(clock, rpm=120)  # 2 per window
+    assert limiter.try_acquire(0) is not None
+    assert limiter.try_acquire(0) is not None
+    assert limiter.try_acquire(0) is None  # the window is full: acquire() would wait

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -21,6 +22,27 @@ from batchrunner.store.records import ExportRow, RunStats
 jobs, results, attempts = tables.jobs, tables.results, tables.attempts
 
 Only = Literal["succeeded", "failed", "all"]
+
+
+async def state_counts(db: Database, run: RunInfo) -> dict[str, int]:
+    """Jobs by state, every state present (zeros included)."""
+    query = select(jobs.c.state, func.count()).where(jobs.c.run_id == run.id).group_by(jobs.c.state)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    counts = {state.value: 0 for state in JobState}
+    counts.update({str(state): int(count) for state, count in rows})
+    return counts
+
+
+async def spent_usd(db: Database, run: RunInfo) -> Decimal:
+    """The summed cost of the run's priced results."""
+    query = (
+        select(func.coalesce(func.sum(results.c.cost_usd), 0.0))
+        .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
+        .where(jobs.c.run_id == run.id)
+    )
+    async with db.read() as conn:
+        return Decimal(str((await conn.execute(query)).scalar_one()))
 
 
 async def run_stats(db: Database, run: RunInfo) -> RunStats:

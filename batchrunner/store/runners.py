@@ -53,7 +53,12 @@ async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> int:
         await conn.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=db.clock()))
         renewed = await conn.execute(
             update(jobs)
-            .where(jobs.c.lease_owner == runner_id, jobs.c.state == JobState.RUNNING)
+            .where(
+                # the run's running jobs (by ix_jobs_claim); lease_owner alone would scan every job
+                jobs.c.run_id == select(runners.c.run_id).where(runners.c.id == runner_id).scalar_subquery(),
+                jobs.c.state == JobState.RUNNING,
+                jobs.c.lease_owner == runner_id,
+            )
             .values(lease_expires_at=db.clock(lease_seconds))
         )
         return max(renewed.rowcount, 0)

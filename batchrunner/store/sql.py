@@ -13,9 +13,10 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
@@ -118,6 +119,14 @@ class Store:
 
     async def stats(self, run: RunInfo) -> RunStats:
         return await reports.run_stats(self.db, run)
+
+    async def spent_usd(self, run: RunInfo) -> Decimal:
+        """The money already spent on the run (priced results only)."""
+        return await reports.spent_usd(self.db, run)
+
+    async def state_counts(self, run: RunInfo) -> dict[str, int]:
+        """Jobs by state (every state present, zeros included)."""
+        return await reports.state_counts(self.db, run)
 
     def export_pages(self, run: RunInfo, only: reports.Only = "all") -> AsyncIterator[list[ExportRow]]:
         return reports.export_pages(self.db, run, only)
@@ -243,14 +252,10 @@ class Store:
 
     async def renew(self, leases: Iterable[Lease], lease_seconds: float) -> int:
         """Extend the leases still held; returns how many were (a lost lease is not renewed)."""
-        pairs = [(lease.job_id, lease.token) for lease in leases]
-        if not pairs:
+        leases = list(leases)
+        if not leases:
             return 0
-        stmt = (
-            update(jobs)
-            .where(jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
-            .values(lease_expires_at=self.db.clock(lease_seconds))
-        )
+        stmt = update(jobs).where(_holds(leases)).values(lease_expires_at=self.db.clock(lease_seconds))
         async with self.db.write() as conn:
             return max((await conn.execute(stmt)).rowcount, 0)
 
@@ -270,27 +275,18 @@ class Store:
         return {o.lease.job_id for o in accepted}
 
     async def _held(self, conn: AsyncConnection, leases: list[Lease]) -> set[int]:
-        pairs = [(lease.job_id, lease.token) for lease in leases]
-        query = self.db.lock_for_claim(
-            select(jobs.c.id).where(
-                jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs)
-            )
-        )
+        query = self.db.lock_for_claim(select(jobs.c.id).where(_holds(leases)))
         return set((await conn.execute(query)).scalars())
 
     async def release(self, leases: Iterable[Lease], *, refund_attempt: bool = True) -> int:
         """Give running jobs back to the queue (graceful stop); by default their attempt is not counted."""
-        pairs = [(lease.job_id, lease.token) for lease in leases]
-        if not pairs:
+        leases = list(leases)
+        if not leases:
             return 0
         attempts = (
             case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0) if refund_attempt else jobs.c.attempts
         )
-        stmt = (
-            update(jobs)
-            .where(jobs.c.state == JobState.RUNNING, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
-            .values({**_requeued(), "attempts": attempts})
-        )
+        stmt = update(jobs).where(_holds(leases)).values({**_requeued(), "attempts": attempts})
         async with self.db.write() as conn:
             return max((await conn.execute(stmt)).rowcount, 0)
 
@@ -356,6 +352,19 @@ class Store:
 
 def _missing_sqlite_file(path: str | None) -> bool:
     return bool(path) and path != ":memory:" and not os.path.exists(path)  # type: ignore[arg-type]
+
+
+def _holds(leases: Sequence[Lease]) -> ColumnElement[bool]:
+    """The jobs of ``leases`` that are running under exactly these leases (the fence).
+
+    ``id IN (...)`` comes first so that SQLite looks the rows up by primary key: on its own, the
+    ``(id, lease_token) IN (VALUES ...)`` test scans the whole table (139 ms at 1M jobs, measured).
+    """
+    return and_(
+        jobs.c.id.in_([lease.job_id for lease in leases]),
+        jobs.c.state == JobState.RUNNING,
+        tuple_(jobs.c.id, jobs.c.lease_token).in_([(lease.job_id, lease.token) for lease in leases]),
+    )
 
 
 def _requeued() -> dict[str, Any]:

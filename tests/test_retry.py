@@ -33,35 +33,35 @@ NOW = 1_700_000_000.0  # a fixed "wall clock" for HTTP dates
 
 # (error, attempt, expected action, lowest allowed delay, highest allowed delay)
 DECISIONS: list[tuple[ProviderError, int, RetryAction, float, float]] = [
-    # transient errors back off with full jitter: [0, 1 s] after the first attempt ...
-    (TransientError(status_code=500), 1, RETRY, 0.0, 1.0),
-    # ... [0, 2 s] after the second, doubling ...
-    (TransientError(status_code=503), 2, RETRY, 0.0, 2.0),
-    # ... [0, 16 s] after the fifth; 5 < max_attempts 6 so one more try
-    (TransientError(status_code=502), 5, RETRY, 0.0, 16.0),
+    # transient errors back off with full jitter: [0, 0.25 s] after the first attempt ...
+    (TransientError(status_code=500), 1, RETRY, 0.0, 0.25),
+    # ... [0, 0.75 s] after the second, tripling ...
+    (TransientError(status_code=503), 2, RETRY, 0.0, 0.75),
+    # ... [0, 20.25 s] after the fifth; 5 < max_attempts 6 so one more try
+    (TransientError(status_code=502), 5, RETRY, 0.0, 20.25),
     # the sixth failure exhausts the default 6 attempts
     (TransientError(status_code=500), 6, FAIL, 0.0, 0.0),
     # attempts beyond the limit (e.g. the limit was lowered between runs) fail too
     (TransientError(status_code=500), 40, FAIL, 0.0, 0.0),
     # timeouts and invalid 200 bodies are transient
-    (ProviderTimeout(possibly_billed=True), 3, RETRY, 0.0, 4.0),
-    (InvalidResponse(status_code=200), 1, RETRY, 0.0, 1.0),
-    # a 429 with Retry-After 2 s waits at least 2 s, plus up to 1 s of jitter on attempt 1
-    (RateLimited(retry_after=2.0), 1, RETRY, 2.0, 3.0),
-    # the jitter on top of a server delay grows with the attempt like the backoff (4 s on attempt 3)
-    (RateLimited(retry_after=2.0), 3, RETRY, 2.0, 6.0),
+    (ProviderTimeout(possibly_billed=True), 3, RETRY, 0.0, 2.25),
+    (InvalidResponse(status_code=200), 1, RETRY, 0.0, 0.25),
+    # a 429 with Retry-After 2 s waits at least 2 s, plus up to 0.25 s of jitter on attempt 1
+    (RateLimited(retry_after=2.0), 1, RETRY, 2.0, 2.25),
+    # the jitter on top of a server delay grows with the attempt like the backoff (2.25 s on attempt 3)
+    (RateLimited(retry_after=2.0), 3, RETRY, 2.0, 4.25),
     # a 429 without Retry-After is plain backoff
-    (RateLimited(), 2, RETRY, 0.0, 2.0),
+    (RateLimited(), 2, RETRY, 0.0, 0.75),
     # Retry-After 0 means "now": only the jitter remains
-    (RateLimited(retry_after=0.0), 1, RETRY, 0.0, 1.0),
+    (RateLimited(retry_after=0.0), 1, RETRY, 0.0, 0.25),
     # an absurd Retry-After is capped at 300 s (plus jitter)
-    (RateLimited(retry_after=86_400.0), 1, RETRY, 300.0, 301.0),
+    (RateLimited(retry_after=86_400.0), 1, RETRY, 300.0, 300.25),
     # negative, NaN and infinite Retry-After are garbage: plain backoff, never a negative/NaN/inf sleep
-    (RateLimited(retry_after=-5.0), 1, RETRY, 0.0, 1.0),
-    (RateLimited(retry_after=math.nan), 1, RETRY, 0.0, 1.0),
-    (RateLimited(retry_after=math.inf), 1, RETRY, 0.0, 1.0),
+    (RateLimited(retry_after=-5.0), 1, RETRY, 0.0, 0.25),
+    (RateLimited(retry_after=math.nan), 1, RETRY, 0.0, 0.25),
+    (RateLimited(retry_after=math.inf), 1, RETRY, 0.0, 0.25),
     # 529 overloaded is a rate limit and honours its delay the same way
-    (Overloaded(retry_after=10.0, status_code=529), 2, RETRY, 10.0, 12.0),
+    (Overloaded(retry_after=10.0, status_code=529), 2, RETRY, 10.0, 10.75),
     # rate limits also exhaust attempts
     (RateLimited(retry_after=1.0), 6, FAIL, 0.0, 0.0),
     # 400/404/422 fail at once, even on the first attempt
@@ -89,10 +89,10 @@ def test_decide(error: ProviderError, attempt: int, action: RetryAction, low: fl
 def test_jitter_spreads_over_the_whole_range() -> None:
     # full jitter: the delays cover [0, ceiling], not a narrow band near the ceiling
     rng = random.Random(7)
-    delays = [decide(TransientError(), 4, rng).delay for _ in range(2000)]
-    assert min(delays) < 0.1 * 8.0
-    assert max(delays) > 0.9 * 8.0
-    assert 3.5 < sum(delays) / len(delays) < 4.5  # mean of uniform(0, 8) is 4
+    delays = [decide(TransientError(), 4, rng).delay for _ in range(2000)]  # ceiling 0.25 * 3**3
+    assert min(delays) < 0.1 * 6.75
+    assert max(delays) > 0.9 * 6.75
+    assert 3.0 < sum(delays) / len(delays) < 3.75  # mean of uniform(0, 6.75) is 3.375
 
 
 def test_same_seed_same_decisions() -> None:
@@ -104,11 +104,13 @@ def test_same_seed_same_decisions() -> None:
 
 # (policy, attempt, expected ceiling)
 CEILINGS: list[tuple[RetryPolicy, int, float]] = [
-    # base 1 s, factor 2: 1, 2, 4 ...
-    (DEFAULT_POLICY, 1, 1.0),
-    (DEFAULT_POLICY, 3, 4.0),
-    # capped at 60 s from the 7th attempt (2**6 = 64)
-    (DEFAULT_POLICY, 7, 60.0),
+    # base 0.25 s, factor 3: 0.25, 0.75, 2.25 ...
+    (DEFAULT_POLICY, 1, 0.25),
+    (DEFAULT_POLICY, 3, 2.25),
+    # the five retries of the default 6 attempts: about 30 s of ceilings in all
+    (DEFAULT_POLICY, 5, 20.25),
+    # capped at 60 s from the 6th attempt (0.25 * 3**5 = 60.75)
+    (DEFAULT_POLICY, 6, 60.0),
     # huge attempt numbers do not overflow
     (DEFAULT_POLICY, 10**9, 60.0),
     (RetryPolicy(factor=1e300), 5, 60.0),

@@ -96,6 +96,30 @@ async def test_a_stale_lease_token_changes_nothing(store: Store) -> None:
     assert (await states(store)) == {"job-1": "succeeded"}
 
 
+async def test_the_fence_waits_for_a_concurrent_writer_instead_of_skipping_the_row(store: Store) -> None:
+    # A heartbeat renewing this runner's leases holds their rows locked for a moment. A checkpoint that
+    # arrives meanwhile must wait and record the answer: skipping locked rows (SKIP LOCKED) would drop
+    # it as "lease lost" and leave the job running forever under a live runner.
+    run_id = await queue(store, 1)
+    [job] = await store.claim(run_id, "runner-a", 1, lease_seconds=60)
+    locked = asyncio.Event()
+
+    async def heartbeat_like_writer() -> None:
+        async with store.db.write() as conn:
+            await conn.execute(
+                tables.jobs.update().where(tables.jobs.c.id == job.lease.job_id).values(attempts=job.attempt)
+            )
+            locked.set()
+            await asyncio.sleep(0.3)
+
+    writer = asyncio.create_task(heartbeat_like_writer())
+    await locked.wait()
+    accepted = await store.record_outcomes([success(job.lease)])
+    await writer
+    assert accepted == {job.lease.job_id}
+    assert (await states(store)) == {"job-1": "succeeded"}
+
+
 async def test_complete_writes_result_and_attempt_once(store: Store) -> None:
     run_id = await queue(store, 2)
     claimed = await store.claim(run_id, "me", 2, lease_seconds=60)

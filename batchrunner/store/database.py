@@ -142,6 +142,15 @@ class Database:
         """Rows picked for a claim: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite: the write lock)."""
         return select if self.is_sqlite else select.with_for_update(skip_locked=True)
 
+    def lock_rows(self, select: Select[Any]) -> Select[Any]:
+        """Rows that must be read as they are, waiting for any writer: ``FOR UPDATE`` on PostgreSQL.
+
+        Never ``SKIP LOCKED`` for the lease fence: a row locked by a concurrent heartbeat (which renews
+        the same leases) would be skipped and its answer dropped as "lease lost", leaving the job
+        ``running`` under a live runner forever (seen in the 4-runner benchmark).
+        """
+        return select if self.is_sqlite else select.with_for_update()
+
 
 def store_error(url: URL, cause: BaseException) -> StoreError:
     """The StoreError for a driver or OS error, with what to do about the common ones."""

@@ -275,7 +275,7 @@ class Store:
         return {o.lease.job_id for o in accepted}
 
     async def _held(self, conn: AsyncConnection, leases: list[Lease]) -> set[int]:
-        query = self.db.lock_for_claim(select(jobs.c.id).where(_holds(leases)))
+        query = self.db.lock_rows(select(jobs.c.id).where(_holds(leases)).order_by(jobs.c.id))
         return set((await conn.execute(query)).scalars())
 
     async def release(self, leases: Iterable[Lease], *, refund_attempt: bool = True) -> int:

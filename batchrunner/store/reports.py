@@ -24,14 +24,26 @@ jobs, results, attempts = tables.jobs, tables.results, tables.attempts
 Only = Literal["succeeded", "failed", "all"]
 
 
+def _by_state_query(run: RunInfo) -> Select[Any]:
+    """(state, jobs, attempts) per state of the run's jobs."""
+    return (
+        select(jobs.c.state, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
+        .where(jobs.c.run_id == run.id)
+        .group_by(jobs.c.state)
+    )
+
+
+def _counts(state_rows: Sequence[Any]) -> dict[str, int]:
+    """Jobs by state from :func:`_by_state_query` rows, every state present (zeros included)."""
+    counts = {state.value: 0 for state in JobState}
+    counts.update({str(state): int(count) for state, count, _ in state_rows})
+    return counts
+
+
 async def state_counts(db: Database, run: RunInfo) -> dict[str, int]:
     """Jobs by state, every state present (zeros included)."""
-    query = select(jobs.c.state, func.count()).where(jobs.c.run_id == run.id).group_by(jobs.c.state)
     async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    counts = {state.value: 0 for state in JobState}
-    counts.update({str(state): int(count) for state, count in rows})
-    return counts
+        return _counts((await conn.execute(_by_state_query(run))).all())
 
 
 async def spent_usd(db: Database, run: RunInfo) -> Decimal:
@@ -47,11 +59,6 @@ async def spent_usd(db: Database, run: RunInfo) -> Decimal:
 
 async def run_stats(db: Database, run: RunInfo) -> RunStats:
     """Counts by state, attempts, tokens, cost, first/last activity and the most frequent error classes."""
-    by_state_q = (
-        select(jobs.c.state, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
-        .where(jobs.c.run_id == run.id)
-        .group_by(jobs.c.state)
-    )
     usage_q = (
         select(
             func.coalesce(func.sum(results.c.input_tokens), 0),
@@ -81,13 +88,11 @@ async def run_stats(db: Database, run: RunInfo) -> RunStats:
         .limit(5)
     )
     async with db.read() as conn:
-        state_rows = (await conn.execute(by_state_q)).all()
+        state_rows = (await conn.execute(_by_state_query(run))).all()
         usage = (await conn.execute(usage_q)).one()
         first, last = (await conn.execute(activity_q)).one()
         errors = [(str(cls), int(n)) for cls, n in await conn.execute(errors_q)]
-    by_state = {state.value: 0 for state in JobState}
-    for state, count, _ in state_rows:
-        by_state[state] = int(count)
+    by_state = _counts(state_rows)
     return RunStats(
         run=run.name,
         total=sum(by_state.values()),

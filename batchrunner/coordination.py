@@ -1,22 +1,36 @@
 """Keeping the runners of one run in step: a share of the rate limits each, and pauses seen by all.
 
-Every runner of a run (on one machine or many) enforces ``1 / live runners`` of the configured RPM and
-TPM, recounted from the runners table every ``sync_interval_s`` (by :meth:`run`, beside the workers), so
-that together they stay under the limit the provider enforces. A runner that joins a run others are
-working on waits until they have noticed it and their windows have emptied to their new share, so that
-the join does not burst past the limit. A 429/529 seen by one runner is published to the database with
-its Retry-After, and every runner applies the run's pauses at the same time as it recounts.
+Every *busy* runner of a run (on one machine or many) enforces ``1 / busy runners`` of the configured RPM
+and TPM, so that together they stay under the limit the provider enforces. A runner is busy while it
+holds jobs (claimed, waiting for the limiter, in flight, or not yet checkpointed); each counts the others
+from the jobs table (live runners holding running jobs) every ``sync_interval_s``, beside its workers.
+A runner that runs dry near the end of a run stops counting as soon as its last answer is checkpointed,
+and the others take up its share within one interval.
+
+A runner that becomes busy (its first claim, or a claim after running dry) while others are at work
+holds its own requests back for ``2 * sync_interval_s`` (one interval for the others to recount, one
+more for a slow query): it sends nothing until they have shrunk to their new share. No wait for their
+windows to empty is needed because requests are paced evenly (``RateLimits.pace``): with the others
+switching from ``1/(n-1)`` to ``1/n`` of the limit at time b and the newcomer starting at ``1/n`` at c >= b,
+any 1-second window sees at most ``1 + (b - c) / n <= 1`` of the limit; and a runner whose cap drops
+below what its window already holds sends nothing until it is under the new cap, which only helps.
+The same argument lets the others grow at once when a runner runs dry: it sent its last request
+before its last answer came back.
+
+A 429/529 seen by one runner is published to the database with its Retry-After, and every runner applies
+the run's pauses at the same time as it recounts.
 
 Why a split and not a shared bucket in the database: a bucket would cost a database round trip per
-request (or per small grant) on the hot path; the split costs one query per heartbeat and holds the
-combined rate under the limit whenever the runners are busy, which is what a batch run is. Its price is
-that a runner that runs dry early leaves its share unused until the next heartbeat recounts.
+request (or per small grant) on the hot path; the split costs two small queries per interval and holds
+the combined rate under the limit. Its price is the hold when a runner joins, and up to one interval of
+unused share when one runs dry (BENCHMARKS.md, "Several runners").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -24,6 +38,9 @@ from batchrunner.ratelimit import ProviderLimiter
 from batchrunner.store.sql import Store
 
 log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 0.25
+"""How often a runner recounts the busy runners and reads the run's pauses (two small queries)."""
 
 
 class RunCoordination:
@@ -33,18 +50,21 @@ class RunCoordination:
         self,
         store: Store,
         run_id: int,
+        runner_id: str,
         *,
         stale_after_s: float,
-        sync_interval_s: float = 0.5,
+        sync_interval_s: float = SYNC_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._run_id = run_id
+        self._runner_id = runner_id
         self._stale_after_s = stale_after_s
         self._sync_interval_s = sync_interval_s
         self._clock = clock
         self._limiters: dict[str, ProviderLimiter] = {}
         self._share = 1.0
+        self._hold_until = -math.inf
         self._published: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -53,20 +73,39 @@ class RunCoordination:
         return self._share
 
     def adopt(self, provider: str, limiter: ProviderLimiter) -> ProviderLimiter:
-        """Keep ``limiter`` (a new provider's) at this runner's share from now on."""
+        """Keep ``limiter`` (a new provider's) at this runner's share (and hold) from now on."""
         self._limiters[provider] = limiter
         limiter.set_share(self._share)
+        limiter.pause_until(self._hold_until)
         return limiter
 
-    async def refresh_share(self) -> None:
-        """Recount the live runners of the run and take ``1 / count`` of every limit."""
-        live = await self._store.live_runner_count(self._run_id, self._stale_after_s)
-        share = 1.0 / max(live, 1)
+    async def refresh_share(self) -> int:
+        """Recount the other busy runners of the run and take ``1 / (others + 1)`` of every limit.
+
+        Returns how many others there are. This runner counts itself: its share matters only while it
+        has jobs to send.
+        """
+        others = await self._store.busy_runner_count(
+            self._run_id, other_than=self._runner_id, stale_after_s=self._stale_after_s
+        )
+        share = 1.0 / (others + 1)
         if share != self._share:
-            log.info("%d live runner(s) on this run: using %.0f%% of the rate limits", live, share * 100)
+            busy = others + 1
+            log.info("%d busy runner(s) on this run: using %.0f%% of the rate limits", busy, share * 100)
         self._share = share
         for limiter in self._limiters.values():
             limiter.set_share(share)
+        return others
+
+    async def became_busy(self) -> None:
+        """This runner claimed jobs while it held none: if others are at work, let them shrink first.
+
+        Called after the claim is committed, so that the others' next recount sees this runner.
+        """
+        if await self.refresh_share():
+            self._hold_until = self._clock() + 2 * self._sync_interval_s
+            for limiter in self._limiters.values():
+                limiter.pause_until(self._hold_until)
 
     def publish_pause(self, provider: str, seconds: float) -> None:
         """Tell the other runners about a 429/529 pause (in the background; a later pause wins)."""
@@ -84,16 +123,6 @@ class RunCoordination:
         except Exception as exc:  # the pause still holds here; the others learn of it from their own 429s
             log.warning("could not share a rate-limit pause: %s", exc)
 
-    async def join(self, window_s: float) -> None:
-        """Count the runners; if others are at work, give them time to shrink to their new share.
-
-        They recount within one ``sync_interval_s`` (two, to allow for a slow query), and what they sent
-        at their old share leaves their windows one ``window_s`` later.
-        """
-        await self.refresh_share()
-        if self._share < 1.0:
-            await asyncio.sleep(2 * self._sync_interval_s + window_s)
-
     async def run(self) -> None:
         """Recount and apply pauses every ``sync_interval_s``, until cancelled."""
         while True:
@@ -104,7 +133,7 @@ class RunCoordination:
                 log.warning("could not sync with the run's other runners: %s", exc)
 
     async def sync(self) -> None:
-        """Recount the runners and apply the pauses other runners published."""
+        """Recount the busy runners and apply the pauses other runners published."""
         now = self._clock()
         await self.refresh_share()
         for provider, seconds in (await self._store.active_pauses(self._run_id)).items():

@@ -123,7 +123,9 @@ class Runner:
         self._stopped: str | None = None
         self._interrupted = False
         self._lost = 0
-        self._coordination = RunCoordination(store, run.id, stale_after_s=options.stale_after_s)
+        self._coordination = RunCoordination(
+            store, run.id, self.runner_id, stale_after_s=options.stale_after_s
+        )
         self._checkpointer = Checkpointer(
             store,
             min_gap_s=options.checkpoint_gap_s,
@@ -181,7 +183,6 @@ class Runner:
             limits=self._limits_in_force(providers),
         )
         await self._reclaim()
-        await self._coordination.join(max(self._window_s(name) for name in providers) if providers else 0.0)
         # a sum over every result of the run: only worth its time at start-up when there is a cap
         spent = Decimal(0) if options.max_cost_usd is None else await self.store.spent_usd(run)
         self._context = AttemptContext(
@@ -221,9 +222,12 @@ class Runner:
                 await self._wait_for_room(self.options.poll_s)
                 continue
             want = 2 * concurrency - self._queue.qsize()
+            was_idle = not self._holds_jobs()
             claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
             if claimed:
                 self.wiring.crash_point("after-claim")
+                if was_idle:  # before any of them is sent: others at work may need to shrink first
+                    await self._coordination.became_busy()
                 for job in claimed:
                     self._queue.put_nowait(job)
                 continue
@@ -232,7 +236,7 @@ class Runner:
 
     async def _finished_or_waited(self) -> bool:
         """Nothing to claim now: True when the run is done, else wait a little (backoffs, other runners)."""
-        if self._queue.qsize() or self._in_flight or self._checkpointer.backlog:
+        if self._holds_jobs():
             await self._wait_for_room(self.options.poll_s / 4)
             return False
         state = await self.store.queue_state(self.run_info.id)
@@ -245,6 +249,10 @@ class Runner:
             )
         await self._wait_for_room(wait)
         return False
+
+    def _holds_jobs(self) -> bool:
+        """Jobs claimed and not yet checkpointed: queued, in a worker, or answered and not yet written."""
+        return bool(self._queue.qsize() or self._in_flight or self._checkpointer.backlog)
 
     async def _wait_for_room(self, at_most_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -368,10 +376,6 @@ class Runner:
             limiter = ProviderLimiter(self.wiring.limits_for(name))
             self._limiters[name] = self._coordination.adopt(name, limiter)
         return self._limiters[name]
-
-    def _window_s(self, provider: str) -> float:
-        limits = self.wiring.limits_for(provider)
-        return limits.window_s + limits.guard_s if limits.rpm or limits.tpm else 0.0
 
     def _limits_in_force(self, providers: list[str]) -> dict[str, object]:
         """What this runner enforces, for ``status`` (the run's totals; each live runner takes a share)."""

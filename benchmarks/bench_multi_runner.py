@@ -1,6 +1,7 @@
 """Scale-out benchmark: 1, 2 and 4 runners on one PostgreSQL queue, and a shared RPM limit.
 
     python benchmarks/bench_multi_runner.py --pg postgresql://root@127.0.0.1:5432/postgres [--quick]
+        [--only scale|shared] [--shared-jobs N] [--code REF ...]
 
 Each case gets a fresh database (created and dropped on the PostgreSQL server named by --pg), a
 manifest of simple lines submitted once, and a fake provider server in its own process. The runners
@@ -10,6 +11,10 @@ are ``batchrunner run`` subprocesses started together. Reported:
   concurrency 32 each against 200 ms latency (the ideal is 160 jobs/s per runner);
 - shared limit: N runners all told ``--rpm LIMIT`` against a server enforcing LIMIT in 1 s windows: the
   combined rate against the limit, and the share of requests refused with 429.
+
+``--code REF`` (repeatable) runs the runners from ``git archive REF batchrunner`` instead of the working
+tree (``--code live`` is the working tree), so that two versions are measured side by side in one run:
+the repetitions alternate between them, and each version's median is reported.
 """
 
 from __future__ import annotations
@@ -59,8 +64,30 @@ def write_manifest(path: Path, jobs: int, tag: str) -> None:
             )
 
 
+def code_path(ref: str) -> str | None:
+    """A directory holding ``batchrunner/`` as of ``ref`` (None: the working tree)."""
+    if ref == "live":
+        return None
+    commit = subprocess.run(
+        ["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target = Path(tempfile.gettempdir()) / f"br-bench-snapshot-{commit[:12]}"
+    if not (target / "batchrunner" / "__init__.py").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "batchrunner"], cwd=ROOT, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return str(target)
+
+
 def run_case(
-    pg: str, *, runners: int, jobs: int, concurrency: int, server_args: list[str], rpm: int | None
+    pg: str,
+    *,
+    runners: int,
+    jobs: int,
+    concurrency: int,
+    server_args: list[str],
+    rpm: int | None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     name = f"br_bench_{secrets.token_hex(4)}"
     asyncio.run(admin(pg, f'CREATE DATABASE "{name}"'))
@@ -74,6 +101,8 @@ def run_case(
             manifest = workdir / "jobs.jsonl"
             write_manifest(manifest, jobs, name)
             env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "BATCHRUNNER_DB": db}
+            if code is not None:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, os.environ.get("PYTHONPATH")]))
             subprocess.run(
                 [sys.executable, "-m", "batchrunner", "submit", str(manifest)],
                 env=env,
@@ -135,23 +164,13 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--pg", required=True, help="a PostgreSQL URL whose user may create databases")
-    parser.add_argument("--quick", action="store_true", help="small job counts, one repetition")
-    parser.add_argument("--repeat", type=int, default=3)
-    options = parser.parse_args()
-    repeat = 1 if options.quick else options.repeat
-    jobs_per_runner = 320 if options.quick else 1600
-    print(f"# {machine()}, {time.strftime('%Y-%m-%d')}")
+def scale_out(pg: str, *, repeat: int, jobs_per_runner: int) -> None:
     print("\n## scale-out: 200 ms latency, concurrency 32 per runner (ideal 160 jobs/s per runner)")
     rates: dict[int, float] = {}
     for runners in (1, 2, 4):
         samples = [
             run_case(
-                options.pg,
+                pg,
                 runners=runners,
                 jobs=jobs_per_runner * runners,
                 concurrency=32,
@@ -167,24 +186,62 @@ def main() -> None:
             f"({rates[runners] / (160 * runners):.0%} of ideal), x{rates[runners] / rates[1]:.2f} vs one, "
             f"duplicates {dups}, samples {[round(s['jobs_per_s'], 1) for s in samples]}"
         )
-    limit = 3000
-    print(f"\n## shared limit: server enforces {limit} RPM in 1 s windows; every runner told --rpm {limit}")
+
+
+def shared_limit(pg: str, *, repeat: int, jobs: int, codes: list[str], limit: int = 3000) -> None:
+    print(
+        f"\n## shared limit: server enforces {limit} RPM in 1 s windows; every runner told --rpm {limit}; "
+        f"{jobs} jobs, concurrency 32 each, 50 ms latency"
+    )
+    paths = {ref: code_path(ref) for ref in codes}
     for runners in (1, 3):
-        jobs = 400 if options.quick else 1500
-        sample = run_case(
-            options.pg,
-            runners=runners,
-            jobs=jobs,
-            concurrency=32,
-            server_args=["--latency-ms", "50", "--rpm", str(limit)],
-            rpm=limit,
-        )
-        rate = sample["jobs_per_s"] * 60
-        print(
-            f"{runners} runner(s): {rate:.0f} RPM combined ({rate / limit:.1%} of the limit), "
-            f"429s {sample['refused_429']} of {sample['requests']} requests "
-            f"({sample['refused_429'] / sample['requests']:.2%}), duplicates {sample['duplicates']}"
-        )
+        samples: dict[str, list[dict[str, Any]]] = {ref: [] for ref in codes}
+        for _ in range(repeat):
+            for ref in codes:  # alternating, so both versions see the same machine
+                samples[ref].append(
+                    run_case(
+                        pg,
+                        runners=runners,
+                        jobs=jobs,
+                        concurrency=32,
+                        server_args=["--latency-ms", "50", "--rpm", str(limit)],
+                        rpm=limit,
+                        code=paths[ref],
+                    )
+                )
+        for ref in codes:
+            rates = [s["jobs_per_s"] * 60 / limit for s in samples[ref]]
+            refused = sum(s["refused_429"] for s in samples[ref])
+            requests = sum(s["requests"] for s in samples[ref])
+            print(
+                f"[{ref}] {runners} runner(s): median {statistics.median(rates):.1%} of the limit "
+                f"(samples {[f'{r:.1%}' for r in rates]}), 429s {refused} of {requests} requests "
+                f"({refused / requests:.2%}), duplicates {max(s['duplicates'] for s in samples[ref])}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pg", required=True, help="a PostgreSQL URL whose user may create databases")
+    parser.add_argument("--quick", action="store_true", help="small job counts, one repetition")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=["scale", "shared"], help="run one of the two cases")
+    parser.add_argument("--shared-jobs", type=int, help="jobs in the shared-limit case (default 1500)")
+    parser.add_argument(
+        "--code",
+        action="append",
+        help="a git ref whose batchrunner/ the shared-limit runners use ('live': the working tree)",
+    )
+    options = parser.parse_args()
+    repeat = 1 if options.quick else options.repeat
+    print(f"# {machine()}, {time.strftime('%Y-%m-%d')}")
+    if options.only in (None, "scale"):
+        scale_out(options.pg, repeat=repeat, jobs_per_runner=320 if options.quick else 1600)
+    if options.only in (None, "shared"):
+        jobs = options.shared_jobs or (400 if options.quick else 1500)
+        shared_limit(options.pg, repeat=repeat, jobs=jobs, codes=options.code or ["live"])
 
 
 if __name__ == "__main__":

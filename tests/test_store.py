@@ -323,10 +323,32 @@ async def test_pauses_are_shared_by_the_runners_of_a_run(store: Store) -> None:
     assert 55 < (await store.active_pauses(run_id))["openai"] <= 60
 
 
-async def test_live_runners_are_counted_by_fresh_heartbeats(store: Store) -> None:
-    run_id = await queue(store, 1)
-    for runner_id in ("a", "b", "c"):
+async def test_busy_runners_are_the_live_ones_holding_jobs(store: Store) -> None:
+    run_id = await queue(store, 4)
+    for runner_id in ("me", "a", "b", "idle"):
         await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
-    await store.mark_stopped(["c"])
-    assert await store.live_runner_count(run_id, stale_after_s=30) == 2
-    assert await store.live_runner_count(run_id, stale_after_s=-1) == 0
+    await store.claim(run_id, "me", 1, lease_seconds=60)
+    [a_job] = await store.claim(run_id, "a", 1, lease_seconds=60)
+    await store.claim(run_id, "b", 2, lease_seconds=60)  # two jobs, one runner
+
+    async def busy() -> int:
+        return await store.busy_runner_count(run_id, other_than="me", stale_after_s=30)
+
+    assert await busy() == 2  # "me" is not counted, nor "idle", which holds no job
+    assert await store.busy_runner_count(run_id, other_than="me", stale_after_s=-1) == 0  # lapsed
+    assert await store.record_outcomes([success(a_job.lease)]) == {a_job.lease.job_id}
+    assert await busy() == 1  # a ran dry: its share goes to the others
+    await store.mark_stopped(["b"])
+    assert await busy() == 0  # stopped, even if it still holds jobs
+
+
+async def test_a_stopped_runner_still_holding_jobs_is_taken_back_at_once(store: Store) -> None:
+    run_id = await queue(store, 2)
+    for runner_id in ("gone", "clean"):
+        await store.register_runner(runner_id=runner_id, host="there", pid=1, run_id=run_id)
+    await store.claim(run_id, "gone", 1, lease_seconds=3600)
+    await store.mark_stopped(["gone", "clean"])
+    found = await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60)
+    assert found == ["gone"]  # "clean" stopped holding nothing: not listed (history does not pile up)
+    assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
+    assert await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60) == []

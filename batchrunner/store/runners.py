@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from batchrunner.models import JobState
 from batchrunner.store.database import Database, utcnow
@@ -97,14 +97,24 @@ async def list_runners(db: Database, run_id: int, *, live_only: bool = False) ->
 async def find_dead(
     db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
 ) -> list[str]:
-    """Runners of this run that never stopped cleanly and are gone: heartbeat lapsed, or pid dead here."""
+    """Runners of this run whose jobs are ours to take back: heartbeat lapsed, pid dead here, or stopped.
+
+    A runner that stopped releases its jobs on the way out; one that is marked stopped and still holds
+    some (a release that failed, a job it lost track of) is as good as dead, and its jobs need not wait
+    for their leases to expire (up to ``lease_s``, minutes).
+    """
     stale = runners.c.heartbeat_at < db.clock(-stale_after_s)
-    query = select(runners.c.id, runners.c.host, runners.c.pid, stale.label("stale")).where(
-        runners.c.run_id == run_id, runners.c.stopped_at.is_(None)
-    )
+    holding = select(jobs.c.lease_owner).where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING)
+    query = select(
+        runners.c.id, runners.c.host, runners.c.pid, runners.c.stopped_at, stale.label("stale")
+    ).where(runners.c.run_id == run_id, or_(runners.c.stopped_at.is_(None), runners.c.id.in_(holding)))
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
-    return [row.id for row in rows if row.stale or (row.host == host and not is_alive(row.pid))]
+    return [
+        row.id
+        for row in rows
+        if row.stopped_at is not None or row.stale or (row.host == host and not is_alive(row.pid))
+    ]
 
 
 async def publish_pause(db: Database, run_id: int, provider: str, seconds: float) -> None:
@@ -133,12 +143,22 @@ async def active_pauses(db: Database, run_id: int) -> dict[str, float]:
     return {row.provider: (row.paused_until - _aware(row.now)).total_seconds() for row in rows}
 
 
-async def live_runner_count(db: Database, run_id: int, stale_after_s: float) -> int:
-    """Runners of the run that have not stopped and whose heartbeat is fresh."""
-    query = select(func.count()).where(
-        runners.c.run_id == run_id,
-        runners.c.stopped_at.is_(None),
-        runners.c.heartbeat_at >= db.clock(-stale_after_s),
+async def busy_runner_count(db: Database, run_id: int, *, other_than: str, stale_after_s: float) -> int:
+    """Live runners of the run, other than ``other_than``, that hold at least one running job.
+
+    These are the runners that may be sending requests: one that has run dry (its jobs answered,
+    nothing left to claim) no longer counts, so the others take up its share of the rate limits.
+    """
+    holders = (
+        select(jobs.c.lease_owner.label("id"))
+        .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner != other_than)
+        .distinct()
+        .subquery()
+    )
+    query = (
+        select(func.count())
+        .select_from(holders.join(runners, runners.c.id == holders.c.id))
+        .where(runners.c.stopped_at.is_(None), runners.c.heartbeat_at >= db.clock(-stale_after_s))
     )
     async with db.read() as conn:
         return int((await conn.execute(query)).scalar_one())

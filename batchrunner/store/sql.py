@@ -147,8 +147,11 @@ class Store:
     async def active_pauses(self, run_id: int) -> dict[str, float]:
         return await runners.active_pauses(self.db, run_id)
 
-    async def live_runner_count(self, run_id: int, stale_after_s: float) -> int:
-        return await runners.live_runner_count(self.db, run_id, stale_after_s)
+    async def busy_runner_count(self, run_id: int, *, other_than: str, stale_after_s: float) -> int:
+        """Live runners of the run other than ``other_than`` that hold jobs (and so take a share)."""
+        return await runners.busy_runner_count(
+            self.db, run_id, other_than=other_than, stale_after_s=stale_after_s
+        )
 
     async def insights(self, run: RunInfo) -> insights.RunInsights:
         return await insights.run_insights(self.db, run)

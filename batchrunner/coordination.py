@@ -1,7 +1,9 @@
 """Keeping the runners of one run in step: a share of the rate limits each, and pauses seen by all.
 
-Every *busy* runner of a run (on one machine or many) enforces ``1 / busy runners`` of the configured RPM
-and TPM, so that together they stay under the limit the provider enforces. A runner is busy while it
+Every *busy* runner of a run (on one machine or many) enforces one part of ``busy runners`` equal parts
+of the configured RPM and TPM (:meth:`ProviderLimiter.set_part`; each takes its place in the busy
+runners' ids, sorted, so that the whole requests of a quantum are dealt out once), so that together they
+stay under the limit the provider enforces. A runner is busy while it
 holds jobs (claimed, waiting for the limiter, in flight, or not yet checkpointed); each counts the others
 from the jobs table (live runners holding running jobs) every ``sync_interval_s``, beside its workers.
 A runner that runs dry near the end of a run stops counting as soon as its last answer is checkpointed,
@@ -63,46 +65,45 @@ class RunCoordination:
         self._sync_interval_s = sync_interval_s
         self._clock = clock
         self._limiters: dict[str, ProviderLimiter] = {}
-        self._share = 1.0
+        self._part = (0, 1)
         self._hold_until = -math.inf
         self._published: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def share(self) -> float:
-        return self._share
+    def part(self) -> tuple[int, int]:
+        """``(index, parts)``: the part of the rate limits this runner takes."""
+        return self._part
 
     def adopt(self, provider: str, limiter: ProviderLimiter) -> ProviderLimiter:
-        """Keep ``limiter`` (a new provider's) at this runner's share (and hold) from now on."""
+        """Keep ``limiter`` (a new provider's) at this runner's part (and hold) from now on."""
         self._limiters[provider] = limiter
-        limiter.set_share(self._share)
+        limiter.set_part(*self._part)
         limiter.pause_until(self._hold_until)
         return limiter
 
-    async def refresh_share(self) -> int:
-        """Recount the other busy runners of the run and take ``1 / (others + 1)`` of every limit.
+    async def refresh_part(self) -> int:
+        """Recount the busy runners of the run and take this runner's part of every limit.
 
-        Returns how many others there are. This runner counts itself: its share matters only while it
-        has jobs to send.
+        Returns how many others are busy. This runner counts itself: its part matters only while it has
+        jobs to send.
         """
-        others = await self._store.busy_runner_count(
-            self._run_id, other_than=self._runner_id, stale_after_s=self._stale_after_s
-        )
-        share = 1.0 / (others + 1)
-        if share != self._share:
-            busy = others + 1
-            log.info("%d busy runner(s) on this run: using %.0f%% of the rate limits", busy, share * 100)
-        self._share = share
+        busy = await self._store.busy_runners(self._run_id, stale_after_s=self._stale_after_s)
+        order = sorted({*busy, self._runner_id})
+        part = (order.index(self._runner_id), len(order))
+        if part[1] != self._part[1]:
+            log.info("%d busy runner(s) on this run: each takes a part of the rate limits", part[1])
+        self._part = part
         for limiter in self._limiters.values():
-            limiter.set_share(share)
-        return others
+            limiter.set_part(*part)
+        return len(order) - 1
 
     async def became_busy(self) -> None:
         """This runner claimed jobs while it held none: if others are at work, let them shrink first.
 
         Called after the claim is committed, so that the others' next recount sees this runner.
         """
-        if await self.refresh_share():
+        if await self.refresh_part():
             self._hold_until = self._clock() + 2 * self._sync_interval_s
             for limiter in self._limiters.values():
                 limiter.pause_until(self._hold_until)
@@ -135,7 +136,7 @@ class RunCoordination:
     async def sync(self) -> None:
         """Recount the busy runners and apply the pauses other runners published."""
         now = self._clock()
-        await self.refresh_share()
+        await self.refresh_part()
         for provider, seconds in (await self._store.active_pauses(self._run_id)).items():
             limiter = self._limiters.get(provider)
             if limiter is not None:

@@ -269,25 +269,31 @@ class ProviderLimiter:
         self._generation = 0
         self._successes = 0
         self._recent_429s: deque[bool] = deque(maxlen=limits.storm_window)
-        self._share = 1.0
+        self._part = (0, 1)
         self._next_request_at = -math.inf
 
     @property
-    def share(self) -> float:
-        return self._share
+    def part(self) -> tuple[int, int]:
+        """``(index, parts)``: this limiter enforces part ``index`` of ``parts`` of the limits."""
+        return self._part
 
-    def set_share(self, share: float) -> None:
-        """Use only ``share`` (0 < share <= 1) of the configured RPM and TPM.
+    def set_part(self, index: int, parts: int) -> None:
+        """Enforce part ``index`` (0-based) of ``parts`` equal parts of the configured RPM and TPM.
 
-        Several runners of one run split the provider's limits among themselves (each takes ``1 / live
-        runners``), so that together they stay under the limit the provider enforces.
+        Several runners of one run split the provider's limits among themselves, each taking one part,
+        so that together they stay under the limit the provider enforces. The request quantum is dealt
+        out in whole requests (50 a window among three runners: 17, 17 and 16), so the parts add up to
+        the quantum exactly: a third of 50 would round down to 16 each and waste 4% of the limit
+        (measured, BENCHMARKS.md "Several runners"). With fewer whole requests than parts, each part is
+        a fraction of a request (a request then holds the window for longer). Tokens split evenly.
         """
-        if not (math.isfinite(share) and 0 < share <= 1):
-            raise ValueError(f"share must be in (0, 1], not {share!r}")
-        self._share = share
-        for window in (self._requests, self._tokens):
-            if window is not None:
-                window.cap = window.full_cap * share
+        if not 0 <= index < parts:
+            raise ValueError(f"part {index!r} of {parts!r}: need 0 <= index < parts")
+        self._part = (index, parts)
+        if self._requests is not None:
+            self._requests.cap = _whole_part(self._requests.full_cap, index, parts)
+        if self._tokens is not None:
+            self._tokens.cap = self._tokens.full_cap / parts
 
     @property
     def concurrency_limit(self) -> int:
@@ -436,3 +442,11 @@ class ProviderLimiter:
             if not waiter.done():
                 self._in_flight += 1
                 waiter.set_result(None)
+
+
+def _whole_part(quantum: float, index: int, parts: int) -> float:
+    """Part ``index`` of ``parts`` of a quantum of requests, in whole requests when there are enough."""
+    whole = math.floor(quantum + _EPSILON)
+    if whole < parts:
+        return (whole if whole >= 1 else quantum) / parts
+    return float(whole // parts + (1 if index < whole % parts else 0))

@@ -29,7 +29,7 @@ async def test_a_runner_alone_takes_the_whole_limit_without_waiting(store: Store
     coordination, limiter = coordination_for(store, run_id, "me")
     await store.claim(run_id, "me", 1, lease_seconds=60)
     await coordination.became_busy()
-    assert limiter.share == 1.0
+    assert limiter.part == coordination.part == (0, 1)
     assert limiter.paused_until == float("-inf")  # nobody to wait for
 
 
@@ -42,7 +42,7 @@ async def test_joining_busy_runners_holds_back_then_the_share_follows_who_is_bus
     coordination, limiter = coordination_for(store, run_id, "me")
     await store.claim(run_id, "me", 1, lease_seconds=60)
     await coordination.became_busy()
-    assert limiter.share == 1 / 3
+    assert limiter.part == (2, 3)  # "me" sorts after "a" and "b"
     # Nothing is sent until the others have had two recounts' time to shrink to their thirds.
     assert limiter.paused_until == NOW + 0.5
     late = ProviderLimiter(RateLimits(rpm=600), clock=lambda: NOW)
@@ -50,7 +50,7 @@ async def test_joining_busy_runners_holds_back_then_the_share_follows_who_is_bus
     # "a" runs dry: the two still busy take half each at the next recount.
     assert await store.record_outcomes([success(a_job.lease)]) == {a_job.lease.job_id}
     await coordination.sync()
-    assert limiter.share == late.share == 1 / 2
+    assert limiter.part == late.part == (1, 2)
     assert await store.record_outcomes([success(b_job.lease)]) == {b_job.lease.job_id}
     await coordination.sync()
-    assert limiter.share == 1.0
+    assert limiter.part == (0, 1)

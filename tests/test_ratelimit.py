@@ -473,19 +473,46 @@ async def test_real_time_tpm() -> None:
     assert max_in_any_window(stamps, [250] * len(stamps)) <= 1_000 + 250
 
 
-async def test_a_share_of_the_limits_for_one_of_several_runners() -> None:
-    # Three runners split 600 RPM: each admits 200 RPM, i.e. 3 per second (3.33 rounds down).
+async def test_a_part_of_the_limits_for_one_of_several_runners() -> None:
+    # Three runners split 600 RPM = 10 requests a window in whole requests: 4, 3 and 3 (a third each,
+    # 3.33, would round down to 3 and leave one request of every window unused).
     clock = FakeTime(autojump=True)
     limiter = make(clock, rpm=600, tpm=60_000)
-    limiter.set_share(1 / 3)
+    limiter.set_part(2, 3)
     stamps = await acquire_times(limiter, clock, [100] * 7)
     assert stamps == [0.0] * 3 + [pytest.approx(SPAN)] * 3 + [pytest.approx(2 * SPAN)]
-    limiter.set_share(1.0)  # the others stopped: the whole limit again
-    assert limiter.share == 1.0
+    first_clock = FakeTime(autojump=True)
+    first = make(first_clock, rpm=600, tpm=60_000)
+    first.set_part(0, 3)
+    assert await acquire_times(first, first_clock, [0] * 5) == [0.0] * 4 + [pytest.approx(SPAN)]
+    limiter.set_part(0, 1)  # the others stopped: the whole limit again
+    assert limiter.part == (0, 1)
     more = await acquire_times(limiter, clock, [0] * 10)
     assert max_in_any_window([stamps[-1], *more]) == 10  # the 7th request is still in the window
-    with pytest.raises(ValueError, match="share"):
-        limiter.set_share(0)
+    with pytest.raises(ValueError, match="part"):
+        limiter.set_part(3, 3)
+
+
+@pytest.mark.parametrize(
+    ("rpm", "parts", "expected"),
+    [
+        (3000, 3, [17, 17, 16]),  # 50 a window: the parts add up to the quantum, none rounds down
+        (600, 4, [3, 3, 2, 2]),
+        (600, 1, [10]),
+        (90, 1, [1]),  # 1.5 a window: whole requests only, as the provider quantises
+        (120, 3, [2 / 3] * 3),  # fewer whole requests than runners: a fraction each
+        (30, 2, [0.25, 0.25]),  # below one request a window: a request holds it for longer
+    ],
+)
+def test_the_request_quantum_is_dealt_out_in_whole_requests(
+    rpm: int, parts: int, expected: list[float]
+) -> None:
+    caps = []
+    for index in range(parts):
+        limiter = ProviderLimiter(RateLimits(rpm=rpm))
+        limiter.set_part(index, parts)
+        caps.append(limiter._requests.cap)  # type: ignore[union-attr]
+    assert caps == pytest.approx(expected)
 
 
 async def test_paced_requests_are_evenly_spaced_at_the_same_rate() -> None:

@@ -325,21 +325,21 @@ async def test_pauses_are_shared_by_the_runners_of_a_run(store: Store) -> None:
 
 async def test_busy_runners_are_the_live_ones_holding_jobs(store: Store) -> None:
     run_id = await queue(store, 4)
-    for runner_id in ("me", "a", "b", "idle"):
+    for runner_id in ("c", "a", "b", "idle"):
         await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
-    await store.claim(run_id, "me", 1, lease_seconds=60)
+    await store.claim(run_id, "c", 1, lease_seconds=60)
     [a_job] = await store.claim(run_id, "a", 1, lease_seconds=60)
     await store.claim(run_id, "b", 2, lease_seconds=60)  # two jobs, one runner
 
-    async def busy() -> int:
-        return await store.busy_runner_count(run_id, other_than="me", stale_after_s=30)
+    async def busy() -> list[str]:
+        return await store.busy_runners(run_id, stale_after_s=30)
 
-    assert await busy() == 2  # "me" is not counted, nor "idle", which holds no job
-    assert await store.busy_runner_count(run_id, other_than="me", stale_after_s=-1) == 0  # lapsed
+    assert await busy() == ["a", "b", "c"]  # in id order; not "idle", which holds no job
+    assert await store.busy_runners(run_id, stale_after_s=-1) == []  # heartbeats lapsed
     assert await store.record_outcomes([success(a_job.lease)]) == {a_job.lease.job_id}
-    assert await busy() == 1  # a ran dry: its share goes to the others
+    assert await busy() == ["b", "c"]  # a ran dry: its part goes to the others
     await store.mark_stopped(["b"])
-    assert await busy() == 0  # stopped, even if it still holds jobs
+    assert await busy() == ["c"]  # stopped, even if it still holds jobs
 
 
 async def test_a_stopped_runner_still_holding_jobs_is_taken_back_at_once(store: Store) -> None:
@@ -348,7 +348,11 @@ async def test_a_stopped_runner_still_holding_jobs_is_taken_back_at_once(store: 
         await store.register_runner(runner_id=runner_id, host="there", pid=1, run_id=run_id)
     await store.claim(run_id, "gone", 1, lease_seconds=3600)
     await store.mark_stopped(["gone", "clean"])
-    found = await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60)
+
+    async def dead() -> list[str]:
+        return await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60)
+
+    found = await dead()
     assert found == ["gone"]  # "clean" stopped holding nothing: not listed (history does not pile up)
     assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
-    assert await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60) == []
+    assert await dead() == []

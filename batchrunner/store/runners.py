@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 
 from batchrunner.models import JobState
 from batchrunner.store.database import Database, utcnow
@@ -143,25 +143,26 @@ async def active_pauses(db: Database, run_id: int) -> dict[str, float]:
     return {row.provider: (row.paused_until - _aware(row.now)).total_seconds() for row in rows}
 
 
-async def busy_runner_count(db: Database, run_id: int, *, other_than: str, stale_after_s: float) -> int:
-    """Live runners of the run, other than ``other_than``, that hold at least one running job.
+async def busy_runners(db: Database, run_id: int, *, stale_after_s: float) -> list[str]:
+    """Live runners of the run that hold at least one running job, by id.
 
     These are the runners that may be sending requests: one that has run dry (its jobs answered,
-    nothing left to claim) no longer counts, so the others take up its share of the rate limits.
+    nothing left to claim) no longer counts, so the others take up its part of the rate limits.
     """
     holders = (
         select(jobs.c.lease_owner.label("id"))
-        .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner != other_than)
+        .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING)
         .distinct()
         .subquery()
     )
     query = (
-        select(func.count())
+        select(runners.c.id)
         .select_from(holders.join(runners, runners.c.id == holders.c.id))
         .where(runners.c.stopped_at.is_(None), runners.c.heartbeat_at >= db.clock(-stale_after_s))
+        .order_by(runners.c.id)
     )
     async with db.read() as conn:
-        return int((await conn.execute(query)).scalar_one())
+        return list((await conn.execute(query)).scalars())
 
 
 def _aware(value: datetime) -> datetime:

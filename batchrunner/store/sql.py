@@ -147,11 +147,9 @@ class Store:
     async def active_pauses(self, run_id: int) -> dict[str, float]:
         return await runners.active_pauses(self.db, run_id)
 
-    async def busy_runner_count(self, run_id: int, *, other_than: str, stale_after_s: float) -> int:
-        """Live runners of the run other than ``other_than`` that hold jobs (and so take a share)."""
-        return await runners.busy_runner_count(
-            self.db, run_id, other_than=other_than, stale_after_s=stale_after_s
-        )
+    async def busy_runners(self, run_id: int, *, stale_after_s: float) -> list[str]:
+        """Live runners of the run that hold jobs (and so take a part of the rate limits), by id."""
+        return await runners.busy_runners(self.db, run_id, stale_after_s=stale_after_s)
 
     async def insights(self, run: RunInfo) -> insights.RunInsights:
         return await insights.run_insights(self.db, run)

@@ -79,7 +79,7 @@ class RunCoordination:
         """Keep ``limiter`` (a new provider's) at this runner's part (and hold) from now on."""
         self._limiters[provider] = limiter
         limiter.set_part(*self._part)
-        limiter.pause_until(self._hold_until)
+        _hold(limiter, self._hold_until)
         return limiter
 
     async def refresh_part(self) -> int:
@@ -106,7 +106,7 @@ class RunCoordination:
         if await self.refresh_part():
             self._hold_until = self._clock() + 2 * self._sync_interval_s
             for limiter in self._limiters.values():
-                limiter.pause_until(self._hold_until)
+                _hold(limiter, self._hold_until)
 
     def publish_pause(self, provider: str, seconds: float) -> None:
         """Tell the other runners about a 429/529 pause (in the background; a later pause wins)."""
@@ -145,3 +145,9 @@ class RunCoordination:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _hold(limiter: ProviderLimiter, until: float) -> None:
+    """Hold a joining runner's requests back, where there is a rate limit to share."""
+    if limiter.limits.rpm is not None or limiter.limits.tpm is not None:
+        limiter.pause_until(until)

@@ -54,3 +54,16 @@ async def test_joining_busy_runners_holds_back_then_the_share_follows_who_is_bus
     assert await store.record_outcomes([success(b_job.lease)]) == {b_job.lease.job_id}
     await coordination.sync()
     assert limiter.part == (0, 1)
+
+
+async def test_without_rate_limits_a_joiner_does_not_hold_back(store: Store) -> None:
+    run_id = await queue(store, 2)
+    for runner_id in ("me", "a"):
+        await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
+    await store.claim(run_id, "a", 1, lease_seconds=60)
+    coordination = RunCoordination(store, run_id, "me", stale_after_s=30, clock=lambda: NOW)
+    unlimited = coordination.adopt("openai", ProviderLimiter(RateLimits(), clock=lambda: NOW))
+    await store.claim(run_id, "me", 1, lease_seconds=60)
+    await coordination.became_busy()
+    assert coordination.part == (1, 2)
+    assert unlimited.paused_until == float("-inf")  # nothing to share: no reason to wait

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +24,7 @@ from batchrunner.pricing import PriceTable
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 from batchrunner.ratelimit import ProviderLimiter, Reservation
 from batchrunner.retry import RetryAction, RetryPolicy, decide
-from batchrunner.store.records import AttemptRecord, ClaimedJob, Outcome, ResultRecord
+from batchrunner.store.records import AttemptRecord, ClaimedJob, Lease, Outcome, ResultRecord
 from batchrunner.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ class Stop:
     reason: str
     outcome: Outcome | None
     """The attempt to record (a call was made), or None when nothing was sent (budget)."""
+
+
+async def _always_ours(_lease: Lease, _stop: asyncio.Event) -> bool:
+    return True
 
 
 @dataclass(kw_only=True, slots=True)
@@ -65,6 +69,9 @@ class AttemptContext:
     """Set when the run stops: a job still waiting for its limits is then not sent."""
     budget_settled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
+    lease_check: Callable[[Lease, asyncio.Event], Awaitable[bool | None]] = _always_ours
+    """Asked just before a call is sent: is the lease still ours (None: a stop came first)? See
+    :mod:`batchrunner.leaseguard`."""
 
 
 class NotSent:
@@ -77,7 +84,17 @@ class NotSent:
 NOT_SENT = NotSent()
 
 
-async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotSent:
+class LeaseLost:
+    """The job's lease was lost before it was sent (taken over by another runner, or cancelled)."""
+
+    def __repr__(self) -> str:
+        return "LEASE_LOST"
+
+
+LEASE_LOST = LeaseLost()
+
+
+async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotSent | LeaseLost:
     """Send ``job`` once, within its provider's limits, and say what becomes of it."""
     body = json.loads(job.request_json)
     estimate = estimate_tokens(job.endpoint, body)
@@ -89,12 +106,18 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     cost: Decimal | None = None
+    sent = False
     try:
         async with limiter.slot() as slot:
             reservation = await _admit(limiter, estimate.total, ctx.stop_requested)
             if reservation is None:
                 return NOT_SENT
+            ours = await ctx.lease_check(job.lease, ctx.stop_requested)
+            if not ours:
+                limiter.settle(reservation, 0)
+                return NOT_SENT if ours is None else LEASE_LOST
             started_at, started = datetime.now(UTC), time.perf_counter()
+            sent = True
             try:
                 response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
             except RateLimited as exc:
@@ -117,8 +140,8 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
         return _success(job, ctx, response, cost, started_at, started)
     except ProviderError as exc:
         return _failure(job, ctx, exc, started_at, started)
-    finally:
-        ctx.budget.settle(worst_case, cost)
+    finally:  # a call not sent cost nothing; one sent without a known cost counts its worst case
+        ctx.budget.settle(worst_case, cost if sent else Decimal(0))
         ctx.budget_settled.set()
 
 

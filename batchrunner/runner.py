@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, NotSent, Stop, perform
+from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, LeaseLost, NotSent, Stop, perform
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
 from batchrunner.crashpoints import CrashPoint, never
+from batchrunner.leaseguard import LeaseGuard
 from batchrunner.models import RunInfo
 from batchrunner.pricing import PriceTable
 from batchrunner.progress import Progress
@@ -81,6 +82,8 @@ class RunReport:
     interrupted: bool = False
     lost_leases: int = 0
     """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
+    dropped_unsent: int = 0
+    """Jobs whose lease was lost before they were sent (this runner was away): not sent, not paid for."""
 
     @property
     def exit_code(self) -> int:
@@ -159,7 +162,11 @@ class Runner:
         if progress is not None:
             progress.finish(stats)
         return RunReport(
-            stats=stats, stopped=self._stopped, interrupted=self._interrupted, lost_leases=self._lost
+            stats=stats,
+            stopped=self._stopped,
+            interrupted=self._interrupted,
+            lost_leases=self._lost,
+            dropped_unsent=self._guard.dropped,
         )
 
     def request_stop(self, reason: str | None = None, *, interrupted: bool = False) -> None:
@@ -182,6 +189,9 @@ class Runner:
             run_id=run.id,
             limits=self._limits_in_force(providers),
         )
+        self._guard = LeaseGuard(
+            self.store, self.runner_id, lease_s=options.lease_s, fresh_s=options.stale_after_s / 2
+        )
         await self._reclaim()
         # a sum over every result of the run: only worth its time at start-up when there is a cap
         spent = Decimal(0) if options.max_cost_usd is None else await self.store.spent_usd(run)
@@ -198,6 +208,7 @@ class Runner:
             unknown_price_models=set(),
             on_pause=self._coordination.publish_pause,
             stop_requested=self._stop_requested,
+            lease_check=self._guard.still_ours,
         )
 
     async def _reclaim(self) -> None:
@@ -225,6 +236,7 @@ class Runner:
             was_idle = not self._holds_jobs()
             claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
             if claimed:
+                self._guard.claimed(job.lease for job in claimed)
                 self.wiring.crash_point("after-claim")
                 if was_idle:  # before any of them is sent: others at work may need to shrink first
                     await self._coordination.became_busy()
@@ -279,6 +291,11 @@ class Runner:
             if isinstance(result, NotSent):
                 self._unsent.append(job)
                 continue
+            if isinstance(result, LeaseLost):
+                # someone else holds it now; released all the same (fenced: a no-op unless it is still
+                # ours after all, and then it goes back to the queue instead of staying `running`)
+                await self.store.release([job.lease], refund_attempt=True)
+                continue
             if isinstance(result, Stop):
                 await self._stop_job(job, result)
             else:
@@ -297,7 +314,7 @@ class Runner:
         while True:
             await asyncio.sleep(self.options.heartbeat_s)
             try:
-                await self.store.heartbeat(self.runner_id, self.options.lease_s)
+                await self._guard.beat()
                 await self._reclaim()
             except Exception as exc:  # a failed heartbeat is retried next beat; the lease has margin
                 log.warning("heartbeat failed: %s", exc)

@@ -282,7 +282,7 @@ async def test_heartbeat_renews_only_this_runners_leases(store: Store) -> None:
     await store.register_runner(runner_id="a", host="h", pid=1, run_id=run_id)
     [mine] = await store.claim(run_id, "a", 1, lease_seconds=1)
     [theirs] = await store.claim(run_id, "b", 1, lease_seconds=1)
-    assert await store.heartbeat("a", lease_seconds=3600) == 1
+    assert await store.heartbeat("a", lease_seconds=3600) == {mine.lease}
     async with store.db.read() as conn:
         rows = await conn.execute(select(tables.jobs.c.lease_owner, tables.jobs.c.lease_expires_at))
         expiry = {owner: expires for owner, expires in rows}

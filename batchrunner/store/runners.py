@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 
 from batchrunner.models import JobState
 from batchrunner.store.database import Database, utcnow
+from batchrunner.store.records import Lease
 from batchrunner.store.tables import jobs, provider_pauses, runners
 
 
@@ -47,10 +48,16 @@ async def register(
         await conn.execute(runners.insert().values(**values))
 
 
-async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> int:
-    """Say this runner is alive and extend every lease it still holds; return how many leases."""
+async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> set[Lease]:
+    """Say this runner is alive and extend every lease it still holds; return those leases.
+
+    A runner that beats is alive: if others judged it dead while it was frozen (and took its jobs
+    back), it is live again from this beat on, holding only what it claims from now.
+    """
     async with db.write() as conn:
-        await conn.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=db.clock()))
+        await conn.execute(
+            update(runners).where(runners.c.id == runner_id).values(heartbeat_at=db.clock(), stopped_at=None)
+        )
         renewed = await conn.execute(
             update(jobs)
             .where(
@@ -60,8 +67,9 @@ async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> int:
                 jobs.c.lease_owner == runner_id,
             )
             .values(lease_expires_at=db.clock(lease_seconds))
+            .returning(jobs.c.id, jobs.c.lease_token)
         )
-        return max(renewed.rowcount, 0)
+        return {Lease(job_id=row.id, token=row.lease_token) for row in renewed}
 
 
 async def mark_stopped(db: Database, runner_ids: list[str]) -> None:

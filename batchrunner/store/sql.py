@@ -154,8 +154,8 @@ class Store:
     async def insights(self, run: RunInfo) -> insights.RunInsights:
         return await insights.run_insights(self.db, run)
 
-    async def heartbeat(self, runner_id: str, lease_seconds: float) -> int:
-        """Mark the runner alive and renew every lease it holds, in one transaction."""
+    async def heartbeat(self, runner_id: str, lease_seconds: float) -> set[Lease]:
+        """Mark the runner alive and renew every lease it holds, in one transaction; return those."""
         return await runners.heartbeat(self.db, runner_id, lease_seconds)
 
     async def mark_stopped(self, runner_ids: list[str]) -> None:

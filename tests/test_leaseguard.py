@@ -1,0 +1,138 @@
+"""A runner that was away sends only the jobs still leased to it, on a real store (SQLite and PostgreSQL).
+
+The guard's clock is a controlled one: "away for 20 s" is a step of the clock, not a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from test_store import queue
+
+from batchrunner.errors import StoreError
+from batchrunner.leaseguard import LeaseGuard
+from batchrunner.store.records import Lease
+from batchrunner.store.sql import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_runner_back_from_a_freeze_drops_the_jobs_others_took_over(store: Store) -> None:
+    run_id = await queue(store, 3)
+    for runner_id in ("me", "other"):
+        await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
+    clock = Clock()
+    guard = LeaseGuard(store, "me", lease_s=60, fresh_s=15, clock=clock)
+    first, second = await store.claim(run_id, "me", 2, lease_seconds=60)
+    guard.claimed([first.lease, second.lease])
+    never = asyncio.Event()
+    assert await guard.still_ours(first.lease, never) is True  # fresh: no question asked
+
+    # "me" freezes; the other runner judges it dead, takes both jobs back and claims one of them.
+    assert await store.reclaim_expired(run_id, max_attempts=6, owners=["me"]) == 2
+    await store.mark_stopped(["me"])
+    [taken] = await store.claim(run_id, "other", 1, lease_seconds=60)
+    assert taken.lease.job_id == first.lease.job_id
+    clock.now += 20  # "me" wakes up: its last heartbeat is too old to trust
+
+    assert await guard.still_ours(first.lease, never) is False  # another runner's now
+    assert await guard.still_ours(second.lease, never) is False  # back in the queue: not ours either
+    assert guard.dropped == 2
+    # The beat made "me" live again, and what it claims from now on is its own.
+    assert "me" in [r.id for r in await store.list_runners(run_id, live_only=True)]
+    reclaimed = await store.claim(run_id, "me", 2, lease_seconds=60)
+    assert [job.lease.job_id for job in reclaimed] == [second.lease.job_id, second.lease.job_id + 1]
+    guard.claimed(job.lease for job in reclaimed)
+    assert [await guard.still_ours(job.lease, never) for job in reclaimed] == [True, True]
+    assert await guard.still_ours(second.lease, never) is False  # the old lease on the same job
+
+
+async def test_a_job_cancelled_while_the_runner_was_away_is_not_sent(store: Store) -> None:
+    run_id = await queue(store, 1)
+    await store.register_runner(runner_id="me", host="h", pid=1, run_id=run_id)
+    clock = Clock()
+    guard = LeaseGuard(store, "me", lease_s=60, fresh_s=15, clock=clock)
+    [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
+    guard.claimed([job.lease])
+    assert await store.cancel(run_id) == 1
+    clock.now += 15
+    assert await guard.still_ours(job.lease, asyncio.Event()) is False
+
+
+class AwayStore:
+    """The store's heartbeat, failing ``failures`` times (the database out of reach) before it answers."""
+
+    def __init__(self, failures: int, renewed: set[Lease]) -> None:
+        self.failures, self.renewed, self.calls = failures, renewed, 0
+
+    async def heartbeat(self, runner_id: str, lease_seconds: float) -> set[Lease]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StoreError("could not reach the database")
+        return self.renewed
+
+
+async def test_nothing_is_sent_until_the_database_confirms_the_lease() -> None:
+    lease = Lease(job_id=1, token="t")
+    clock = Clock()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    away = AwayStore(failures=3, renewed={lease})
+    guard = LeaseGuard(away, "me", lease_s=60, fresh_s=15, clock=clock, sleep=sleep)  # type: ignore[arg-type]
+    clock.now += 30
+    assert await guard.still_ours(lease, asyncio.Event()) is True
+    assert away.calls == 4 and waits == [1.0, 1.0, 1.0]
+
+
+async def test_a_stop_ends_the_wait_for_an_unreachable_database() -> None:
+    lease = Lease(job_id=1, token="t")
+    clock = Clock()
+    stop = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        stop.set()  # Ctrl-C while waiting
+
+    away = AwayStore(failures=100, renewed={lease})
+    guard = LeaseGuard(away, "me", lease_s=60, fresh_s=15, clock=clock, sleep=sleep)  # type: ignore[arg-type]
+    clock.now += 30
+    assert await guard.still_ours(lease, stop) is None  # not sent; the job goes back at shutdown
+    assert away.calls == 1
+
+
+class SlowStore:
+    """A heartbeat that answers when told to, renewing ``renewed``."""
+
+    def __init__(self, renewed: set[Lease]) -> None:
+        self.renewed, self.answer = renewed, asyncio.Event()
+
+    async def heartbeat(self, runner_id: str, lease_seconds: float) -> set[Lease]:
+        await self.answer.wait()
+        return self.renewed
+
+
+async def test_a_lease_claimed_before_a_heartbeat_stays_trusted_while_the_heartbeat_runs() -> None:
+    before, during = Lease(job_id=1, token="a"), Lease(job_id=2, token="b")
+    slow = SlowStore(renewed={before})
+    guard = LeaseGuard(slow, "me", lease_s=60, fresh_s=15, clock=Clock())  # type: ignore[arg-type]
+    guard.claimed([before])
+    beating = asyncio.create_task(guard.beat())
+    await asyncio.sleep(0)  # the heartbeat is on its way to the database
+    guard.claimed([during])
+    never = asyncio.Event()
+    assert await guard.still_ours(before, never) is True  # a worker sending meanwhile
+    assert await guard.still_ours(during, never) is True
+    slow.answer.set()
+    await beating
+    assert await guard.still_ours(before, never) is True  # renewed by the heartbeat
+    assert await guard.still_ours(during, never) is True  # claimed after it started
+    assert guard.dropped == 0

@@ -8,6 +8,7 @@ have (tests/test_export.py does the same).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from click.testing import CliRunner, Result
 from tmpfs import remount_read_only, tmpfs
 
 from batchrunner.cli import main
+from batchrunner.store.sql import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 MIB = 1024 * 1024
@@ -360,6 +362,32 @@ def test_status_json_has_stable_keys_and_right_counts(tmp_path: Path, db: Path) 
     [(tokens_in, tokens_out)] = query(db, "SELECT sum(input_tokens), sum(output_tokens) FROM results")
     assert done["attempts"] == 20 and done["tokens"]["input"] == tokens_in > 0
     assert done["tokens"]["output"] == tokens_out > 0
+
+
+def test_status_shows_the_live_runners_and_the_jobs_they_hold(tmp_path: Path, db: Path) -> None:
+    assert cli("submit", str(write_lines(tmp_path / "jobs.jsonl", prompts(5)))).exit_code == 0
+
+    async def three_runners() -> None:
+        store = await Store.open(str(db))
+        try:
+            run = await store.find_run(None)
+            for runner_id, host, pid in [("busy", "a", 101), ("idle", "b", 202), ("gone", "c", 303)]:
+                await store.register_runner(runner_id=runner_id, host=f"box-{host}", pid=pid, run_id=run.id)
+            await store.claim(run.id, "busy", 3, lease_seconds=60)
+            await store.mark_stopped(["gone"])
+        finally:
+            await store.close()
+
+    asyncio.run(three_runners())
+    runners = status_of()["runners"]
+    assert [(r["id"], r["host"], r["pid"], r["jobs_held"]) for r in runners] == [
+        ("busy", "box-a", 101, 3),
+        ("idle", "box-b", 202, 0),
+    ]  # the stopped one is not listed
+    assert all(r["started_at"] and r["heartbeat_at"] for r in runners)
+    text = cli("status").stdout
+    assert re.search(r"runner +box-a pid 101, holds 3 job\(s\), started \S+, heartbeat \S+", text), text
+    assert "box-c" not in text
 
 
 def test_retry_failed_and_cancel_change_states(tmp_path: Path, db: Path) -> None:

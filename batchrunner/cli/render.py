@@ -39,6 +39,8 @@ def status_json(report: StatusReport) -> str:
                 "id": r.id,
                 "host": r.host,
                 "pid": r.pid,
+                "jobs_held": r.jobs_held,
+                "started_at": _iso(r.started_at),
                 "heartbeat_at": _iso(r.heartbeat_at),
                 "limits": r.limits,
             }
@@ -72,7 +74,8 @@ def render_status(report: StatusReport) -> str:
     for runner in insights.runners:
         limits = f"  limits {json.dumps(runner.limits)}" if runner.limits else ""
         lines.append(
-            f"  runner   {runner.host} pid {runner.pid}, heartbeat {_iso(runner.heartbeat_at)}{limits}"
+            f"  runner   {runner.host} pid {runner.pid}, holds {runner.jobs_held} job(s), "
+            f"started {_iso(runner.started_at)}, heartbeat {_iso(runner.heartbeat_at)}{limits}"
         )
     return "\n".join(lines)
 

@@ -26,7 +26,10 @@ class LiveRunner:
     id: str
     host: str
     pid: int
+    started_at: datetime
     heartbeat_at: datetime
+    jobs_held: int
+    """Running jobs leased to it now (0: it has run dry, or is waiting for a backoff)."""
     limits: dict[str, object] | None
 
 
@@ -56,7 +59,17 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
         .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
         .where(jobs.c.run_id == run.id, attempts.c.possibly_billed.is_(True))
     )
-    live = select(runners).where(runners.c.run_id == run.id, runners.c.stopped_at.is_(None))
+    held = (
+        select(func.count())
+        .where(jobs.c.run_id == run.id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner == runners.c.id)
+        .correlate(runners)
+        .scalar_subquery()
+    )
+    live = (
+        select(runners, held.label("jobs_held"))
+        .where(runners.c.run_id == run.id, runners.c.stopped_at.is_(None))
+        .order_by(runners.c.started_at, runners.c.id)
+    )
     async with db.read() as conn:
         finished_recently = int((await conn.execute(recent)).scalar_one())
         resent_count = int((await conn.execute(resent)).scalar_one())
@@ -72,7 +85,9 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
                 id=row["id"],
                 host=row["host"],
                 pid=row["pid"],
+                started_at=row["started_at"],
                 heartbeat_at=row["heartbeat_at"],
+                jobs_held=int(row["jobs_held"]),
                 limits=json.loads(row["limits_json"]) if row["limits_json"] else None,
             )
             for row in runner_rows

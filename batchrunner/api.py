@@ -25,7 +25,8 @@ from batchrunner.export import ExportFormat, ExportOptions, write_export
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
 from batchrunner.progress import Progress
 from batchrunner.providers.registry import build_provider
-from batchrunner.runner import EngineOptions, Runner, RunReport, Wiring
+from batchrunner.runner import Runner
+from batchrunner.runner_types import EngineOptions, RunReport, Wiring
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only

@@ -113,9 +113,9 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
             if reservation is None:
                 return NOT_SENT
             ours = await ctx.lease_check(job.lease, ctx.stop_requested)
-            if not ours:
+            if not ours or ctx.stop_requested.is_set():  # the check may have waited for the database
                 limiter.settle(reservation, 0)
-                return NOT_SENT if ours is None else LEASE_LOST
+                return LEASE_LOST if ours is False else NOT_SENT
             started_at, started = datetime.now(UTC), time.perf_counter()
             sent = True
             try:

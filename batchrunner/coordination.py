@@ -68,6 +68,7 @@ class RunCoordination:
         self._part = (0, 1)
         self._hold_until = -math.inf
         self._published: dict[str, float] = {}
+        self._recounting = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -86,27 +87,37 @@ class RunCoordination:
         """Recount the busy runners of the run and take this runner's part of every limit.
 
         Returns how many others are busy. This runner counts itself: its part matters only while it has
-        jobs to send.
+        jobs to send. One recount at a time, so that an older count never overwrites a newer one.
         """
-        busy = await self._store.busy_runners(self._run_id, stale_after_s=self._stale_after_s)
-        order = sorted({*busy, self._runner_id})
-        part = (order.index(self._runner_id), len(order))
-        if part[1] != self._part[1]:
-            log.info("%d busy runner(s) on this run: each takes a part of the rate limits", part[1])
-        self._part = part
-        for limiter in self._limiters.values():
-            limiter.set_part(*part)
-        return len(order) - 1
+        async with self._recounting:
+            busy = await self._store.busy_runners(self._run_id, stale_after_s=self._stale_after_s)
+            order = sorted({*busy, self._runner_id})
+            part = (order.index(self._runner_id), len(order))
+            if part[1] != self._part[1]:
+                log.info("%d busy runner(s) on this run: each takes a part of the rate limits", part[1])
+            self._part = part
+            for limiter in self._limiters.values():
+                limiter.set_part(*part)
+            return len(order) - 1
 
     async def became_busy(self) -> None:
         """This runner claimed jobs while it held none: if others are at work, let them shrink first.
 
         Called after the claim is committed, so that the others' next recount sees this runner.
         """
-        if await self.refresh_part():
-            self._hold_until = self._clock() + 2 * self._sync_interval_s
-            for limiter in self._limiters.values():
-                _hold(limiter, self._hold_until)
+        try:
+            others = await self.refresh_part()
+        except Exception as exc:  # not knowing, hold back as if there were others
+            log.warning("could not count the run's other runners: %s", exc)
+            others = 1
+        if others:
+            self.hold()
+
+    def hold(self) -> None:
+        """Send nothing for two recounts (the others' time to make room for this runner)."""
+        self._hold_until = self._clock() + 2 * self._sync_interval_s
+        for limiter in self._limiters.values():
+            _hold(limiter, self._hold_until)
 
     def publish_pause(self, provider: str, seconds: float) -> None:
         """Tell the other runners about a 429/529 pause (in the background; a later pause wins)."""

@@ -12,7 +12,8 @@ are still leased to this runner (the leases it renewed), and a request is sent o
 - if its lease was renewed by that heartbeat or claimed after it started.
 
 In a healthy run this costs a clock read per request; a job found lost is dropped without being sent.
-A ``batchrunner cancel`` is noticed the same way: a cancelled job is not renewed, so it is not sent.
+A job cancelled (``batchrunner cancel``) is not renewed either, so from the next heartbeat on (within
+``heartbeat_s``) it is not sent; before that, the lease fence only refuses its answer.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from batchrunner.store.records import Lease
-from batchrunner.store.sql import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +38,33 @@ def sleep_aware_clock() -> float:
     return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
 
 
+class HeartbeatStore(Protocol):
+    """The part of the store the guard uses."""
+
+    async def heartbeat(self, runner_id: str, lease_seconds: float) -> set[Lease]: ...
+
+
 class LeaseGuard:
     """This runner's knowledge of which of its leases still hold; see the module docstring."""
 
     def __init__(
         self,
-        store: Store,
+        store: HeartbeatStore,
         runner_id: str,
         *,
         lease_s: float,
         fresh_s: float,
+        on_return: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = sleep_aware_clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``on_return`` is called after a heartbeat that came ``fresh_s`` or more after the one before
+        (this runner was away: the others may have stopped counting it for the shared rate limits)."""
         self._store = store
         self._runner_id = runner_id
         self._lease_s = lease_s
         self._fresh_s = fresh_s
+        self._on_return = on_return
         self._clock = clock
         self._sleep = sleep
         self._beat_started_at = clock()  # registration counts as a heartbeat
@@ -72,27 +83,36 @@ class LeaseGuard:
     async def beat(self) -> None:
         """Heartbeat: say this runner is alive, renew its leases and learn which ones it still holds."""
         async with self._beating:
-            started = self._clock()
-            # claims made before this beat: its answer confirms or denies them; trusted until then
-            self._unconfirmed, self._claimed_since = self._claimed_since, set()
-            try:
-                renewed = await self._store.heartbeat(self._runner_id, self._lease_s)
-            except BaseException:
-                self._claimed_since |= self._unconfirmed  # nothing learnt: keep trusting them
-                raise
-            finally:
-                self._unconfirmed = set()
-            self._renewed = renewed
-            self._beat_started_at = started
-            self._warned = False
+            await self._beat()
+
+    async def _beat(self) -> None:
+        started = self._clock()
+        # claims made before this beat: its answer confirms or denies them; trusted until then
+        self._unconfirmed, self._claimed_since = self._claimed_since, set()
+        try:
+            renewed = await self._store.heartbeat(self._runner_id, self._lease_s)
+        except BaseException:
+            self._claimed_since |= self._unconfirmed  # nothing learnt: keep trusting them
+            raise
+        finally:
+            self._unconfirmed = set()
+        away = started - self._beat_started_at >= self._fresh_s
+        self._renewed, self._beat_started_at, self._warned = renewed, started, False
+        if away:
+            self._on_return()
+
+    def _stale(self) -> bool:
+        return self._clock() - self._beat_started_at >= self._fresh_s
 
     async def still_ours(self, lease: Lease, stop: asyncio.Event) -> bool | None:
         """Whether ``lease`` may be sent on: True, False (lost: drop the job), None (a stop came first)."""
-        while self._clock() - self._beat_started_at >= self._fresh_s:
+        while self._stale():
             if stop.is_set():
                 return None
             try:
-                await self.beat()
+                async with self._beating:
+                    if self._stale():  # the workers that waited for this lock use the beat just made
+                        await self._beat()
             except Exception as exc:  # the database is away: nothing is sent until it answers
                 log.warning("cannot confirm this runner's leases (%s); retrying before sending", exc)
                 await self._sleep(RETRY_S)

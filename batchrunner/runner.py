@@ -24,87 +24,23 @@ import random
 import secrets
 import signal
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S, AttemptContext, LeaseLost, NotSent, Stop, perform
+from batchrunner.attempt import AttemptContext, LeaseLost, NotSent, Stop, perform
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
-from batchrunner.crashpoints import CrashPoint, never
 from batchrunner.leaseguard import LeaseGuard
 from batchrunner.models import RunInfo
-from batchrunner.pricing import PriceTable
-from batchrunner.progress import Progress
 from batchrunner.providers.base import Provider
-from batchrunner.ratelimit import ProviderLimiter, RateLimits
+from batchrunner.ratelimit import ProviderLimiter
 from batchrunner.retry import RetryPolicy
-from batchrunner.store.records import ClaimedJob, Outcome, RunStats
+from batchrunner.runner_types import EngineOptions, RunReport, Wiring
+from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
 
 log = logging.getLogger(__name__)
-
-LEASE_MARGIN_S = 30.0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EngineOptions:
-    """How one runner drains a run."""
-
-    concurrency: int = 32
-    max_attempts: int = 6
-    timeout_s: float = 300.0
-    max_cost_usd: Decimal | None = None
-    heartbeat_s: float = 5.0
-    stale_after_s: float = 30.0
-    """A runner whose heartbeat is older than this is dead, wherever it ran."""
-    checkpoint_gap_s: float = 0.02
-    """Checkpoint writes start at most this often; an answer waits about this long to be durable."""
-    grace_s: float = 30.0
-    """How long calls in flight may finish after a stop request."""
-    poll_s: float = 1.0
-
-    @property
-    def lease_s(self) -> float:
-        """Longer than an attempt can last, so a live runner never loses a lease between heartbeats."""
-        return self.timeout_s + OUTER_DEADLINE_MARGIN_S + LEASE_MARGIN_S
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunReport:
-    """How a ``run`` ended."""
-
-    stats: RunStats
-    stopped: str | None = None
-    """Why the run was stopped (auth, quota, budget, store), if it was."""
-    interrupted: bool = False
-    lost_leases: int = 0
-    """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
-    dropped_unsent: int = 0
-    """Jobs whose lease was lost before they were sent (this runner was away): not sent, not paid for."""
-
-    @property
-    def exit_code(self) -> int:
-        """DESIGN.md "Exit codes"."""
-        if self.interrupted:
-            return 130
-        if self.stopped:
-            return 3
-        return 1 if self.stats.by_state.get("failed") else 0
-
-
-@dataclass(kw_only=True, slots=True)
-class Wiring:
-    """The parts a runner is built from (api.py wires them from the settings)."""
-
-    provider_for: Callable[[str], Provider]
-    limits_for: Callable[[str], RateLimits]
-    prices: PriceTable
-    progress: Progress | None = None
-    crash_point: CrashPoint = never
-    rng: random.Random | None = None
 
 
 class Runner:
@@ -128,6 +64,13 @@ class Runner:
         self._lost = 0
         self._coordination = RunCoordination(
             store, run.id, self.runner_id, stale_after_s=options.stale_after_s
+        )
+        self._guard = LeaseGuard(
+            store,
+            self.runner_id,
+            lease_s=options.lease_s,
+            fresh_s=options.stale_after_s / 2,
+            on_return=self._coordination.hold,  # the others may have stopped counting this runner
         )
         self._checkpointer = Checkpointer(
             store,
@@ -189,9 +132,6 @@ class Runner:
             run_id=run.id,
             limits=self._limits_in_force(providers),
         )
-        self._guard = LeaseGuard(
-            self.store, self.runner_id, lease_s=options.lease_s, fresh_s=options.stale_after_s / 2
-        )
         await self._reclaim()
         # a sum over every result of the run: only worth its time at start-up when there is a cap
         spent = Decimal(0) if options.max_cost_usd is None else await self.store.spent_usd(run)
@@ -212,14 +152,13 @@ class Runner:
         )
 
     async def _reclaim(self) -> None:
-        dead = await self.store.find_dead_runners(
+        reclaimed, dead = await self.store.take_back_from_dead(
             self.run_info.id,
+            self.options.max_attempts,
             host=socket.gethostname(),
             is_alive=_pid_alive,
             stale_after_s=self.options.stale_after_s,
         )
-        reclaimed = await self.store.reclaim_expired(self.run_info.id, self.options.max_attempts, owners=dead)
-        await self.store.mark_stopped(dead)
         if reclaimed:
             log.info("took back %d job(s) from %d stopped runner(s)", reclaimed, len(dead))
 
@@ -292,9 +231,7 @@ class Runner:
                 self._unsent.append(job)
                 continue
             if isinstance(result, LeaseLost):
-                # someone else holds it now; released all the same (fenced: a no-op unless it is still
-                # ours after all, and then it goes back to the queue instead of staying `running`)
-                await self.store.release([job.lease], refund_attempt=True)
+                await self._let_go(job)
                 continue
             if isinstance(result, Stop):
                 await self._stop_job(job, result)
@@ -302,6 +239,15 @@ class Runner:
                 self._checkpointer.add(result)
             if self.wiring.progress is not None:
                 self.wiring.progress.on_result(result)
+
+    async def _let_go(self, job: ClaimedJob) -> None:
+        """A job whose lease was lost: someone else holds it now. Released all the same (fenced: a no-op
+        unless it is ours after all, and then it goes back to the queue instead of staying ``running``)."""
+        try:
+            await self.store.release([job.lease], refund_attempt=True)
+        except Exception as exc:  # tried again at shutdown
+            log.warning("could not release job %d: %s", job.lease.job_id, exc)
+            self._unsent.append(job)
 
     async def _stop_job(self, job: ClaimedJob, stop: Stop) -> None:
         self.request_stop(stop.reason)

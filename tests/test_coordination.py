@@ -8,6 +8,7 @@ from __future__ import annotations
 from test_store import queue, success
 
 from batchrunner.coordination import RunCoordination
+from batchrunner.errors import StoreError
 from batchrunner.ratelimit import ProviderLimiter, RateLimits
 from batchrunner.store.sql import Store
 
@@ -67,3 +68,22 @@ async def test_without_rate_limits_a_joiner_does_not_hold_back(store: Store) -> 
     await coordination.became_busy()
     assert coordination.part == (1, 2)
     assert unlimited.paused_until == float("-inf")  # nothing to share: no reason to wait
+
+
+class UnreachableStore:
+    async def busy_runners(self, run_id: int, *, stale_after_s: float) -> list[str]:
+        raise StoreError("could not reach the database")
+
+
+async def test_a_joiner_that_cannot_count_the_others_holds_back_all_the_same() -> None:
+    coordination = RunCoordination(
+        UnreachableStore(),  # type: ignore[arg-type]
+        1,
+        "me",
+        stale_after_s=30,
+        sync_interval_s=0.25,
+        clock=lambda: NOW,
+    )
+    limiter = coordination.adopt("openai", ProviderLimiter(RateLimits(rpm=600), clock=lambda: NOW))
+    await coordination.became_busy()
+    assert limiter.paused_until == NOW + 0.5

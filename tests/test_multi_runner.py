@@ -86,8 +86,10 @@ def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]
     return url, 3
 
 
-def submit(db: str, tmp_path: Path, n: int) -> None:
-    manifest = write_manifest(tmp_path / "shared.jsonl", prompts(n, "multi"))
+def submit(db: str, tmp_path: Path, n: int) -> dict[str, str]:
+    """Submit ``n`` jobs; returns their prompts by custom id."""
+    jobs = prompts(n, "multi")
+    manifest = write_manifest(tmp_path / "shared.jsonl", jobs)
     done = subprocess.run(
         [sys.executable, "-m", "batchrunner", "submit", str(manifest), "--db", db],
         capture_output=True,
@@ -96,6 +98,7 @@ def submit(db: str, tmp_path: Path, n: int) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    return jobs
 
 
 @pytest.mark.slow
@@ -125,7 +128,7 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
 ) -> None:
     db, runner_count = shared_db
     server: ThreadedFakeServer = fake_server(latency_ms=40, jitter_ms=20)  # type: ignore[operator]
-    submit(db, tmp_path, 300)
+    jobs = submit(db, tmp_path, 300)
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     deadline = time.monotonic() + 60
     while count_rows(db, "SELECT count(*) FROM results") < 60 and time.monotonic() < deadline:
@@ -138,13 +141,13 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     assert count_rows(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 300
     assert count_rows(db, "SELECT count(*) FROM results") == 300
     stats = server.stats()
-    assert set(stats["answers"]) == {f"multi prompt number {i}" for i in range(300)}
+    assert set(stats["answers"]) == set(jobs.values())
     # Re-sent: only jobs the killed runner held (in flight, or answered but not yet checkpointed), each
     # once more. They are the jobs claimed twice: no call in this run fails, so no other job is.
     assert max(stats["answers"].values()) <= 2
     resent = {prompt for prompt, answers in stats["answers"].items() if answers == 2}
     held = query(db, "SELECT custom_id FROM jobs WHERE attempts = 2")
-    assert resent <= {f"multi prompt number {int(str(cid).split('-')[1])}" for (cid,) in held}
+    assert resent <= {jobs[str(custom_id)] for (custom_id,) in held}
     assert count_rows(db, "SELECT count(*) FROM jobs WHERE attempts > 2") == 0
     assert held  # it held jobs when it was killed, and they were finished by the others
 

@@ -504,15 +504,19 @@ async def test_a_part_of_the_limits_for_one_of_several_runners() -> None:
         (30, 2, [0.25, 0.25]),  # below one request a window: a request holds it for longer
     ],
 )
-def test_the_request_quantum_is_dealt_out_in_whole_requests(
+async def test_the_request_quantum_is_dealt_out_in_whole_requests(
     rpm: int, parts: int, expected: list[float]
 ) -> None:
-    caps = []
-    for index in range(parts):
-        limiter = ProviderLimiter(RateLimits(rpm=rpm))
+    """What each part admits: ``cap`` requests at once when it is whole; else one per ``SPAN / cap``."""
+    for index, cap in enumerate(expected):
+        clock = FakeTime(autojump=True)
+        limiter = make(clock, rpm=rpm)
         limiter.set_part(index, parts)
-        caps.append(limiter._requests.cap)  # type: ignore[union-attr]
-    assert caps == pytest.approx(expected)
+        if cap >= 1:
+            stamps = await acquire_times(limiter, clock, [0] * (int(cap) + 1))
+            assert stamps == [0.0] * int(cap) + [pytest.approx(SPAN)]
+        else:
+            assert await acquire_times(limiter, clock, [0] * 2) == [0.0, pytest.approx(SPAN / cap)]
 
 
 async def test_paced_requests_are_evenly_spaced_at_the_same_rate() -> None:

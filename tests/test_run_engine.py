@@ -23,7 +23,8 @@ from batchrunner.config import Settings
 from batchrunner.models import JobState
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 from batchrunner.providers.registry import build_provider
-from batchrunner.runner import EngineOptions, Runner, Wiring
+from batchrunner.runner import Runner
+from batchrunner.runner_types import EngineOptions, Wiring
 from batchrunner.store.records import AttemptRecord, Lease, Outcome
 
 

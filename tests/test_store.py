@@ -294,20 +294,34 @@ async def test_dead_runners_are_found_by_pid_here_or_by_a_lapsed_heartbeat(store
     run_id = await queue(store, 3)
     for runner_id, host, pid in [("alive", "here", 10), ("dead-pid", "here", 11), ("elsewhere", "there", 11)]:
         await store.register_runner(runner_id=runner_id, host=host, pid=pid, run_id=run_id)
+        await store.claim(run_id, runner_id, 1, lease_seconds=3600)
     alive_pids = {10}
-    found = await store.find_dead_runners(
-        run_id, host="here", is_alive=alive_pids.__contains__, stale_after_s=60
-    )
-    assert found == ["dead-pid"]  # a pid on another host is not ours to judge; its heartbeat is fresh
-    stale = await store.find_dead_runners(
-        run_id, host="here", is_alive=alive_pids.__contains__, stale_after_s=-1
-    )
-    assert sorted(stale) == ["alive", "dead-pid", "elsewhere"]
-    # The dead runner's job comes back at once, lease or not.
-    await store.claim(run_id, "dead-pid", 1, lease_seconds=3600)
-    assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
-    await store.mark_stopped(found)
+
+    async def take_back(stale_after_s: float) -> tuple[int, list[str]]:
+        return await store.take_back_from_dead(
+            run_id, 6, host="here", is_alive=alive_pids.__contains__, stale_after_s=stale_after_s
+        )
+
+    # The dead runner's job comes back at once, lease or not; a pid on another host is not ours to judge.
+    assert await take_back(60) == (1, ["dead-pid"])
     assert [r.id for r in await store.list_runners(run_id, live_only=True)] == ["alive", "elsewhere"]
+    taken, dead = await take_back(-1)  # every heartbeat lapsed
+    assert (taken, sorted(dead)) == (2, ["alive", "elsewhere"])
+    assert await store.list_runners(run_id, live_only=True) == []
+
+
+async def test_a_runner_whose_heartbeat_lands_first_keeps_its_jobs(store: Store) -> None:
+    run_id = await queue(store, 2)
+    await store.register_runner(runner_id="frozen", host="there", pid=1, run_id=run_id)
+    claimed = await store.claim(run_id, "frozen", 2, lease_seconds=3600)
+    async with store.db.write() as conn:  # it was frozen for a minute ...
+        await conn.execute(
+            tables.runners.update().values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    # ... and beats again before anyone judged it: alive, with both jobs still its own
+    assert await store.heartbeat("frozen", lease_seconds=3600) == {job.lease for job in claimed}
+    assert await store.take_back_from_dead(run_id, 6, host="here", is_alive=bool, stale_after_s=30) == (0, [])
+    assert set((await states(store)).values()) == {"running"}
 
 
 async def test_pauses_are_shared_by_the_runners_of_a_run(store: Store) -> None:
@@ -342,17 +356,21 @@ async def test_busy_runners_are_the_live_ones_holding_jobs(store: Store) -> None
     assert await busy() == ["c"]  # stopped, even if it still holds jobs
 
 
-async def test_a_stopped_runner_still_holding_jobs_is_taken_back_at_once(store: Store) -> None:
+async def test_a_stopped_runner_still_holding_jobs_is_judged_like_a_live_one(store: Store) -> None:
     run_id = await queue(store, 2)
-    for runner_id in ("gone", "clean"):
-        await store.register_runner(runner_id=runner_id, host="there", pid=1, run_id=run_id)
+    for runner_id, host, pid in [("gone", "here", 11), ("clean", "here", 12), ("far", "there", 13)]:
+        await store.register_runner(runner_id=runner_id, host=host, pid=pid, run_id=run_id)
     await store.claim(run_id, "gone", 1, lease_seconds=3600)
-    await store.mark_stopped(["gone", "clean"])
+    await store.claim(run_id, "far", 1, lease_seconds=3600)
+    await store.mark_stopped(["gone", "clean", "far"])  # stopped, but two of them left a job running
 
-    async def dead() -> list[str]:
-        return await store.find_dead_runners(run_id, host="here", is_alive=lambda pid: True, stale_after_s=60)
+    async def take_back(stale_after_s: float) -> tuple[int, list[str]]:
+        return await store.take_back_from_dead(
+            run_id, 6, host="here", is_alive=lambda pid: False, stale_after_s=stale_after_s
+        )
 
-    found = await dead()
-    assert found == ["gone"]  # "clean" stopped holding nothing: not listed (history does not pile up)
-    assert await store.reclaim_expired(run_id, max_attempts=6, owners=found) == 1
-    assert await dead() == []
+    # Its process is gone here: its job comes back at once (not when its lease expires, an hour on).
+    # "clean" holds nothing and is not listed: stopped runners do not pile up in every check.
+    assert await take_back(60) == (1, ["gone"])
+    assert await take_back(-1) == (1, ["far"])  # on another host: once its heartbeat lapsed
+    assert await take_back(-1) == (0, [])

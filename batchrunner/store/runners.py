@@ -9,11 +9,12 @@ for their leases to expire.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import JobState
 from batchrunner.store.database import Database, utcnow
@@ -102,27 +103,40 @@ async def list_runners(db: Database, run_id: int, *, live_only: bool = False) ->
     ]
 
 
-async def find_dead(
-    db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
-) -> list[str]:
-    """Runners of this run whose jobs are ours to take back: heartbeat lapsed, pid dead here, or stopped.
-
-    A runner that stopped releases its jobs on the way out; one that is marked stopped and still holds
-    some (a release that failed, a job it lost track of) is as good as dead, and its jobs need not wait
-    for their leases to expire (up to ``lease_s``, minutes).
-    """
-    stale = runners.c.heartbeat_at < db.clock(-stale_after_s)
+def _worth_judging(run_id: int) -> ColumnElement[bool]:
+    """Runners not stopped, or stopped while still holding jobs (a release that failed on the way out)."""
     holding = select(jobs.c.lease_owner).where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING)
-    query = select(
-        runners.c.id, runners.c.host, runners.c.pid, runners.c.stopped_at, stale.label("stale")
-    ).where(runners.c.run_id == run_id, or_(runners.c.stopped_at.is_(None), runners.c.id.in_(holding)))
+    return or_(runners.c.stopped_at.is_(None), runners.c.id.in_(holding))
+
+
+async def gone_here(db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool]) -> list[str]:
+    """Runners of the run on ``host`` (this machine) whose process is gone."""
+    query = select(runners.c.id, runners.c.pid).where(
+        runners.c.run_id == run_id, runners.c.host == host, _worth_judging(run_id)
+    )
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
-    return [
-        row.id
-        for row in rows
-        if row.stopped_at is not None or row.stale or (row.host == host and not is_alive(row.pid))
-    ]
+    return [row.id for row in rows if not is_alive(row.pid)]
+
+
+async def stop_dead(
+    conn: AsyncConnection, db: Database, run_id: int, *, stale_after_s: float, gone: Sequence[str]
+) -> list[str]:
+    """Inside a write: mark the run's dead runners stopped and return them, their rows locked.
+
+    Dead: the heartbeat lapsed, or the process is ``gone`` (judged on its own host). The judgement is
+    made here, in the write, on rows locked as they are now: a runner back from a freeze whose heartbeat
+    committed first is alive, and keeps its jobs; one whose heartbeat comes later finds them taken.
+    """
+    dead = runners.c.heartbeat_at < db.clock(-stale_after_s)
+    if gone:
+        dead = or_(dead, runners.c.id.in_(list(gone)))
+    query = select(runners.c.id).where(runners.c.run_id == run_id, _worth_judging(run_id), dead)
+    ids = list((await conn.execute(db.lock_rows(query.order_by(runners.c.id)))).scalars())
+    if ids:
+        not_yet = runners.c.stopped_at.is_(None)
+        await conn.execute(update(runners).where(runners.c.id.in_(ids), not_yet).values(stopped_at=utcnow()))
+    return ids
 
 
 async def publish_pause(db: Database, run_id: int, provider: str, seconds: float) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
@@ -164,12 +164,26 @@ class Store:
     async def list_runners(self, run_id: int, *, live_only: bool = False) -> list[runners.RunnerInfo]:
         return await runners.list_runners(self.db, run_id, live_only=live_only)
 
-    async def find_dead_runners(
-        self, run_id: int, *, host: str, is_alive: Callable[[int], bool], stale_after_s: float
-    ) -> list[str]:
-        return await runners.find_dead(
-            self.db, run_id, host=host, is_alive=is_alive, stale_after_s=stale_after_s
-        )
+    async def take_back_from_dead(
+        self,
+        run_id: int,
+        max_attempts: int,
+        *,
+        host: str,
+        is_alive: Callable[[int], bool],
+        stale_after_s: float,
+    ) -> tuple[int, list[str]]:
+        """Take back the jobs of dead runners and of expired leases (RELIABILITY.md rule 3).
+
+        A runner is dead when its heartbeat is older than ``stale_after_s`` or, on this ``host``, its pid
+        is gone (``is_alive``); one marked stopped counts only while it still holds jobs. Dead runners
+        are marked stopped and their jobs taken back in one transaction. Returns (jobs, runners).
+        """
+        gone = await runners.gone_here(self.db, run_id, host=host, is_alive=is_alive)
+        async with self.db.write() as conn:
+            dead = await runners.stop_dead(conn, self.db, run_id, stale_after_s=stale_after_s, gone=gone)
+            taken = await conn.execute(self._reclaim_statement(run_id, max_attempts, dead))
+        return max(taken.rowcount, 0), dead
 
     async def providers_left(self, run_id: int) -> list[str]:
         """The providers that the run's unfinished jobs name (to check their keys before starting)."""
@@ -297,12 +311,17 @@ class Store:
         A job that has used up its attempts fails for good instead: a job that kills its runner every time
         must not loop forever (RELIABILITY.md rule 1).
         """
+        statement = self._reclaim_statement(run_id, max_attempts, owners)
+        async with self.db.write() as conn:
+            return max((await conn.execute(statement)).rowcount, 0)
+
+    def _reclaim_statement(self, run_id: int, max_attempts: int, owners: Sequence[str]) -> Update:
         now = utcnow()
         lapsed = jobs.c.lease_expires_at < self.db.clock()
         if owners:
             lapsed = or_(lapsed, jobs.c.lease_owner.in_(list(owners)))
         exhausted = jobs.c.attempts >= max_attempts
-        stmt = (
+        return (
             update(jobs)
             .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING, lapsed)
             .values(
@@ -319,8 +338,6 @@ class Store:
                 updated_at=now,
             )
         )
-        async with self.db.write() as conn:
-            return max((await conn.execute(stmt)).rowcount, 0)
 
     async def retry_failed(self, run_id: int) -> int:
         """Failed jobs go back to pending with a fresh set of attempts (their history is kept)."""

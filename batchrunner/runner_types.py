@@ -1,0 +1,76 @@
+"""What a runner is given (its options and parts) and what it gives back (how the run ended)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S
+from batchrunner.crashpoints import CrashPoint, never
+from batchrunner.pricing import PriceTable
+from batchrunner.progress import Progress
+from batchrunner.providers.base import Provider
+from batchrunner.ratelimit import RateLimits
+from batchrunner.store.records import RunStats
+
+LEASE_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineOptions:
+    """How one runner drains a run."""
+
+    concurrency: int = 32
+    max_attempts: int = 6
+    timeout_s: float = 300.0
+    max_cost_usd: Decimal | None = None
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 30.0
+    """A runner whose heartbeat is older than this is dead, wherever it ran."""
+    checkpoint_gap_s: float = 0.02
+    """Checkpoint writes start at most this often; an answer waits about this long to be durable."""
+    grace_s: float = 30.0
+    """How long calls in flight may finish after a stop request."""
+    poll_s: float = 1.0
+
+    @property
+    def lease_s(self) -> float:
+        """Longer than an attempt can last, so a live runner never loses a lease between heartbeats."""
+        return self.timeout_s + OUTER_DEADLINE_MARGIN_S + LEASE_MARGIN_S
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunReport:
+    """How a ``run`` ended."""
+
+    stats: RunStats
+    stopped: str | None = None
+    """Why the run was stopped (auth, quota, budget, store), if it was."""
+    interrupted: bool = False
+    lost_leases: int = 0
+    """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
+    dropped_unsent: int = 0
+    """Jobs whose lease was lost before they were sent (this runner was away): not sent, not paid for."""
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md "Exit codes"."""
+        if self.interrupted:
+            return 130
+        if self.stopped:
+            return 3
+        return 1 if self.stats.by_state.get("failed") else 0
+
+
+@dataclass(kw_only=True, slots=True)
+class Wiring:
+    """The parts a runner is built from (api.py wires them from the settings)."""
+
+    provider_for: Callable[[str], Provider]
+    limits_for: Callable[[str], RateLimits]
+    prices: PriceTable
+    progress: Progress | None = None
+    crash_point: CrashPoint = never
+    rng: random.Random | None = None

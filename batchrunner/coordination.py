@@ -145,9 +145,10 @@ class RunCoordination:
                 log.warning("could not sync with the run's other runners: %s", exc)
 
     async def sync(self) -> None:
-        """Recount the busy runners and apply the pauses other runners published."""
+        """Recount the busy runners (where there is a rate limit to split) and apply the run's pauses."""
         now = self._clock()
-        await self.refresh_part()
+        if any(_limited(limiter) for limiter in self._limiters.values()):
+            await self.refresh_part()
         for provider, seconds in (await self._store.active_pauses(self._run_id)).items():
             limiter = self._limiters.get(provider)
             if limiter is not None:
@@ -158,7 +159,11 @@ class RunCoordination:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _limited(limiter: ProviderLimiter) -> bool:
+    return limiter.limits.rpm is not None or limiter.limits.tpm is not None
+
+
 def _hold(limiter: ProviderLimiter, until: float) -> None:
     """Hold a joining runner's requests back, where there is a rate limit to share."""
-    if limiter.limits.rpm is not None or limiter.limits.tpm is not None:
+    if _limited(limiter):
         limiter.pause_until(until)

@@ -164,28 +164,33 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def scale_out(pg: str, *, repeat: int, jobs_per_runner: int) -> None:
+def scale_out(pg: str, *, repeat: int, jobs_per_runner: int, codes: list[str]) -> None:
     print("\n## scale-out: 200 ms latency, concurrency 32 per runner (ideal 160 jobs/s per runner)")
-    rates: dict[int, float] = {}
+    paths = {ref: code_path(ref) for ref in codes}
+    rates: dict[tuple[str, int], float] = {}
     for runners in (1, 2, 4):
-        samples = [
-            run_case(
-                pg,
-                runners=runners,
-                jobs=jobs_per_runner * runners,
-                concurrency=32,
-                server_args=["--latency-ms", "200", "--jitter-ms", "0"],
-                rpm=None,
+        samples: dict[str, list[dict[str, Any]]] = {ref: [] for ref in codes}
+        for _ in range(repeat):
+            for ref in codes:  # alternating, so both versions see the same machine
+                samples[ref].append(
+                    run_case(
+                        pg,
+                        runners=runners,
+                        jobs=jobs_per_runner * runners,
+                        concurrency=32,
+                        server_args=["--latency-ms", "200", "--jitter-ms", "0"],
+                        rpm=None,
+                        code=paths[ref],
+                    )
+                )
+        for ref in codes:
+            rate = rates[ref, runners] = statistics.median(s["jobs_per_s"] for s in samples[ref])
+            print(
+                f"[{ref}] {runners} runner(s): median {rate:.1f} jobs/s ({rate / (160 * runners):.0%} of "
+                f"ideal), x{rate / rates[ref, 1]:.2f} vs one, duplicates "
+                f"{max(s['duplicates'] for s in samples[ref])}, "
+                f"samples {[round(s['jobs_per_s'], 1) for s in samples[ref]]}"
             )
-            for _ in range(repeat)
-        ]
-        rates[runners] = statistics.median(s["jobs_per_s"] for s in samples)
-        dups = max(s["duplicates"] for s in samples)
-        print(
-            f"{runners} runner(s): median {rates[runners]:.1f} jobs/s "
-            f"({rates[runners] / (160 * runners):.0%} of ideal), x{rates[runners] / rates[1]:.2f} vs one, "
-            f"duplicates {dups}, samples {[round(s['jobs_per_s'], 1) for s in samples]}"
-        )
 
 
 def shared_limit(pg: str, *, repeat: int, jobs: int, codes: list[str], limit: int = 3000) -> None:
@@ -232,13 +237,18 @@ def main() -> None:
     parser.add_argument(
         "--code",
         action="append",
-        help="a git ref whose batchrunner/ the shared-limit runners use ('live': the working tree)",
+        help="a git ref whose batchrunner/ the runners use ('live': the working tree); repeat to compare",
     )
     options = parser.parse_args()
     repeat = 1 if options.quick else options.repeat
     print(f"# {machine()}, {time.strftime('%Y-%m-%d')}")
     if options.only in (None, "scale"):
-        scale_out(options.pg, repeat=repeat, jobs_per_runner=320 if options.quick else 1600)
+        scale_out(
+            options.pg,
+            repeat=repeat,
+            jobs_per_runner=320 if options.quick else 1600,
+            codes=options.code or ["live"],
+        )
     if options.only in (None, "shared"):
         jobs = options.shared_jobs or (400 if options.quick else 1500)
         shared_limit(options.pg, repeat=repeat, jobs=jobs, codes=options.code or ["live"])

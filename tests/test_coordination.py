@@ -58,7 +58,7 @@ async def test_joining_busy_runners_holds_back_then_the_share_follows_who_is_bus
 
 
 async def test_without_rate_limits_a_joiner_does_not_hold_back(store: Store) -> None:
-    run_id = await queue(store, 2)
+    run_id = await queue(store, 3)
     for runner_id in ("me", "a"):
         await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
     await store.claim(run_id, "a", 1, lease_seconds=60)
@@ -68,6 +68,10 @@ async def test_without_rate_limits_a_joiner_does_not_hold_back(store: Store) -> 
     await coordination.became_busy()
     assert coordination.part == (1, 2)
     assert unlimited.paused_until == float("-inf")  # nothing to share: no reason to wait
+    await store.register_runner(runner_id="b", host="h", pid=1, run_id=run_id)
+    assert len(await store.claim(run_id, "b", 1, lease_seconds=60)) == 1  # a third runner at work ...
+    await coordination.sync()
+    assert coordination.part == (1, 2)  # ... not recounted: with no limit the part splits nothing
 
 
 class UnreachableStore:

@@ -45,10 +45,6 @@ class Stop:
     """The attempt to record (a call was made), or None when nothing was sent (budget)."""
 
 
-async def _always_ours(_lease: Lease, _stop: asyncio.Event) -> bool:
-    return True
-
-
 @dataclass(kw_only=True, slots=True)
 class AttemptContext:
     """What every attempt of one runner shares."""
@@ -69,7 +65,7 @@ class AttemptContext:
     """Set when the run stops: a job still waiting for its limits is then not sent."""
     budget_settled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
-    lease_check: Callable[[Lease, asyncio.Event], Awaitable[bool | None]] = _always_ours
+    lease_check: Callable[[Lease, asyncio.Event], Awaitable[bool | None]]
     """Asked just before a call is sent: is the lease still ours (None: a stop came first)? See
     :mod:`batchrunner.leaseguard`."""
 

@@ -164,25 +164,30 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, Python {platform.python_version()}"
 
 
+def alternating(pg: str, codes: list[str], *, repeat: int, **case: Any) -> dict[str, list[dict[str, Any]]]:
+    """``repeat`` samples of one case per code version, the versions alternating (same machine state)."""
+    paths = {ref: code_path(ref) for ref in codes}
+    samples: dict[str, list[dict[str, Any]]] = {ref: [] for ref in codes}
+    for _ in range(repeat):
+        for ref in codes:
+            samples[ref].append(run_case(pg, code=paths[ref], **case))
+    return samples
+
+
 def scale_out(pg: str, *, repeat: int, jobs_per_runner: int, codes: list[str]) -> None:
     print("\n## scale-out: 200 ms latency, concurrency 32 per runner (ideal 160 jobs/s per runner)")
-    paths = {ref: code_path(ref) for ref in codes}
     rates: dict[tuple[str, int], float] = {}
     for runners in (1, 2, 4):
-        samples: dict[str, list[dict[str, Any]]] = {ref: [] for ref in codes}
-        for _ in range(repeat):
-            for ref in codes:  # alternating, so both versions see the same machine
-                samples[ref].append(
-                    run_case(
-                        pg,
-                        runners=runners,
-                        jobs=jobs_per_runner * runners,
-                        concurrency=32,
-                        server_args=["--latency-ms", "200", "--jitter-ms", "0"],
-                        rpm=None,
-                        code=paths[ref],
-                    )
-                )
+        samples = alternating(
+            pg,
+            codes,
+            repeat=repeat,
+            runners=runners,
+            jobs=jobs_per_runner * runners,
+            concurrency=32,
+            server_args=["--latency-ms", "200", "--jitter-ms", "0"],
+            rpm=None,
+        )
         for ref in codes:
             rate = rates[ref, runners] = statistics.median(s["jobs_per_s"] for s in samples[ref])
             print(
@@ -198,22 +203,17 @@ def shared_limit(pg: str, *, repeat: int, jobs: int, codes: list[str], limit: in
         f"\n## shared limit: server enforces {limit} RPM in 1 s windows; every runner told --rpm {limit}; "
         f"{jobs} jobs, concurrency 32 each, 50 ms latency"
     )
-    paths = {ref: code_path(ref) for ref in codes}
     for runners in (1, 3):
-        samples: dict[str, list[dict[str, Any]]] = {ref: [] for ref in codes}
-        for _ in range(repeat):
-            for ref in codes:  # alternating, so both versions see the same machine
-                samples[ref].append(
-                    run_case(
-                        pg,
-                        runners=runners,
-                        jobs=jobs,
-                        concurrency=32,
-                        server_args=["--latency-ms", "50", "--rpm", str(limit)],
-                        rpm=limit,
-                        code=paths[ref],
-                    )
-                )
+        samples = alternating(
+            pg,
+            codes,
+            repeat=repeat,
+            runners=runners,
+            jobs=jobs,
+            concurrency=32,
+            server_args=["--latency-ms", "50", "--rpm", str(limit)],
+            rpm=limit,
+        )
         for ref in codes:
             rates = [s["jobs_per_s"] * 60 / limit for s in samples[ref]]
             refused = sum(s["refused_429"] for s in samples[ref])

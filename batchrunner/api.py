@@ -13,7 +13,8 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +23,7 @@ from batchrunner.config import Settings
 from batchrunner.crashpoints import CrashPoint, never
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue
 from batchrunner.export import ExportFormat, ExportOptions, write_export
+from batchrunner.liveness import runner_alive
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
 from batchrunner.progress import Progress
 from batchrunner.providers.registry import build_provider
@@ -179,19 +181,26 @@ class StatusReport:
 
     @property
     def remaining(self) -> int:
-        return self.stats.by_state["pending"] + self.stats.by_state["running"]
+        states = self.stats.by_state
+        return states["pending"] + states["claimed"] + states["running"]
+
+    @property
+    def live(self) -> bool:
+        """A runner is draining the run now."""
+        return any(runner.alive for runner in self.insights.runners)
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds to finish at the last minute's throughput (None: nothing finishing now)."""
+        """Seconds to finish at the recent throughput; None unless a runner is live and finishing jobs."""
         rate = self.insights.throughput_per_s
-        return self.remaining / rate if rate > 0 and self.remaining else None
+        return self.remaining / rate if self.live and rate > 0 and self.remaining else None
 
     @property
     def projected_cost_usd(self) -> float | None:
-        """Cost so far, scaled from the priced results to every job (None: nothing priced yet)."""
+        """Cost so far, scaled from the priced results to every job (None: nothing priced yet, or a
+        model without a price: then the cost is unknown)."""
         priced = self.stats.priced_results
-        if not priced:
+        if not priced or not self.stats.cost_known:
             return None
         return self.stats.cost_usd / priced * (self.stats.total - self.stats.by_state["cancelled"])
 
@@ -200,7 +209,13 @@ async def status(*, db: str = DEFAULT_DB, run: str | None = None) -> StatusRepor
     """Counts, attempts, tokens, cost, throughput, ETA and errors of a run (the latest by default)."""
     async with open_store(db) as store:
         found = await store.find_run(run)
-        return StatusReport(stats=await store.stats(found), insights=await store.insights(found))
+        stats, insights = await store.stats(found), await store.insights(found)
+    now = datetime.now(UTC)
+    runners = [
+        replace(r, alive=runner_alive(host=r.host, pid=r.pid, heartbeat_at=r.heartbeat_at, now=now))
+        for r in insights.runners
+    ]
+    return StatusReport(stats=stats, insights=replace(insights, runners=runners))
 
 
 async def runs(*, db: str = DEFAULT_DB) -> list[RunInfo]:

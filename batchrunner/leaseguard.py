@@ -73,6 +73,7 @@ class LeaseGuard:
         self._unconfirmed: set[Lease] = set()
         self._beating = asyncio.Lock()
         self._warned = False
+        self._was_away = False
         self.dropped = 0
         """Jobs found lost before they were sent (taken over by other runners, or cancelled)."""
 
@@ -98,6 +99,7 @@ class LeaseGuard:
             self._unconfirmed = set()
         away = started - self._beat_started_at >= self._fresh_s
         self._renewed, self._beat_started_at, self._warned = renewed, started, False
+        self._was_away = away
         if away:
             self._on_return()
 
@@ -119,11 +121,11 @@ class LeaseGuard:
         if lease in self._renewed or lease in self._claimed_since or lease in self._unconfirmed:
             return True
         self.dropped += 1
-        if not self._warned:  # once per beat: a runner that was away for long may hold many such jobs
+        if self._was_away and not self._warned:  # once per beat: a runner away for long holds many
             self._warned = True
             log.warning(
                 "jobs held here were taken over (or cancelled) while this runner was away "
                 "(paused, asleep or cut off from the database): dropping them unsent"
             )
-        log.debug("job %d: lease lost before it was sent", lease.job_id)
+        log.debug("job %d: lease lost before it was sent (taken over or cancelled)", lease.job_id)
         return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -103,6 +103,12 @@ class RunInfo:
     created_at: datetime
     source: str | None
     jobs: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    """How the manifest was submitted (``provider``, ``model``, ``skip_invalid``)."""
+    settings: dict[str, Any] | None = None
+    """How the run is run, as remembered by its first ``run`` (batchrunner.runsettings); None: not yet."""
+    last_used_at: datetime | None = None
+    cancelled_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -36,6 +36,7 @@ as of 2025-11. Check them before relying on a bill; override what differs.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from typing import Final
 from batchrunner.errors import ConfigError
 from batchrunner.models import Usage
 
-__all__ = ["BUILTIN_PRICES", "FAKE_MODEL", "PRICES_AS_OF", "ModelPrice", "PriceTable"]
+__all__ = ["BUILTIN_PRICES", "FAKE_MODEL", "PRICES_AS_OF", "ModelPrice", "PriceTable", "format_usd"]
 
 PRICES_AS_OF: Final = "2025-11"
 """When the built-in list prices were taken."""
@@ -228,3 +229,12 @@ def _amount(model: str, field: str, value: object) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ConfigError(f"prices.{model}.{field}: must be a finite number >= 0, not {value!r}")
     return amount
+
+
+def format_usd(amount: float | Decimal) -> str:
+    """Dollars as people read them, never rounded to zero: ``$1.2346``, ``$0.0042``, ``$0.0000031``."""
+    value = float(amount)
+    if value == 0 or abs(value) >= 0.001:
+        return f"${value:,.4f}"
+    digits = 1 - math.floor(math.log10(abs(value)))  # two significant digits
+    return f"${value:.{digits}f}"

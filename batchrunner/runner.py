@@ -32,11 +32,13 @@ from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
 from batchrunner.leaseguard import LeaseGuard
+from batchrunner.liveness import pid_alive
 from batchrunner.models import RunInfo
 from batchrunner.providers.base import Provider
 from batchrunner.ratelimit import ProviderLimiter
 from batchrunner.retry import RetryPolicy
 from batchrunner.runner_types import EngineOptions, RunReport, Wiring
+from batchrunner.sendmarks import SendMarks
 from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
 
@@ -61,6 +63,7 @@ class Runner:
         self._stop_requested = asyncio.Event()
         self._stopped: str | None = None
         self._interrupted = False
+        self._cancelled = False
         self._lost = 0
         self._coordination = RunCoordination(
             store, run.id, self.runner_id, stale_after_s=options.stale_after_s
@@ -72,6 +75,7 @@ class Runner:
             fresh_s=options.stale_after_s / 2,
             on_return=self._coordination.hold,  # the others may have stopped counting this runner
         )
+        self._marks = SendMarks(store)
         self._checkpointer = Checkpointer(
             store,
             min_gap_s=options.checkpoint_gap_s,
@@ -89,6 +93,7 @@ class Runner:
         tasks = [asyncio.create_task(self._checkpointer.run(), name="checkpointer")]
         tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         tasks.append(asyncio.create_task(self._coordination.run(), name="coordination"))
+        tasks.append(asyncio.create_task(self._watch_for_cancel(), name="cancel-watch"))
         workers = [
             asyncio.create_task(self._worker(), name=f"worker-{n}") for n in range(self.options.concurrency)
         ]
@@ -108,6 +113,7 @@ class Runner:
             stats=stats,
             stopped=self._stopped,
             interrupted=self._interrupted,
+            cancelled=self._cancelled,
             lost_leases=self._lost,
             dropped_unsent=self._guard.dropped,
         )
@@ -149,6 +155,7 @@ class Runner:
             on_pause=self._coordination.publish_pause,
             stop_requested=self._stop_requested,
             lease_check=self._guard.still_ours,
+            mark_sent=self._marks.mark,
         )
 
     async def _reclaim(self) -> None:
@@ -156,7 +163,7 @@ class Runner:
             self.run_info.id,
             self.options.max_attempts,
             host=socket.gethostname(),
-            is_alive=_pid_alive,
+            is_alive=pid_alive,
             stale_after_s=self.options.stale_after_s,
         )
         if reclaimed:
@@ -244,7 +251,7 @@ class Runner:
         """A job whose lease was lost: someone else holds it now. Released all the same (fenced: a no-op
         unless it is ours after all, and then it goes back to the queue instead of staying ``running``)."""
         try:
-            await self.store.release([job.lease], refund_attempt=True)
+            await self.store.release([job.lease])
         except Exception as exc:  # tried again at shutdown
             log.warning("could not release job %d: %s", job.lease.job_id, exc)
             self._unsent.append(job)
@@ -254,7 +261,7 @@ class Runner:
         if stop.outcome is not None:
             self._checkpointer.add(stop.outcome)
         else:
-            await self.store.release([job.lease], refund_attempt=True)
+            await self.store.release([job.lease])
 
     async def _heartbeat(self) -> None:
         while True:
@@ -267,6 +274,20 @@ class Runner:
             if self._checkpointer.error is not None:
                 self.request_stop(f"could not checkpoint results: {self._checkpointer.error}")
 
+    async def _watch_for_cancel(self) -> None:
+        """Stop within ``cancel_poll_s`` of a ``batchrunner cancel`` (the jobs in flight still finish)."""
+        while True:
+            await asyncio.sleep(self.options.cancel_poll_s)
+            try:
+                cancelled = await self.store.run_cancelled(self.run_info.id)
+            except Exception as exc:  # the heartbeat reports a database that is away
+                log.debug("could not check for a cancel: %s", exc)
+                continue
+            if cancelled:
+                self._cancelled = True
+                self.request_stop(f"run {self.run_info.name!r} was cancelled (batchrunner cancel)")
+                return
+
     def _on_written(self, batch: list[Outcome], accepted: set[int]) -> None:
         self._lost += len(batch) - len(accepted)
         self._room.set()  # the feeder may be waiting for these jobs to leave `running` to see the end
@@ -278,21 +299,23 @@ class Runner:
     async def _shutdown(self, workers: list[asyncio.Task[None]], tasks: list[asyncio.Task[None]]) -> None:
         queued = self._drain_queue()
         if queued:  # at once: another runner may take them while calls in flight finish
-            await self.store.release([job.lease for job in queued], refund_attempt=True)
+            await self.store.release([job.lease for job in queued])
         for _ in workers:
             self._queue.put_nowait(None)
         done, pending = await asyncio.wait(workers, timeout=self.options.grace_s)
         if self._unsent:
-            await self.store.release([job.lease for job in self._unsent], refund_attempt=True)
+            await self.store.release([job.lease for job in self._unsent])
         # taken before the cancel: a cancelled worker drops its job from _in_flight on the way out
         abandoned = list(self._in_flight.values()) + self._broken
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self._marks.close()
         await self._checkpointer.close()
         await self._coordination.close()
-        if abandoned:  # cut off mid-call: the attempt counts (it may have been billed); the job goes back
-            await self.store.release([job.lease for job in abandoned], refund_attempt=False)
+        if abandoned:  # cut off mid-call: recorded as interrupted if it was sent; the job goes back
+            leases = [job.lease for job in abandoned]
+            await self.store.release(leases, max_attempts=self.options.max_attempts)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -347,13 +370,3 @@ class Runner:
             configured = self.wiring.limits_for(name)
             limits[name] = {"rpm": configured.rpm, "tpm": configured.tpm}
         return limits
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S
 from batchrunner.crashpoints import CrashPoint, never
+from batchrunner.liveness import STALE_AFTER_S
 from batchrunner.pricing import PriceTable
 from batchrunner.progress import Progress
 from batchrunner.providers.base import Provider
@@ -27,13 +28,15 @@ class EngineOptions:
     timeout_s: float = 300.0
     max_cost_usd: Decimal | None = None
     heartbeat_s: float = 5.0
-    stale_after_s: float = 30.0
+    stale_after_s: float = STALE_AFTER_S
     """A runner whose heartbeat is older than this is dead, wherever it ran."""
     checkpoint_gap_s: float = 0.02
     """Checkpoint writes start at most this often; an answer waits about this long to be durable."""
     grace_s: float = 30.0
     """How long calls in flight may finish after a stop request."""
     poll_s: float = 1.0
+    cancel_poll_s: float = 0.5
+    """How often a runner checks whether its run was cancelled."""
 
     @property
     def lease_s(self) -> float:
@@ -49,6 +52,8 @@ class RunReport:
     stopped: str | None = None
     """Why the run was stopped (auth, quota, budget, store), if it was."""
     interrupted: bool = False
+    cancelled: bool = False
+    """The run was cancelled while this runner drained it (``stopped`` says so too)."""
     lost_leases: int = 0
     """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
     dropped_unsent: int = 0

@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -71,6 +72,13 @@ def running_rows(db: Path) -> int:
         conn.close()
 
 
+def sent_twice(stats: dict[str, Any]) -> int:
+    """Jobs whose request reached the fake server more than once (these tests inject no faults, so each
+    is a re-send after an interruption). The server's ``duplicates`` counts answers, and an answer to a
+    client that was killed meanwhile is never written, so it can be lower."""
+    return sum(1 for calls in stats["attempts"].values() if calls > 1)
+
+
 def resume(server: FakeServerHandle, db: Path) -> RunReport:
     """Restart the run in-process (as ``batchrunner run`` would) at once; it must finish, and fast."""
     started = time.monotonic()
@@ -113,6 +121,8 @@ def test_named_crash_point_then_resume(
     assert stats["duplicates"] <= held
     if crash_at == "after-claim":
         assert stats["duplicates"] == 0
+    status = asyncio.run(api.status(db=str(db)))
+    assert abs(status.insights.resent_after_interruption - sent_twice(stats)) <= 3
     check_invariants(
         snap, stats, ids=jobs, reference=reference_answers(fake_server, db), in_flight_at_kills=held
     )
@@ -136,7 +146,7 @@ def test_sigkill_in_a_loop_at_random_moments(
     server = fake_server(latency_ms=20, jitter_ms=30, seed=7, api_key=CANARY)
     db = tmp_path / "batchrunner.db"
     manifest = write_manifest(tmp_path / "loop.jsonl", jobs)
-    held_at_kills, kills, hot_wal, early = 0, 0, False, ""
+    held_at_kills, in_flight_at_kills, kills, hot_wal, early = 0, 0, 0, False, ""
     for _ in range(5):
         seen = server.stats(prompts=False)["requests"]
         process = runner(
@@ -148,6 +158,7 @@ def test_sigkill_in_a_loop_at_random_moments(
             early = f"exit {process.wait()}: {process.stderr()}"
             break
         assert process.kill() == -signal.SIGKILL
+        in_flight_at_kills += server.stats(prompts=False)["in_flight"]
         kills += 1
         hot_wal = hot_wal or "batchrunner.db-wal" in assert_no_canary(tmp_path)  # before any reader
         held_at_kills += running_rows(db)
@@ -164,6 +175,16 @@ def test_sigkill_in_a_loop_at_random_moments(
     snap, stats = snapshot(db), server.stats()
     assert stats["duplicates"] <= held_at_kills
     assert max(stats["answers"].values()) <= 1 + kills
+    # status tells the truth about what the kills cost: re-sent = the server's duplicates (within 3 a
+    # kill: a request marked sent the instant before the kill may never have left), and every call the
+    # server had in flight at a kill is counted as possibly billed
+    status = asyncio.run(api.status(db=str(db)))
+    assert abs(status.insights.resent_after_interruption - sent_twice(stats)) <= 3 * kills, (
+        status.insights,
+        stats["duplicates"],
+    )
+    assert status.insights.possibly_billed >= in_flight_at_kills
+    assert status.stats.attempts == sum(len(rows) for rows in snap.attempts.values())
     check_invariants(
         snap,
         stats,
@@ -270,9 +291,15 @@ async def test_sigstopped_runner_past_its_lease_cannot_write_back(
     assert "dropping them unsent" in paused.stderr()
     snap, stats = snapshot(db), server.stats()
     paused_id = next(r["id"] for r in snap.runners if r["pid"] == paused.pid)
-    assert not [a for rows in snap.attempts.values() for a in rows if a["runner_id"] == paused_id]
+    # of the paused runner only its three calls in flight are recorded, as interrupted (the takeover
+    # found them sent); its late answers were refused
+    paused_rows = [a for rows in snap.attempts.values() for a in rows if a["runner_id"] == paused_id]
+    assert [a["error_class"] for a in paused_rows] == ["interrupted"] * 3
+    assert all(a["possibly_billed"] for a in paused_rows)
     # answered twice: only the calls in flight at the pause (3), not the three in its local queue
-    assert stats["duplicates"] == 3
+    assert stats["duplicates"] == sent_twice(stats) == 3
+    status = await api.status(db=str(db))
+    assert status.insights.resent_after_interruption == 3 and status.insights.possibly_billed == 3
     check_invariants(
         snap, stats, ids=jobs, reference=reference_answers(fake_server, db), in_flight_at_kills=3
     )

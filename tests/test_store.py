@@ -80,13 +80,14 @@ async def test_claim_leases_in_order_and_counts_the_attempt(store: Store) -> Non
 async def test_a_stale_lease_token_changes_nothing(store: Store) -> None:
     run_id = await queue(store, 1)
     [first] = await store.claim(run_id, "sleepy", 1, lease_seconds=0.01)
+    assert await store.mark_sent([first.lease]) == {first.lease.job_id}
     # The lease lapses; another runner takes the job back and claims it again.
     await store.reclaim_expired(run_id, max_attempts=6, owners=["sleepy"])
     [second] = await store.claim(run_id, "awake", 1, lease_seconds=60)
     assert second.attempt == 2 and second.lease.token != first.lease.token
 
     assert await store.record_outcomes([success(first.lease)]) == set()
-    assert await store.renew([first.lease], 60) == 0
+    assert await store.mark_sent([first.lease]) == set()
     assert await store.release([first.lease]) == 0
     assert (await states(store)) == {"job-1": "running"}
     async with store.db.read() as conn:
@@ -177,8 +178,9 @@ async def test_release_refunds_the_attempt(store: Store) -> None:
 
 async def test_reclaim_fails_jobs_that_used_up_their_attempts(store: Store) -> None:
     run_id = await queue(store, 2)
-    for _ in range(2):
-        await store.claim(run_id, "crashy", 2, lease_seconds=60)
+    for _ in range(2):  # sent each time (a job that kills its runner), so each attempt counts
+        claimed = await store.claim(run_id, "crashy", 2, lease_seconds=60)
+        await store.mark_sent([job.lease for job in claimed])
         assert await store.reclaim_expired(run_id, max_attempts=2, owners=["crashy"]) == 2
     assert set((await states(store)).values()) == {"failed"}
     # A live lease of someone else is not touched.
@@ -274,7 +276,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         async with store.db.read() as conn:
             names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
         await store.close()
-    assert names == ["0001_initial", "0002_runner_limits", "0003_provider_pauses"]
+    assert names == ["0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record"]
 
 
 async def test_heartbeat_renews_only_this_runners_leases(store: Store) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -322,9 +323,12 @@ STATUS_KEYS = {
     "total",
     "states",
     "attempts",
+    "attempts_this_try",
     "tokens",
     "cost_usd",
+    "cost_priced_usd",
     "priced_results",
+    "unpriced_results",
     "first_activity",
     "last_activity",
     "top_errors",
@@ -349,16 +353,20 @@ def test_status_json_has_stable_keys_and_right_counts(tmp_path: Path, db: Path) 
     assert cli("submit", str(source), "--provider", "fake").exit_code == 0
     queued = status_of()
     assert set(queued) == STATUS_KEYS
-    assert set(queued["states"]) == {"pending", "running", "succeeded", "failed", "cancelled"}
+    assert set(queued["states"]) == {"pending", "claimed", "running", "succeeded", "failed", "cancelled"}
     assert set(queued["tokens"]) == {"input", "output", "cached"}
     assert (queued["run"], queued["total"], queued["attempts"]) == ("simple", 20, 0)
-    assert queued["states"] == {"pending": 20, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+    assert queued["states"] == {
+        "pending": 20, "claimed": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0
+    }  # fmt: skip
 
     ran = cli("run", "--no-progress")
     assert ran.exit_code == 0, ran.stderr
     done = status_of()
     assert set(done) == STATUS_KEYS
-    assert done["states"] == {"pending": 0, "running": 0, "succeeded": 20, "failed": 0, "cancelled": 0}
+    assert done["states"] == {
+        "pending": 0, "claimed": 0, "running": 0, "succeeded": 20, "failed": 0, "cancelled": 0
+    }  # fmt: skip
     [(tokens_in, tokens_out)] = query(db, "SELECT sum(input_tokens), sum(output_tokens) FROM results")
     assert done["attempts"] == 20 and done["tokens"]["input"] == tokens_in > 0
     assert done["tokens"]["output"] == tokens_out > 0
@@ -373,20 +381,29 @@ def test_status_shows_the_live_runners_and_the_jobs_they_hold(tmp_path: Path, db
             run = await store.find_run(None)
             for runner_id, host, pid in [("busy", "a", 101), ("idle", "b", 202), ("gone", "c", 303)]:
                 await store.register_runner(runner_id=runner_id, host=f"box-{host}", pid=pid, run_id=run.id)
+            # on this machine, with a process that has exited: dead at once, whatever its heartbeat says
+            await store.register_runner(
+                runner_id="died", host=socket.gethostname(), pid=dead_pid, run_id=run.id
+            )
             await store.claim(run.id, "busy", 3, lease_seconds=60)
             await store.mark_stopped(["gone"])
         finally:
             await store.close()
 
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    dead_pid = exited.pid
     asyncio.run(three_runners())
     runners = status_of()["runners"]
-    assert [(r["id"], r["host"], r["pid"], r["jobs_held"]) for r in runners] == [
-        ("busy", "box-a", 101, 3),
-        ("idle", "box-b", 202, 0),
+    assert [(r["id"], r["host"], r["pid"], r["jobs_held"], r["alive"]) for r in runners] == [
+        ("busy", "box-a", 101, 3, True),
+        ("idle", "box-b", 202, 0, True),
+        ("died", socket.gethostname(), dead_pid, 0, False),
     ]  # the stopped one is not listed
     assert all(r["started_at"] and r["heartbeat_at"] for r in runners)
     text = cli("status").stdout
-    assert re.search(r"runner +box-a pid 101, holds 3 job\(s\), started \S+, heartbeat \S+", text), text
+    assert re.search(r"runner +live: box-a pid 101, holds 3 job\(s\), started \S+, heartbeat \S+", text), text
+    assert re.search(rf"runner +dead: \S+ pid {dead_pid},", text), text
     assert "box-c" not in text
 
 

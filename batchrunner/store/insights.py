@@ -1,9 +1,9 @@
 """What ``status`` adds while a run is going: throughput, ETA, projected cost, interruptions, live runners.
 
-"Re-sent after interruption" counts jobs with an attempt that was claimed but never recorded: the runner
-holding it died or was cut off, so the job was (or will be) sent again and that call may be billed twice
-(RELIABILITY.md "The promise"). "Possibly billed" counts failed attempts that may have reached the
-provider (a timeout after the request was sent, a broken answer).
+"Re-sent after interruption" counts jobs whose request reached the provider more than once because a
+runner stopped while it was in flight: an ``interrupted`` attempt (store/takeback.py) followed by another
+send of the same job. "Possibly billed" counts attempts that were sent and got no usable answer: a
+timeout after the request went out, a broken answer, a runner that died with the request in flight.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 
 from batchrunner.models import JobState, RunInfo
 from batchrunner.store.database import Database, utcnow
 from batchrunner.store.tables import attempts, jobs, runners
+from batchrunner.store.takeback import INTERRUPTED
 
-RECENT_WINDOW = timedelta(seconds=60)
+RECENT_WINDOW = timedelta(seconds=30)
+"""Throughput (and so the ETA) is measured over the last 30 s, or since the oldest live runner started."""
+later = attempts.alias("later")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -31,12 +34,15 @@ class LiveRunner:
     jobs_held: int
     """Running jobs leased to it now (0: it has run dry, or is waiting for a backoff)."""
     limits: dict[str, object] | None
+    alive: bool = True
+    """False: its process is gone (judged on its own host) or its heartbeat lapsed; see api.status."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunInsights:
     finished_recently: int
-    """Jobs that reached a terminal state in the last minute."""
+    """Jobs that reached a terminal state within ``window_s``."""
+    window_s: float
     throughput_per_s: float
     resent_after_interruption: int
     possibly_billed: int
@@ -45,14 +51,13 @@ class RunInsights:
 
 async def run_insights(db: Database, run: RunInfo) -> RunInsights:
     now = utcnow()
-    recent = select(func.count()).where(
-        jobs.c.run_id == run.id,
-        jobs.c.state.in_([JobState.SUCCEEDED, JobState.FAILED]),
-        jobs.c.finished_at >= now - RECENT_WINDOW,
-    )
-    recorded = select(func.count()).where(attempts.c.job_id == jobs.c.id).correlate(jobs).scalar_subquery()
-    resent = select(func.count()).where(
-        jobs.c.run_id == run.id, jobs.c.state != JobState.RUNNING, jobs.c.attempts > recorded
+    resent = select(func.count(func.distinct(attempts.c.job_id))).where(
+        attempts.c.job_id.in_(select(jobs.c.id).where(jobs.c.run_id == run.id)),
+        attempts.c.error_class == INTERRUPTED,
+        or_(
+            exists().where(later.c.job_id == attempts.c.job_id, later.c.id > attempts.c.id),
+            exists().where(jobs.c.id == attempts.c.job_id, jobs.c.state == JobState.RUNNING, jobs.c.sent),
+        ),
     )
     billed = (
         select(func.count())
@@ -71,13 +76,23 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
         .order_by(runners.c.started_at, runners.c.id)
     )
     async with db.read() as conn:
+        runner_rows = (await conn.execute(live)).mappings().all()
+        starts = [row["started_at"] for row in runner_rows]
+        window = RECENT_WINDOW.total_seconds()
+        if starts:  # a runner that started 5 s ago finished its jobs in 5 s, not in 30
+            window = min(window, max((now - min(starts)).total_seconds(), 1.0))
+        recent = select(func.count()).where(
+            jobs.c.run_id == run.id,
+            jobs.c.state.in_([JobState.SUCCEEDED, JobState.FAILED]),
+            jobs.c.finished_at >= now - timedelta(seconds=window),
+        )
         finished_recently = int((await conn.execute(recent)).scalar_one())
         resent_count = int((await conn.execute(resent)).scalar_one())
         billed_count = int((await conn.execute(billed)).scalar_one())
-        runner_rows = (await conn.execute(live)).mappings().all()
     return RunInsights(
         finished_recently=finished_recently,
-        throughput_per_s=finished_recently / RECENT_WINDOW.total_seconds(),
+        window_s=window,
+        throughput_per_s=finished_recently / window,
         resent_after_interruption=resent_count,
         possibly_billed=billed_count,
         runners=[

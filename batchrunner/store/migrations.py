@@ -39,10 +39,34 @@ def m0003_provider_pauses(conn: Connection) -> None:
     tables.provider_pauses.create(conn, checkfirst=True)
 
 
+def m0004_run_record(conn: Connection) -> None:
+    """What a run remembers (its settings, when it was last used, a cancel) and which attempt was sent.
+
+    ``jobs.sent``: the current attempt's request was sent (Store.mark_sent); a running job of a runner
+    that died was in flight if it is set.
+    """
+    present = {column["name"] for column in inspect(conn).get_columns("runs")}
+    for name, kind in (
+        ("settings_json", "TEXT"),
+        ("last_used_at", _timestamp(conn)),
+        ("cancelled_at", _timestamp(conn)),
+    ):
+        if name not in present:
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
+    if "sent" not in {column["name"] for column in inspect(conn).get_columns("jobs")}:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN sent BOOLEAN NOT NULL DEFAULT false"))
+
+
+def _timestamp(conn: Connection) -> str:
+    """The column type tables.UTCDateTime has on this backend."""
+    return "DATETIME" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
     ("0003_provider_pauses", m0003_provider_pauses),
+    ("0004_run_record", m0004_run_record),
 ]
 
 

@@ -87,15 +87,26 @@ class RunStats:
     run: str
     total: int
     by_state: dict[str, int]
+    """Jobs by state, and ``claimed`` apart from ``running`` (in flight): see store/reports.py."""
     attempts: int
+    """Requests sent over the run's life (recorded attempts and those in flight); it never decreases."""
+    attempts_this_try: int
+    """The jobs' attempts since they were last queued afresh (``retry --failed`` starts them at 0)."""
     input_tokens: int
     output_tokens: int
     cached_tokens: int
     cost_usd: float
+    """The summed cost of the priced results (see ``cost_known``)."""
     priced_results: int
+    unpriced_results: int
+    """Results of models without a price: while there are any, the run's cost is unknown."""
     first_activity: datetime | None
     last_activity: datetime | None
     top_errors: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def cost_known(self) -> bool:
+        return self.unpriced_results == 0
 
 
 class ExportRow(NamedTuple):

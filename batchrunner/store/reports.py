@@ -25,19 +25,32 @@ Only = Literal["succeeded", "failed", "all"]
 
 
 def _by_state_query(run: RunInfo) -> Select[Any]:
-    """(state, jobs, attempts) per state of the run's jobs."""
+    """(state, sent, jobs, attempts) per state of the run's jobs (``sent`` tells the running ones apart)."""
     return (
-        select(jobs.c.state, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
+        select(jobs.c.state, jobs.c.sent, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
         .where(jobs.c.run_id == run.id)
-        .group_by(jobs.c.state)
+        .group_by(jobs.c.state, jobs.c.sent)
     )
 
 
+CLAIMED = "claimed"
+"""Not a job state of its own: a running job whose request has not been sent (queued in a runner)."""
+
+
 def _counts(state_rows: Sequence[Any]) -> dict[str, int]:
-    """Jobs by state from :func:`_by_state_query` rows, every state present (zeros included)."""
+    """Jobs by state from :func:`_by_state_query` rows, every state present (zeros included).
+
+    ``running`` counts the requests in flight now; ``claimed`` the jobs a runner holds but has not sent.
+    """
     counts = {state.value: 0 for state in JobState}
-    counts.update({str(state): int(count) for state, count, _ in state_rows})
-    return counts
+    counts[CLAIMED] = 0
+    for state, sent, count, _ in state_rows:
+        key = CLAIMED if state == JobState.RUNNING and not sent else str(state)
+        counts[key] += int(count)
+    return dict(sorted(counts.items(), key=lambda item: _ORDER.index(item[0])))
+
+
+_ORDER = ["pending", CLAIMED, "running", "succeeded", "failed", "cancelled"]
 
 
 async def state_counts(db: Database, run: RunInfo) -> dict[str, int]:
@@ -66,11 +79,13 @@ async def run_stats(db: Database, run: RunInfo) -> RunStats:
             func.coalesce(func.sum(results.c.cached_tokens), 0),
             func.coalesce(func.sum(results.c.cost_usd), 0.0),
             func.count(results.c.cost_usd),
+            func.count(),
         )
         .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
         .where(jobs.c.run_id == run.id)
     )
     run_attempts = attempts.join(jobs, jobs.c.id == attempts.c.job_id)
+    recorded_q = select(func.count()).select_from(run_attempts).where(jobs.c.run_id == run.id)
     activity_q = (
         select(
             func.min(attempts.c.started_at),
@@ -91,18 +106,21 @@ async def run_stats(db: Database, run: RunInfo) -> RunStats:
         state_rows = (await conn.execute(_by_state_query(run))).all()
         usage = (await conn.execute(usage_q)).one()
         first, last = (await conn.execute(activity_q)).one()
+        recorded = int((await conn.execute(recorded_q)).scalar_one())
         errors = [(str(cls), int(n)) for cls, n in await conn.execute(errors_q)]
     by_state = _counts(state_rows)
     return RunStats(
         run=run.name,
         total=sum(by_state.values()),
         by_state=by_state,
-        attempts=sum(int(n) for _, _, n in state_rows),
+        attempts=recorded + by_state["running"],
+        attempts_this_try=sum(int(n) for _, _, _, n in state_rows) - by_state[CLAIMED],
         input_tokens=int(usage[0]),
         output_tokens=int(usage[1]),
         cached_tokens=int(usage[2]),
         cost_usd=float(usage[3]),
         priced_results=int(usage[4]),
+        unpriced_results=int(usage[5]) - int(usage[4]),
         first_activity=first,
         last_activity=last,
         top_errors=errors,

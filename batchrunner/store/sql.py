@@ -16,12 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
 from batchrunner.models import JobState, RunInfo
-from batchrunner.store import insights, reports, runners, tables
+from batchrunner.store import insights, reports, runners, tables, takeback
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, QueueState, RunStats
@@ -66,8 +66,11 @@ class Store:
     # -- runs -------------------------------------------------------------------------------------
 
     async def find_run(self, name: str | None) -> RunInfo:
-        """The named run, or the latest one; a clear error if there is none."""
-        query = select(tables.runs).order_by(tables.runs.c.id.desc()).limit(1)
+        """The named run, or the latest one (the one most recently submitted, run, retried or cancelled);
+        a clear error if there is none."""
+        runs = tables.runs
+        used = func.coalesce(runs.c.last_used_at, runs.c.created_at)
+        query = select(runs).order_by(used.desc(), runs.c.id.desc()).limit(1)
         if name is not None:
             query = select(tables.runs).where(tables.runs.c.name == name)
         async with self.db.read() as conn:
@@ -104,16 +107,42 @@ class Store:
     ) -> RunInfo:
         runs = tables.runs
         row = (await conn.execute(select(runs).where(runs.c.name == name))).mappings().first()
+        now = utcnow()
         if row is None:
             values = {
                 "name": name,
-                "created_at": utcnow(),
+                "created_at": now,
+                "last_used_at": now,
                 "source": source,
                 "options_json": json.dumps(options) if options else None,
             }
             await conn.execute(runs.insert().values(**values))
-            row = (await conn.execute(select(runs).where(runs.c.name == name))).mappings().one()
+        else:
+            await conn.execute(runs.update().where(runs.c.id == row["id"]).values(last_used_at=now))
+        row = (await conn.execute(select(runs).where(runs.c.name == name))).mappings().one()
         return _run_info(row)
+
+    async def touch_run(self, run_id: int) -> None:
+        """Make the run the latest one (it is being run)."""
+        await self._update_run(run_id, last_used_at=utcnow())
+
+    async def save_run_settings(self, run_id: int, settings: dict[str, Any]) -> None:
+        """Remember how the run is run (batchrunner.runsettings); never holds a key, only its variable."""
+        await self._update_run(run_id, settings_json=json.dumps(settings, sort_keys=True))
+
+    async def _update_run(self, run_id: int, **values: Any) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(tables.runs.update().where(tables.runs.c.id == run_id).values(**values))
+
+    async def reroute_pending(self, run_id: int, provider: str) -> int:
+        """Send the run's pending jobs to ``provider`` (``run --provider P`` on a submitted run)."""
+        stmt = (
+            update(jobs)
+            .where(jobs.c.run_id == run_id, jobs.c.state == JobState.PENDING, jobs.c.provider != provider)
+            .values(provider=provider, updated_at=utcnow())
+        )
+        async with self.db.write() as conn:
+            return max((await conn.execute(stmt)).rowcount, 0)
 
     # -- reports ----------------------------------------------------------------------------------
 
@@ -182,8 +211,10 @@ class Store:
         gone = await runners.gone_here(self.db, run_id, host=host, is_alive=is_alive)
         async with self.db.write() as conn:
             dead = await runners.stop_dead(conn, self.db, run_id, stale_after_s=stale_after_s, gone=gone)
-            taken = await conn.execute(self._reclaim_statement(run_id, max_attempts, dead))
-        return max(taken.rowcount, 0), dead
+            taken = await takeback.take_back(
+                conn, self._lapsed(run_id, dead), utcnow(), max_attempts=max_attempts
+            )
+        return taken, dead
 
     async def providers_left(self, run_id: int) -> list[str]:
         """The providers that the run's unfinished jobs name (to check their keys before starting)."""
@@ -234,6 +265,7 @@ class Store:
                 lease_token=token,
                 lease_expires_at=self.db.clock(lease_seconds),
                 attempts=jobs.c.attempts + 1,
+                sent=False,
                 updated_at=now,
             )
             .returning(
@@ -265,14 +297,18 @@ class Store:
         claimed.sort(key=lambda job: job.lease.job_id)
         return claimed
 
-    async def renew(self, leases: Iterable[Lease], lease_seconds: float) -> int:
-        """Extend the leases still held; returns how many were (a lost lease is not renewed)."""
-        leases = list(leases)
+    async def mark_sent(self, leases: Sequence[Lease]) -> set[int]:
+        """Record that these jobs' requests are about to go out; return the ids whose lease still holds.
+
+        Called just before sending, and durable before the request leaves: a job whose runner dies
+        from here on counts as in flight (store/takeback.py), and a job whose lease was lost (taken
+        over, cancelled) is not marked, and so not sent.
+        """
         if not leases:
-            return 0
-        stmt = update(jobs).where(_holds(leases)).values(lease_expires_at=self.db.clock(lease_seconds))
+            return set()
+        stmt = update(jobs).where(_holds(leases)).values(sent=True, updated_at=utcnow()).returning(jobs.c.id)
         async with self.db.write() as conn:
-            return max((await conn.execute(stmt)).rowcount, 0)
+            return set((await conn.execute(stmt)).scalars())
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[int]:
         """Write back a group of finished attempts in one transaction (group commit).
@@ -293,79 +329,76 @@ class Store:
         query = self.db.lock_rows(select(jobs.c.id).where(_holds(leases)).order_by(jobs.c.id))
         return set((await conn.execute(query)).scalars())
 
-    async def release(self, leases: Iterable[Lease], *, refund_attempt: bool = True) -> int:
-        """Give running jobs back to the queue (graceful stop); by default their attempt is not counted."""
+    async def release(self, leases: Iterable[Lease], *, max_attempts: int | None = None) -> int:
+        """Give running jobs back to the queue (a stop); fenced by their leases.
+
+        A job not yet sent gets its attempt back; one in flight keeps it and is recorded as interrupted
+        (store/takeback.py); with ``max_attempts``, one on its last attempt fails.
+        """
         leases = list(leases)
         if not leases:
             return 0
-        attempts = (
-            case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0) if refund_attempt else jobs.c.attempts
-        )
-        stmt = update(jobs).where(_holds(leases)).values({**_requeued(), "attempts": attempts})
         async with self.db.write() as conn:
-            return max((await conn.execute(stmt)).rowcount, 0)
+            return await takeback.take_back(conn, _holds(leases), utcnow(), max_attempts=max_attempts)
 
     async def reclaim_expired(self, run_id: int, max_attempts: int, owners: Sequence[str] = ()) -> int:
-        """Take back running jobs whose lease expired (or whose owner is known dead).
-
-        A job that has used up its attempts fails for good instead: a job that kills its runner every time
-        must not loop forever (RELIABILITY.md rule 1).
-        """
-        statement = self._reclaim_statement(run_id, max_attempts, owners)
+        """Take back running jobs whose lease expired, or whose owner is one of ``owners`` (known dead),
+        without judging runners (``take_back_from_dead`` does both)."""
         async with self.db.write() as conn:
-            return max((await conn.execute(statement)).rowcount, 0)
+            where = self._lapsed(run_id, owners)
+            return await takeback.take_back(conn, where, utcnow(), max_attempts=max_attempts)
 
-    def _reclaim_statement(self, run_id: int, max_attempts: int, owners: Sequence[str]) -> Update:
-        now = utcnow()
+    def _lapsed(self, run_id: int, owners: Sequence[str]) -> ColumnElement[bool]:
+        """The run's running jobs whose lease expired or whose owner is dead."""
         lapsed = jobs.c.lease_expires_at < self.db.clock()
         if owners:
             lapsed = or_(lapsed, jobs.c.lease_owner.in_(list(owners)))
-        exhausted = jobs.c.attempts >= max_attempts
-        return (
-            update(jobs)
-            .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING, lapsed)
-            .values(
-                state=case((exhausted, JobState.FAILED.value), else_=JobState.PENDING.value),
-                last_error_class=case((exhausted, "interrupted"), else_=jobs.c.last_error_class),
-                last_error=case(
-                    (exhausted, "attempts exhausted: the runner stopped during the last attempt"),
-                    else_=jobs.c.last_error,
-                ),
-                finished_at=case((exhausted, now), else_=None),
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-                updated_at=now,
-            )
-        )
+        return and_(jobs.c.run_id == run_id, lapsed)
 
     async def retry_failed(self, run_id: int) -> int:
-        """Failed jobs go back to pending with a fresh set of attempts (their history is kept)."""
+        """Failed jobs go back to pending with a fresh set of attempts (their history is kept); a
+        cancelled run is no longer cancelled."""
         stmt = (
             update(jobs)
             .where(jobs.c.run_id == run_id, jobs.c.state == JobState.FAILED)
             .values({**_requeued(), "attempts": 0, "finished_at": None})
         )
         async with self.db.write() as conn:
-            return max((await conn.execute(stmt)).rowcount, 0)
+            count = max((await conn.execute(stmt)).rowcount, 0)
+            run = tables.runs.update().where(tables.runs.c.id == run_id)
+            await conn.execute(run.values(cancelled_at=None, last_used_at=utcnow()))
+        return count
 
     async def cancel(self, run_id: int) -> int:
-        """Pending and running jobs become cancelled; a runner still holding one cannot write it back."""
+        """Cancel the run: pending jobs and claimed ones not yet sent become cancelled; returns how many.
+
+        Jobs in flight stay running, so that their answers (already paid for) are recorded when they
+        arrive: such a job ends succeeded, or failed (a retry it would have had becomes cancelled). A
+        job in flight under a lease that has expired (its runner died) is cancelled too, and its attempt
+        recorded as interrupted. Runners of the run see ``runs.cancelled_at`` and stop claiming.
+        """
         now = utcnow()
-        stmt = (
-            update(jobs)
-            .where(jobs.c.run_id == run_id, jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))
-            .values(
-                state=JobState.CANCELLED,
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-                updated_at=now,
-                finished_at=now,
-            )
-        )
+        mine = jobs.c.run_id == run_id
         async with self.db.write() as conn:
-            return max((await conn.execute(stmt)).rowcount, 0)
+            await conn.execute(
+                tables.runs.update()
+                .where(tables.runs.c.id == run_id)
+                .values(cancelled_at=now, last_used_at=now)
+            )
+            taken = and_(mine, or_(jobs.c.sent.is_(False), jobs.c.lease_expires_at < self.db.clock()))
+            running = await takeback.take_back(conn, taken, now, max_attempts=None)
+            pending = await conn.execute(
+                update(jobs)
+                .where(mine, jobs.c.state == JobState.PENDING)
+                .values(state=JobState.CANCELLED, not_before=None, updated_at=now, finished_at=now)
+            )
+        return running + max(pending.rowcount, 0)
+
+    async def run_cancelled(self, run_id: int) -> bool:
+        """Whether ``cancel`` was called on the run (and no ``retry`` since)."""
+        query = select(tables.runs.c.cancelled_at).where(tables.runs.c.id == run_id)
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).scalar_one_or_none() is not None
 
 
 def _missing_sqlite_file(path: str | None) -> bool:
@@ -433,6 +466,13 @@ async def _write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: d
             for o in accepted
         ],
     )
+    retrying = [o.lease.job_id for o in accepted if o.state is JobState.PENDING]
+    if retrying:  # a retry in a run cancelled meanwhile is not made: the job is cancelled
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(retrying), jobs.c.state == JobState.PENDING, takeback.run_cancelled())
+            .values(state=JobState.CANCELLED, not_before=None, finished_at=now)
+        )
     await conn.execute(
         tables.attempts.insert(),
         [{"job_id": o.lease.job_id, **_attempt_values(o)} for o in accepted],
@@ -462,6 +502,10 @@ def _run_info(row: Any) -> RunInfo:
         created_at=row["created_at"],
         source=row["source"],
         jobs=row.get("jobs", 0) or 0,
+        options=json.loads(row["options_json"]) if row["options_json"] else {},
+        settings=json.loads(row["settings_json"]) if row["settings_json"] else None,
+        last_used_at=row["last_used_at"],
+        cancelled_at=row["cancelled_at"],
     )
 
 

@@ -69,7 +69,13 @@ runs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("source", Text),
     Column("options_json", Text),
+    Column("settings_json", Text),
+    Column("last_used_at", UTCDateTime()),
+    Column("cancelled_at", UTCDateTime()),
 )
+"""``options_json``: how the manifest was submitted; ``settings_json``: how the run is run (see
+batchrunner.runsettings); ``last_used_at``: the last submit, run, retry or cancel (the latest run is the
+one most recently used); ``cancelled_at``: set by ``cancel``, cleared by ``retry``."""
 
 runners = Table(
     "runners",
@@ -100,6 +106,7 @@ jobs = Table(
     Column("content_hash", String(32), nullable=False),
     Column("state", String(16), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("sent", Boolean, nullable=False, server_default=false()),
     Column("not_before", UTCDateTime()),
     Column("lease_owner", String(64)),
     Column("lease_token", String(32)),
@@ -109,6 +116,8 @@ jobs = Table(
     Column("updated_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     UniqueConstraint("run_id", "custom_id", name="uq_jobs_run_custom_id"),
+    # ``sent``: the request of the current attempt went out (cleared by a claim, set by Store.mark_sent);
+    # a running job of a runner that died was in flight if it is set.
     Index("ix_jobs_claim", "run_id", "state", "id"),
 )
 

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from batchrunner import manifest
+from batchrunner import manifest, runsettings
 from batchrunner.config import Settings
 from batchrunner.crashpoints import CrashPoint, never
-from batchrunner.errors import ConflictError, ManifestError, ManifestIssue
+from batchrunner.errors import ConflictError, ManifestError, ManifestIssue, UsageError
 from batchrunner.export import ExportFormat, ExportOptions, write_export
 from batchrunner.liveness import runner_alive
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
@@ -29,6 +29,8 @@ from batchrunner.progress import Progress
 from batchrunner.providers.registry import build_provider
 from batchrunner.runner import Runner
 from batchrunner.runner_types import EngineOptions, RunReport, Wiring
+from batchrunner.runsettings import Notify
+from batchrunner.store.database import remove_sqlite_file, sqlite_file_to_create
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only
@@ -76,9 +78,37 @@ async def submit(
 
     Re-submitting the same file adds nothing; an existing id with different content is a ConflictError.
     With ``skip_invalid`` the valid lines are queued and the invalid ones written, with their reasons, to
-    ``FILE.rejects.jsonl``; without it any invalid line is a ManifestError and nothing is inserted.
+    ``FILE.rejects.jsonl``; without it any invalid line is a ManifestError and nothing is inserted. A
+    database that this call created is removed again if it fails.
     """
-    source = Path(path)
+    new_file = sqlite_file_to_create(db)
+    try:
+        async with open_store(db, create=True) as store:
+            return await _submit_into(
+                store,
+                Path(path),
+                run=run,
+                provider=provider,
+                model=model,
+                skip_invalid=skip_invalid,
+                known_providers=known_providers,
+            )
+    except BaseException:
+        if new_file is not None:
+            remove_sqlite_file(new_file)
+        raise
+
+
+async def _submit_into(
+    store: Store,
+    source: Path,
+    *,
+    run: str | None,
+    provider: str | None,
+    model: str | None,
+    skip_invalid: bool,
+    known_providers: frozenset[str] | None,
+) -> SubmitReport:
     run_name = run or source.stem
     options = manifest.ManifestOptions(
         default_provider=provider,
@@ -87,13 +117,9 @@ async def submit(
     )
     rejects = _RejectsFile(source) if skip_invalid else None
     tally = _RejectTally(shown=[])
+    submitted = {"provider": provider, "model": model, "skip_invalid": skip_invalid}
     try:
-        async with (
-            open_store(db, create=True) as store,
-            store.bulk_insert(
-                run_name, source=str(source), options={"provider": provider, "model": model}
-            ) as inserter,
-        ):
+        async with store.bulk_insert(run_name, source=str(source), options=submitted) as inserter:
             lines = await _load(
                 manifest.iter_manifest(source, options), inserter, tally, rejects, skip_invalid
             )
@@ -101,6 +127,8 @@ async def submit(
                 raise ManifestError(tally.shown, tally.total)
             if inserter.conflicts:
                 raise ConflictError(run_name, inserter.conflicting_ids, inserter.conflicts)
+            if lines == tally.total and not inserter.already_present:
+                raise UsageError(f"{source}: no jobs" + (" (every line is invalid)" if lines else ""))
         rejects_file = rejects.commit() if rejects is not None and tally.total else None
     finally:
         if rejects is not None:
@@ -258,27 +286,29 @@ async def run(
     *,
     file: str | os.PathLike[str] | None = None,
     run: str | None = None,
+    skip_invalid: bool = False,
     progress: ProgressOptions | None = None,
     handle_signals: bool = False,
     crash_point: CrashPoint = never,
+    notify: Notify = lambda _message: None,
 ) -> RunReport:
     """Drain a run (the latest, or ``run``); with ``file``, submit it first (idempotently).
 
+    The run is run with the settings it remembers (batchrunner.runsettings), but for the options that
+    ``settings.given`` names; ``notify`` is told of every such difference, and of pending jobs rerouted
+    by a given ``provider``. ``file`` is submitted the way it was before (``--skip-invalid`` included).
     Returns how the run ended; ``RunReport.exit_code`` is the CLI's exit code.
     """
-    db = settings.run.db
-    if file is not None:
-        report = await submit(
-            file,
-            db=db,
-            run=run,
-            provider=settings.run.provider,
-            model=settings.run.model,
-            known_providers=settings.known_providers,
-        )
-        run = report.run
-    async with open_store(db) as store:
-        found = await store.find_run(run)
+    new_file = sqlite_file_to_create(settings.run.db) if file is not None else None
+    try:
+        async with open_store(settings.run.db, create=file is not None) as store:
+            found = await _the_run(store, settings, file, run, skip_invalid, notify)
+    except BaseException:
+        if new_file is not None:  # nothing was submitted: leave no empty database behind
+            remove_sqlite_file(new_file)
+        raise
+    async with open_store(settings.run.db) as store:
+        settings = await _settings_of(store, found, settings, notify)
         options = EngineOptions(
             concurrency=settings.run.concurrency,
             max_attempts=settings.run.max_attempts,
@@ -292,7 +322,54 @@ async def run(
             progress=await _progress(store, found, progress),
             crash_point=crash_point,
         )
-        return await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
+        report = await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
+        return replace(report, db=settings.run.db, runs_in_db=len(await store.list_runs()))
+
+
+async def _the_run(
+    store: Store,
+    settings: Settings,
+    file: str | os.PathLike[str] | None,
+    name: str | None,
+    skip_invalid: bool,
+    notify: Notify,
+) -> RunInfo:
+    """The run to drain, submitting ``file`` first; a given provider reroutes an existing run's jobs."""
+    before = None
+    if file is not None:
+        name = name or Path(file).stem
+        before = await store.find_run_or_none(name)
+        was_skipping = bool(before is not None and before.options.get("skip_invalid"))
+        report = await _submit_into(
+            store,
+            Path(file),
+            run=name,
+            provider=settings.run.provider,
+            model=settings.run.model,
+            skip_invalid=skip_invalid or was_skipping,
+            known_providers=settings.known_providers,
+        )
+        if report.rejected:
+            notify(f"{report.rejected} invalid line(s) skipped; see {report.rejects_file}")
+    found = await store.find_run(name)
+    await store.touch_run(found.id)
+    provider = settings.run.provider
+    if provider is not None and "provider" in settings.given and (file is None or before is not None):
+        moved = await store.reroute_pending(found.id, provider)
+        if moved:
+            notify(f"rerouted {moved} pending job(s) of run {found.name!r} to provider {provider}")
+    return found
+
+
+async def _settings_of(store: Store, run: RunInfo, settings: Settings, notify: Notify) -> Settings:
+    """The settings the run remembers, with this invocation's given options; remembered if new."""
+    providers = await store.providers_left(run.id)
+    if run.settings is not None:
+        settings = runsettings.apply(run.settings, settings, notify)
+    remembered = runsettings.snapshot(settings, providers, run.settings)
+    if remembered != run.settings:
+        await store.save_run_settings(run.id, remembered)
+    return settings
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -56,6 +56,9 @@ class RunReport:
     """The run was cancelled while this runner drained it (``stopped`` says so too)."""
     lost_leases: int = 0
     """Answers that came back after their lease was lost (recorded by whoever holds the job now)."""
+    db: str | None = None
+    """The database of the run, and how many runs it holds (for the hints the CLI prints)."""
+    runs_in_db: int = 1
     dropped_unsent: int = 0
     """Jobs whose lease was lost before they were sent (this runner was away): not sent, not paid for."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 from batchrunner import api
 from batchrunner.cli.common import EXIT_INTERRUPTED, config_option, resolve_settings, run_verb
 from batchrunner.crashpoints import from_spec
+from batchrunner.runner_types import RunReport
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
 """Test-only: kill the runner at a named point (see batchrunner.crashpoints)."""
@@ -79,6 +81,12 @@ def _env(name: str) -> dict[str, Any]:
 @click.option(
     "--db", help="Job database: a SQLite path or a SQLAlchemy URL [default: batchrunner.db].", **_env("DB")
 )
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="With FILE: queue its valid lines and write the invalid ones to FILE.rejects.jsonl "
+    "(a run submitted so is resumed so without it).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress output.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug); tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -86,6 +94,7 @@ def run(
     file: str | None,
     run_name: str | None,
     config_path: Path | None,
+    skip_invalid: bool,
     no_progress: bool,
     verbose: int,
     quiet: bool,
@@ -97,9 +106,13 @@ def run(
     batchrunner run jobs.jsonl --provider fake    submit (if not yet) and run, no key needed
     batchrunner run                               resume the latest run where it stopped
 
+    A run remembers the settings it was first run with (base URL, key variable, limits, concurrency,
+    attempts, timeout, max cost) and is resumed with them; a flag given later overrides them for that
+    invocation, and says so. --provider on a submitted run sends its pending jobs to that provider.
+
     Finished jobs are never sent again. Ctrl-C stops gracefully (calls in flight finish, results are
     saved; exit 130); run again to resume. Exit codes: 0 all succeeded, 1 some failed, 2 bad input,
-    3 stopped (auth, quota, budget), 130 interrupted.
+    3 stopped (auth, quota, budget, cancel), 130 interrupted.
     """
     _configure_logging(verbose, quiet)
     if flags.get("max_cost_usd") is not None:
@@ -111,23 +124,53 @@ def run(
     crash_point = from_spec(os.environ.get(CRASH_VARIABLE))
     report = run_verb(
         api.run(
-            settings, file=file, run=run_name, progress=progress, handle_signals=True, crash_point=crash_point
+            settings,
+            file=file,
+            run=run_name,
+            skip_invalid=skip_invalid,
+            progress=progress,
+            handle_signals=True,
+            crash_point=crash_point,
+            notify=lambda message: click.echo(message, err=True),
         ),
         verbose > 0,
     )
-    states = report.stats.by_state
+    for line in summary_lines(report, quiet=quiet):
+        click.echo(line, err=True)
+    sys.exit(EXIT_INTERRUPTED if report.interrupted else report.exit_code)
+
+
+def summary_lines(report: RunReport, *, quiet: bool) -> list[str]:
+    """How the run ended, with hints that do what they say when pasted as they are."""
+    stats = report.stats
+    again = command("run", report)
     if report.interrupted:
-        click.echo("interrupted: results so far are saved; run `batchrunner run` to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    if report.stopped:
-        click.echo(f"stopped: {report.stopped}", err=True)
-    elif not quiet:
-        click.echo(
-            f"run {report.stats.run!r}: {states['succeeded']} succeeded, {states['failed']} failed, "
-            f"{states['pending']} pending; export with: batchrunner export --format csv -o results.csv",
-            err=True,
-        )
-    sys.exit(report.exit_code)
+        return [f"interrupted: results so far are saved; to resume: {again}"]
+    counts = ", ".join(
+        f"{stats.by_state[state]} {state}"
+        for state in ("succeeded", "failed", "pending", "cancelled")
+        if stats.by_state[state] or state in ("succeeded", "failed")
+    )
+    lines = [f"stopped: {report.stopped}"] if report.stopped else []
+    if quiet and not report.stopped:
+        return lines
+    lines.append(f"run {stats.run!r}: {counts}")
+    if stats.by_state["pending"] and not report.cancelled:
+        lines.append(f"to resume: {again}")
+    if stats.by_state["succeeded"] or stats.by_state["failed"]:
+        lines.append(f"export with: {command('export', report)} --format csv -o results.csv")
+    return lines
+
+
+def command(verb: str, report: RunReport) -> str:
+    """``batchrunner VERB`` for this run: ``--run`` when the database holds others, ``--db`` when it is not
+    the default one."""
+    words = ["batchrunner", verb]
+    if report.runs_in_db > 1:
+        words += ["--run", report.stats.run]
+    if report.db is not None and report.db != api.DEFAULT_DB:
+        words += ["--db", report.db]
+    return shlex.join(words)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:

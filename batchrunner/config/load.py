@@ -91,7 +91,20 @@ def load_settings(
         name: _provider(name, schema.providers.get(name), full_env, label, run_timeout=run_timeout)
         for name in dict.fromkeys([*PRESETS, *schema.providers])
     }
-    settings = Settings(run=run, prices=_prices(schema, label), source=path, providers=providers)
+    given = {name: origin for name, origin in origins.items() if not origin.startswith(label)}
+
+    def key_lookup(variable: str) -> Secret | None:
+        value = full_env.get(variable, "").strip()
+        return Secret(value) if value else None
+
+    settings = Settings(
+        run=run,
+        prices=_prices(schema, label),
+        source=path,
+        providers=providers,
+        given=given,
+        key_lookup=key_lookup,
+    )
     if run.provider is not None and run.provider not in settings.known_providers:
         error = UsageError if origins["provider"].startswith("--") else ConfigError
         known = ", ".join(sorted(settings.known_providers))

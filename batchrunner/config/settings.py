@@ -11,7 +11,7 @@ provider's key, base URL and limits into a :class:`ProviderConfig` up front, kee
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -107,9 +107,19 @@ class Settings:
     """The config file used, if any."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     """Resolved providers by name: the presets and the file's entries."""
+    given: Mapping[str, str] = field(default_factory=dict)
+    """Run options given for this invocation (a flag or a ``BATCHRUNNER_*`` variable), by field name,
+    with where each came from (``--rpm``): these override what a run remembers (batchrunner.runsettings)."""
+    key_lookup: Callable[[str], Secret | None] = field(default=lambda _name: None, repr=False, compare=False)
+    """The key in a variable (environment or ``.env``), for a run that remembers another key variable."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "providers", MappingProxyType(dict(self.providers)))
+        object.__setattr__(self, "given", MappingProxyType(dict(self.given)))
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        """Provider ``name`` as configured (before ``--base-url``, ``--rpm`` and ``--tpm``)."""
+        return self._entry(name)
 
     @property
     def known_providers(self) -> frozenset[str]:

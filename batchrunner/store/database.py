@@ -152,6 +152,21 @@ class Database:
         return select if self.is_sqlite else select.with_for_update()
 
 
+def sqlite_file_to_create(target: str) -> Path | None:
+    """The SQLite file that opening ``target`` would create (None: it exists, or it is not SQLite)."""
+    url = resolve_url(target)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+def remove_sqlite_file(path: Path) -> None:
+    """Remove a SQLite database with its -wal, -shm and -journal files."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def store_error(url: URL, cause: BaseException) -> StoreError:
     """The StoreError for a driver or OS error, with what to do about the common ones."""
     where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)

@@ -83,6 +83,12 @@ class Store:
             raise UsageError(f"no run named {name!r} (batchrunner runs lists them)")
         return _run_info(row)
 
+    async def find_run_or_none(self, name: str) -> RunInfo | None:
+        try:
+            return await self.find_run(name)
+        except UsageError:
+            return None
+
     async def list_runs(self) -> list[RunInfo]:
         counts = select(jobs.c.run_id, func.count().label("n")).group_by(jobs.c.run_id).subquery()
         query = (

@@ -1,5 +1,14 @@
 """Streaming exports: CSV, JSONL and the OpenAI Batch API output format (DESIGN.md "Exports").
 
+CSV cells are neutralised against formula injection (OWASP "CSV injection") by this rule, which the
+README's "Exports" paragraph states too: a text cell that starts with ``= + - @``, a tab or a carriage
+return is prefixed with ``'``, unless it is a plain number (``-5``, ``+3``, ``-0.5``, ``.5``, ``1e-3``,
+``-2.5E+10``: optional sign, digits with at most one decimal point, optional exponent, nothing else, not
+even spaces), which a spreadsheet reads as that number and never as a formula. The ``custom_id`` column is
+never altered: ids are the key a user joins the results back on, so they are written verbatim even when
+they start with ``=``. The number columns (tokens, cost, attempts, latency) are ours and always numbers.
+``--no-sanitize`` writes every cell as is.
+
 Rows arrive page by page from the store and are formatted a page at a time, so memory stays flat
 however large the run. A file target is written to a temporary file beside it, flushed to disk and
 renamed into place: a failed export (a full disk, say) leaves no partial file and the old one intact.
@@ -14,6 +23,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -37,6 +47,7 @@ CSV_COLUMNS = [
     "output",
     "input_tokens",
     "output_tokens",
+    "cached_tokens",
     "cost_usd",
     "attempts",
     "latency_ms",
@@ -46,10 +57,15 @@ CSV_COLUMNS = [
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """Cells a spreadsheet would run as a formula (OWASP "CSV injection"); prefixed with ``'`` by default."""
 
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A number as a spreadsheet reads it: safe even when it starts with a sign (``fullmatch`` only)."""
+
 
 def neutralise(cell: str) -> str:
-    """Make a cell that a spreadsheet would evaluate display as text instead."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+    """Make a cell that a spreadsheet would evaluate display as text instead; numbers are left alone."""
+    if cell.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(cell) is None:
+        return "'" + cell
+    return cell
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,13 +94,14 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
     no_metadata = [""] * len(keys)
     for row in rows:
         cells: list[Any] = [
-            clean(row.custom_id),
+            row.custom_id,  # never altered: the user joins on it (module docstring)
             row.state,
             row.provider,
             clean(row.model) if row.model else "",
             clean(row.output_text) if row.output_text else "",
             "" if row.input_tokens is None else row.input_tokens,
             "" if row.output_tokens is None else row.output_tokens,
+            "" if row.cached_tokens is None else row.cached_tokens,
             _usd(row.cost_usd),
             row.attempts,
             "" if row.latency_ms is None else f"{row.latency_ms:.1f}",

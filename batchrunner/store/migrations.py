@@ -39,10 +39,20 @@ def m0003_provider_pauses(conn: Connection) -> None:
     tables.provider_pauses.create(conn, checkfirst=True)
 
 
+def m0005_attempt_error_body(conn: Connection) -> None:
+    """The provider's error answer of each attempt (``attempts.error_body``), for the openai-batch export.
+
+    A database created after this column joined tables.py already has it from 0001.
+    """
+    if "error_body" not in {column["name"] for column in inspect(conn).get_columns("attempts")}:
+        conn.execute(text("ALTER TABLE attempts ADD COLUMN error_body TEXT"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
     ("0003_provider_pauses", m0003_provider_pauses),
+    ("0005_attempt_error_body", m0005_attempt_error_body),
 ]
 
 

@@ -49,6 +49,8 @@ class AttemptRecord:
     cached_tokens: int | None = None
     possibly_billed: bool = False
     request_id: str | None = None
+    error_body: str | None = None
+    """The provider's HTTP error answer as JSON text, ``{"error": {...}}`` (None: none came)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

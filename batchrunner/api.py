@@ -222,7 +222,8 @@ async def export(
     async with open_store(db) as store:
         found = await store.find_run(run)
         keys = tuple(await store.metadata_keys(found)) if format == "csv" else ()
-        options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys)
+        run_key = f"{found.id}:{found.created_at.isoformat()}"
+        options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys, run_key=run_key)
         return await write_export(store.export_pages(found, only), output, options)
 
 

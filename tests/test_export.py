@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -224,7 +225,14 @@ async def test_openai_batch_format(db: str, tmp_path: Path) -> None:
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert records[0]["custom_id"] == "id-001" and records[0]["response"]["status_code"] == 200
     assert records[0]["response"]["body"] == {"id": "r"} and records[0]["error"] is None
-    assert records[-1]["response"] is None and records[-1]["error"]["code"] == "permanent"
+    # the seeded failure has no HTTP status recorded: there is no answer to give, so an error
+    assert records[-1]["response"] is None
+    assert records[-1]["error"] == {"code": "permanent", "message": "400 bad request"}
+    ids = [record["id"] for record in records]
+    assert all(re.fullmatch(r"batch_req_[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == len(ids)
+    again = tmp_path / "again.jsonl"
+    await api.export(db=db, format="openai-batch", output=str(again), only="failed")
+    assert json.loads(again.read_text())["id"] == ids[-1]  # the same job, the same id, whatever the filter
 
 
 async def test_export_to_dev_full_fails_cleanly(db: str) -> None:

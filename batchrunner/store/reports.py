@@ -23,6 +23,14 @@ jobs, results, attempts = tables.jobs, tables.results, tables.attempts
 
 Only = Literal["succeeded", "failed", "all"]
 
+_last = attempts.alias("last_attempt")
+"""``attempts`` as the export joins it: each job's last attempt (its status, request id, error body)."""
+_later = attempts.alias("later")
+_last_attempt_id = select(func.max(_later.c.id)).where(_later.c.job_id == jobs.c.id).scalar_subquery()
+"""The id of the current job's last attempt: one probe of ``ix_attempts_job`` per row (the index holds
+the row id), then a primary-key lookup. The last, not the highest ``number``: an attempt refunded by a
+run-stopping error is numbered again by the next one."""
+
 
 def _by_state_query(run: RunInfo) -> Select[Any]:
     """(state, jobs, attempts) per state of the run's jobs."""
@@ -140,8 +148,15 @@ async def export_pages(
             results.c.cached_tokens,
             results.c.cost_usd,
             results.c.latency_ms,
+            _last.c.status_code,
+            _last.c.request_id,
+            _last.c.error_body,
         )
-        .select_from(jobs.outerjoin(results, results.c.job_id == jobs.c.id))
+        .select_from(
+            jobs.outerjoin(results, results.c.job_id == jobs.c.id).outerjoin(
+                _last, _last.c.id == _last_attempt_id
+            )
+        )
         .where(jobs.c.id <= bounds[1])
         .order_by(jobs.c.id)
         .limit(page_size)

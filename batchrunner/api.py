@@ -224,7 +224,8 @@ async def export(
         keys = tuple(await store.metadata_keys(found)) if format == "csv" else ()
         run_key = f"{found.id}:{found.created_at.isoformat()}"
         options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys, run_key=run_key)
-        return await write_export(store.export_pages(found, only), output, options)
+        pages = store.export_pages(found, only, last_attempt=format == "openai-batch")
+        return await write_export(pages, output, options)
 
 
 async def retry_failed(*, db: str = DEFAULT_DB, run: str | None = None) -> int:

@@ -59,7 +59,7 @@ async def last_attempts(db: str) -> dict[str, tuple[Any, ...]]:
 def test_openai_batch_lines_match_openai_output(
     fake_server: StartFakeServer, tmp_path: Path, db_target: str
 ) -> None:
-    plans = {0: "ok", 1: "*400", 2: "*500", 3: "*reset", 4: "*hang"}
+    plans = {0: "ok", 1: "500,*400", 2: "*500", 3: "*reset", 4: "*hang"}  # 1: the last attempt counts
     jobs = prompts(len(plans), "batch", plans)
     ok, bad_request, server_error, reset, hang = jobs
     server = fake_server(latency_ms=3, retry_after_s=0.1)

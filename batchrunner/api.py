@@ -265,8 +265,10 @@ async def export(
     async with open_store(db) as store:
         found = await store.find_run(run)
         keys = tuple(await store.metadata_keys(found)) if format == "csv" else ()
-        options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys)
-        return await write_export(store.export_pages(found, only), output, options)
+        run_key = f"{found.id}:{found.created_at.isoformat()}"
+        options = ExportOptions(format=format, sanitize=sanitize, metadata_keys=keys, run_key=run_key)
+        pages = store.export_pages(found, only, last_attempt=format == "openai-batch")
+        return await write_export(pages, output, options)
 
 
 async def retry_failed(*, db: str = DEFAULT_DB, run: str | None = None) -> int:

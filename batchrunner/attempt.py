@@ -266,6 +266,7 @@ def _failure(
         latency_ms=(time.perf_counter() - started) * 1000,
         possibly_billed=error.possibly_billed,
         request_id=error.request_id,
+        error_body=error.error_body,
     )
     decision = decide(error, job.attempt, ctx.rng, ctx.policy)
     common = {"lease": job.lease, "attempt": attempt, "error_class": error.error_class, "error": message}

@@ -110,12 +110,15 @@ class ProviderError(BatchrunnerError):
         request_id: str | None = None,
         possibly_billed: bool = False,
         rate_limits: RateLimitInfo | None = None,
+        error_body: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
         self.possibly_billed = possibly_billed
         self.rate_limits = rate_limits
+        self.error_body = error_body
+        """The provider's error answer as JSON text, ``{"error": {...}}``, redacted (None: no answer)."""
 
     @property
     def error_class(self) -> str:

@@ -1,5 +1,14 @@
 """Streaming exports: CSV, JSONL and the OpenAI Batch API output format (DESIGN.md "Exports").
 
+CSV cells are neutralised against formula injection (OWASP "CSV injection") by this rule, which the
+README's "Exports" paragraph states too: a text cell that starts with ``= + - @``, a tab or a carriage
+return is prefixed with ``'``, unless it is a plain number (``-5``, ``+3``, ``-0.5``, ``.5``, ``1e-3``,
+``-2.5E+10``: optional sign, digits with at most one decimal point, optional exponent, nothing else, not
+even spaces), which a spreadsheet reads as that number and never as a formula. The ``custom_id`` column is
+never altered: ids are the key a user joins the results back on, so they are written verbatim even when
+they start with ``=``. The number columns (tokens, cost, attempts, latency) are ours and always numbers.
+``--no-sanitize`` writes every cell as is.
+
 Rows arrive page by page from the store and are formatted a page at a time, so memory stays flat
 however large the run. A file target is written to a temporary file beside it, flushed to disk and
 renamed into place: a failed export (a full disk, say) leaves no partial file and the old one intact.
@@ -11,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -37,6 +48,7 @@ CSV_COLUMNS = [
     "output",
     "input_tokens",
     "output_tokens",
+    "cached_tokens",
     "cost_usd",
     "attempts",
     "latency_ms",
@@ -46,10 +58,15 @@ CSV_COLUMNS = [
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """Cells a spreadsheet would run as a formula (OWASP "CSV injection"); prefixed with ``'`` by default."""
 
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A number as a spreadsheet reads it: safe even when it starts with a sign (``fullmatch`` only)."""
+
 
 def neutralise(cell: str) -> str:
-    """Make a cell that a spreadsheet would evaluate display as text instead."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+    """Make a cell that a spreadsheet would evaluate display as text instead; numbers are left alone."""
+    if cell.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(cell) is None:
+        return "'" + cell
+    return cell
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,6 +74,9 @@ class ExportOptions:
     format: ExportFormat
     sanitize: bool = True
     metadata_keys: tuple[str, ...] = ()
+    run_key: str = ""
+    """What identifies the run beyond this database (its id and creation time): the seed of the
+    openai-batch ``id``s."""
 
 
 PageFormatter = Callable[[list[ExportRow]], str]
@@ -78,13 +98,14 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
     no_metadata = [""] * len(keys)
     for row in rows:
         cells: list[Any] = [
-            clean(row.custom_id),
+            row.custom_id,  # never altered: the user joins on it (module docstring)
             row.state,
             row.provider,
             clean(row.model) if row.model else "",
             clean(row.output_text) if row.output_text else "",
             "" if row.input_tokens is None else row.input_tokens,
             "" if row.output_tokens is None else row.output_tokens,
+            "" if row.cached_tokens is None else row.cached_tokens,
             _usd(row.cost_usd),
             row.attempts,
             "" if row.latency_ms is None else f"{row.latency_ms:.1f}",
@@ -132,23 +153,62 @@ def jsonl_page(rows: list[ExportRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def openai_batch_page(rows: list[ExportRow]) -> str:
-    """The OpenAI Batch API output file format, so pipelines built for it can read our results."""
+def openai_batch_page(rows: list[ExportRow], run_key: str) -> str:
+    """The OpenAI Batch API output file format, line for line as OpenAI writes it, so pipelines built for
+    it can read our results.
+
+    ``response`` is the HTTP answer of the job's last attempt, with its status code and request id: the
+    completion of a job that succeeded, or the provider's error body (``{"error": {...}}``) of an HTTP
+    error (status >= 400); ``error`` is null then. ``error`` (``{"code", "message"}``) is used only when
+    there is no HTTP answer to give: a timeout or a connection failure, a 2xx that was not a valid answer,
+    a job never sent (pending, cancelled). ``code`` is then the error class (``timeout``, ``transient``
+    ...) or, for a job never sent, its state.
+    """
     lines = []
     for row in rows:
-        succeeded = row.state == "succeeded" and row.response_json is not None
+        response = _batch_response(row)
         record = {
-            "id": f"batch_req_{row.job_id}",
+            "id": batch_request_id(run_key, row.job_id),
             "custom_id": row.custom_id,
-            "response": {"status_code": 200, "request_id": None, "body": json.loads(row.response_json)}
-            if succeeded and row.response_json
-            else None,
-            "error": None
-            if succeeded
-            else {"code": row.error_class or row.state, "message": row.error or row.state},
+            "response": response,
+            "error": None if response is not None else _batch_error(row),
         }
         lines.append(json.dumps(record, ensure_ascii=False))
     return "\n".join(lines) + "\n"
+
+
+def batch_request_id(run_key: str, job_id: int) -> str:
+    """``batch_req_`` and 32 hex digits, as OpenAI's look: a hash of the run and the job, so every export
+    gives a job the same id, and ids from two databases do not collide (``run_key`` holds the run's
+    creation time)."""
+    digest = hashlib.blake2b(f"{run_key}:{job_id}".encode(), digest_size=16).hexdigest()
+    return "batch_req_" + digest
+
+
+def _batch_response(row: ExportRow) -> dict[str, Any] | None:
+    if row.state == "succeeded":
+        return {
+            "status_code": 200 if row.status_code is None else row.status_code,
+            "request_id": row.request_id,
+            "body": json.loads(row.response_json) if row.response_json else None,
+        }
+    if row.status_code is None or row.status_code < 400:
+        return None
+    body = json.loads(row.error_body) if row.error_body else _error_body_of(row)
+    return {"status_code": row.status_code, "request_id": row.request_id, "body": body}
+
+
+def _error_body_of(row: ExportRow) -> dict[str, Any]:
+    """An error body in OpenAI's shape for an attempt that has none stored (the server sent no body, or
+    the attempt was recorded before bodies were kept)."""
+    return {"error": {"message": row.error, "type": row.error_class, "param": None, "code": None}}
+
+
+def _batch_error(row: ExportRow) -> dict[str, str]:
+    return {
+        "code": row.error_class or row.state,
+        "message": row.error or f"no answer: the job is {row.state}",
+    }
 
 
 def formatter(options: ExportOptions) -> tuple[str, PageFormatter]:
@@ -157,7 +217,7 @@ def formatter(options: ExportOptions) -> tuple[str, PageFormatter]:
         return csv_header(options), lambda rows: csv_page(rows, options)
     if options.format == "jsonl":
         return "", jsonl_page
-    return "", openai_batch_page
+    return "", lambda rows: openai_batch_page(rows, options.run_key)
 
 
 async def write_export(pages: AsyncIterator[list[ExportRow]], target: str, options: ExportOptions) -> int:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,23 +32,47 @@ OUTPUTS = [
     "@SUM(A1)",
     "\tindented",
     'ok, "quoted"\n2',
+    "-5",
+    "-0.5",
+    "+3",
+    "-.5e-3",
+    "-2.5E+10",
+    "-1+2",
+    "-5 ",
+    "- 5",
+    "-1e",
+    "-",
+    "-inf",
 ]
 
 
-async def seed(db: str, outputs: list[str] = OUTPUTS, failed: int = 1) -> None:
-    """A run whose jobs succeeded with ``outputs`` (in order), then ``failed`` permanently failed jobs."""
+async def seed(
+    db: str,
+    outputs: list[str] = OUTPUTS,
+    failed: int = 1,
+    *,
+    custom_ids: list[str] | None = None,
+    metadata: list[dict[str, object]] | None = None,
+) -> None:
+    """A run whose jobs succeeded with ``outputs`` (in order), then ``failed`` permanently failed jobs.
+
+    ids are ``id-001``... and metadata ``{"lang": "en", "n": N}`` unless given (one per job).
+    """
+    total = len(outputs) + failed
+    ids = custom_ids or [f"id-{n:03d}" for n in range(1, total + 1)]
+    metas = metadata or [{"lang": "en", "n": n} for n in range(1, total + 1)]
     specs = [
         JobSpec(
-            custom_id=f"id-{n:03d}",
+            custom_id=ids[n - 1],
             line_number=n,
             format=ManifestFormat.SIMPLE,
             provider="fake",
             endpoint=Endpoint.CHAT_COMPLETIONS,
             model="fake-model",
             request_json='{"model":"fake-model"}',
-            metadata_json=json.dumps({"lang": "en", "n": n}),
+            metadata_json=json.dumps(metas[n - 1]),
         )
-        for n in range(1, len(outputs) + failed + 1)
+        for n in range(1, total + 1)
     ]
     store = await Store.open(db)
     try:
@@ -66,6 +91,7 @@ async def seed(db: str, outputs: list[str] = OUTPUTS, failed: int = 1) -> None:
                     response_json='{"id":"r"}',
                     input_tokens=10,
                     output_tokens=5,
+                    cached_tokens=2,
                     cost_usd=0.001,
                     latency_ms=12.5,
                 )
@@ -103,7 +129,7 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
     target = tmp_path / "out.csv"
     assert await api.export(db=db, format="csv", output=str(target)) == len(OUTPUTS) + 1
     header, *rows = read_csv(target)
-    assert header[:11] == [
+    assert header[:12] == [
         "custom_id",
         "status",
         "provider",
@@ -111,12 +137,13 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "output",
         "input_tokens",
         "output_tokens",
+        "cached_tokens",
         "cost_usd",
         "attempts",
         "latency_ms",
         "error",
     ]
-    assert header[11:] == ["metadata.lang", "metadata.n"]
+    assert header[12:] == ["metadata.lang", "metadata.n"]
     assert [row[0] for row in rows] == [f"id-{n:03d}" for n in range(1, len(OUTPUTS) + 2)]
     outputs = [row[4] for row in rows[: len(OUTPUTS)]]
     assert outputs == [
@@ -127,16 +154,47 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "'@SUM(A1)",
         "'\tindented",
         'ok, "quoted"\n2',
+        # plain numbers are safe, so they stay as they are ...
+        "-5",
+        "-0.5",
+        "+3",
+        "-.5e-3",
+        "-2.5E+10",
+        # ... and anything more than a plain number keeps the protection
+        "'-1+2",
+        "'-5 ",
+        "'- 5",
+        "'-1e",
+        "'-",
+        "'-inf",
     ]
-    assert rows[0][1:4] == ["succeeded", "fake", "fake-model"] and rows[0][5:10] == [
+    assert rows[0][1:4] == ["succeeded", "fake", "fake-model"] and rows[0][5:11] == [
         "10",
         "5",
+        "2",
         "0.001",
         "1",
         "12.5",
     ]
-    assert rows[-1][1] == "failed" and rows[-1][10] == "permanent: 400 bad request" and rows[-1][4] == ""
-    assert rows[2][11:] == ["en", "3"]
+    failed = rows[-1]
+    assert failed[1] == "failed" and failed[11] == "permanent: 400 bad request" and failed[4] == ""
+    assert failed[5:8] == ["", "", ""]  # no result, so no token counts (not zeros)
+    assert rows[2][12:] == ["en", "3"]
+
+
+async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) -> None:
+    """ids are written verbatim even when they look like formulas (the user joins on them); metadata
+    numbers are not altered; metadata text that a spreadsheet would run is still neutralised."""
+    db = str(tmp_path / "ids.db")
+    ids = ['=HYPERLINK("http://x")', "-5", "+cmd", "@id", "plain"]
+    metadata = [{"score": -5}, {"score": -0.25}, {"score": "=1+1"}, {"score": "-3 apples"}, {"score": 7}]
+    await seed(db, outputs=["a"] * len(ids), failed=0, custom_ids=ids, metadata=metadata)
+    target = tmp_path / "ids.csv"
+    await api.export(db=db, format="csv", output=str(target))
+    header, *rows = read_csv(target)
+    assert header[-1] == "metadata.score"
+    assert [row[0] for row in rows] == ids
+    assert [row[-1] for row in rows] == ["-5", "-0.25", "'=1+1", "'-3 apples", "7"]
 
 
 async def test_no_sanitize_keeps_cells(db: str, tmp_path: Path) -> None:
@@ -152,7 +210,7 @@ async def test_only_filters_and_jsonl_carries_everything(db: str, tmp_path: Path
     assert [r["output"] for r in records] == OUTPUTS
     first = records[0]
     assert first["request"] == {"model": "fake-model"} and first["response"] == {"id": "r"}
-    assert first["usage"] == {"input_tokens": 10, "output_tokens": 5, "cached_tokens": 0}
+    assert first["usage"] == {"input_tokens": 10, "output_tokens": 5, "cached_tokens": 2}
     assert first["metadata"] == {"lang": "en", "n": 1} and first["error"] is None
 
     failed = tmp_path / "failed.jsonl"
@@ -167,7 +225,14 @@ async def test_openai_batch_format(db: str, tmp_path: Path) -> None:
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert records[0]["custom_id"] == "id-001" and records[0]["response"]["status_code"] == 200
     assert records[0]["response"]["body"] == {"id": "r"} and records[0]["error"] is None
-    assert records[-1]["response"] is None and records[-1]["error"]["code"] == "permanent"
+    # the seeded failure has no HTTP status recorded: there is no answer to give, so an error
+    assert records[-1]["response"] is None
+    assert records[-1]["error"] == {"code": "permanent", "message": "400 bad request"}
+    ids = [record["id"] for record in records]
+    assert all(re.fullmatch(r"batch_req_[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == len(ids)
+    again = tmp_path / "again.jsonl"
+    await api.export(db=db, format="openai-batch", output=str(again), only="failed")
+    assert json.loads(again.read_text())["id"] == ids[-1]  # the same job, the same id, whatever the filter
 
 
 async def test_export_to_dev_full_fails_cleanly(db: str) -> None:

@@ -276,7 +276,48 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         async with store.db.read() as conn:
             names = (await conn.execute(select(tables.schema_migrations.c.name))).scalars().all()
         await store.close()
-    assert names == ["0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record"]
+    assert names == [
+        "0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record",
+        "0005_attempt_error_body",
+    ]  # fmt: skip
+
+
+async def test_an_older_database_gains_the_attempt_error_body(db_target: str) -> None:
+    """0005 adds ``attempts.error_body`` to a database made before it; its attempts keep their rows."""
+    store = await Store.open(db_target)
+    try:
+        run_id = await queue(store, 2)
+        old, new = await store.claim(run_id, "me", 2, lease_seconds=60)
+        await store.record_outcomes([success(old.lease)])
+        async with store.db.write() as conn:  # as the database was before 0005
+            await conn.execute(text("ALTER TABLE attempts DROP COLUMN error_body"))
+            await conn.execute(
+                tables.schema_migrations.delete().where(
+                    tables.schema_migrations.c.name == "0005_attempt_error_body"
+                )
+            )
+    finally:
+        await store.close()
+    store = await Store.open(db_target)
+    try:
+        body = '{"error": {"message": "Invalid request.", "type": "invalid_request_error"}}'
+        failed = Outcome(
+            lease=new.lease,
+            attempt=AttemptRecord(
+                number=1, runner_id="me", started_at=datetime.now(UTC), status_code=400, error_body=body
+            ),
+            state=JobState.FAILED,
+            error_class="permanent",
+            error="openai: HTTP 400: Invalid request.",
+        )
+        await store.record_outcomes([failed])
+        async with store.db.read() as conn:
+            rows = await conn.execute(
+                select(tables.attempts.c.job_id, tables.attempts.c.error_body).order_by(tables.attempts.c.id)
+            )
+            assert [tuple(row) for row in rows] == [(old.lease.job_id, None), (new.lease.job_id, body)]
+    finally:
+        await store.close()
 
 
 async def test_heartbeat_renews_only_this_runners_leases(store: Store) -> None:

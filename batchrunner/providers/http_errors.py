@@ -57,9 +57,11 @@ from batchrunner.retry import parse_retry_after, parse_should_retry
 from batchrunner.secret import MASK
 
 __all__ = [
+    "MAX_ERROR_BODY_CHARS",
     "MAX_MESSAGE_CHARS",
     "anthropic_rate_limits",
     "classify",
+    "error_body_json",
     "error_from_response",
     "invalid_response",
     "json_object",
@@ -75,6 +77,9 @@ __all__ = [
 
 MAX_MESSAGE_CHARS = 500
 """Error messages are cut to this length: they are stored with every attempt."""
+
+MAX_ERROR_BODY_CHARS = 8000
+"""A provider's error body longer than this (as JSON) is stored as its message alone."""
 
 _MIN_SECRET_CHARS = 8
 """Shorter "keys" (test dummies like ``"k"``) are not replaced verbatim: that would shred every message."""
@@ -221,6 +226,7 @@ def error_from_response(
     where = f"HTTP {status}" if status >= 400 else "error event"
     label = f"{where} {code or error_type}" if code or error_type else where
     text = redact(_clip(f"{provider}: {label}: {message or 'no error message'}"), secrets)
+    error_body = error_body_json(body, message, secrets)
     if issubclass(cls, RateLimited):
         return cls(
             text,
@@ -228,8 +234,50 @@ def error_from_response(
             status_code=status,
             request_id=request_id,
             rate_limits=rate_limits,
+            error_body=error_body,
         )
-    return cls(text, status_code=status, request_id=request_id, rate_limits=rate_limits)
+    return cls(
+        text, status_code=status, request_id=request_id, rate_limits=rate_limits, error_body=error_body
+    )
+
+
+def error_body_json(body: object, message: str, secrets: Iterable[str]) -> str | None:
+    """The provider's error answer as JSON text in the shape of OpenAI's, ``{"error": {...}}``, for the
+    attempt record (the openai-batch export gives it back as the response body); None without a body.
+
+    The OpenAI SDK hands over the inner error object (it unwraps ``"error"``), so it is wrapped again;
+    a full body (Anthropic's ``{"type": "error", "error": {...}, "request_id": ...}``) is kept as it
+    is; a body that is not JSON (an HTML page from a proxy) becomes ``{"error": {"message": ...}}``
+    with its text clipped, as does one too long to keep. Every string in it is passed through
+    :func:`redact` (it is the server's JSON, which never holds our key, and no request header is ever
+    part of it).
+    """
+    if body is None or body == "":
+        return None
+    if isinstance(body, Mapping):
+        full: object = body if isinstance(body.get("error"), Mapping) else {"error": body}
+    else:
+        full = _text_error(body if isinstance(body, str) else str(body))
+    keys = tuple(secrets)
+    encoded = json.dumps(_redact_strings(full, keys), ensure_ascii=False)
+    if len(encoded) > MAX_ERROR_BODY_CHARS:
+        encoded = json.dumps(_redact_strings(_text_error(message), keys), ensure_ascii=False)
+    return encoded
+
+
+def _text_error(message: str) -> dict[str, object]:
+    return {"error": {"message": _clip(message), "type": None, "param": None, "code": None}}
+
+
+def _redact_strings(value: object, secrets: tuple[str, ...]) -> object:
+    """``value`` (decoded JSON) with every string in it, keys included, passed through :func:`redact`."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact(str(k), secrets): _redact_strings(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_strings(item, secrets) for item in value]
+    return value
 
 
 def invalid_response(

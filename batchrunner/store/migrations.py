@@ -62,11 +62,21 @@ def _timestamp(conn: Connection) -> str:
     return "DATETIME" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
 
 
+def m0005_attempt_error_body(conn: Connection) -> None:
+    """The provider's error answer of each attempt (``attempts.error_body``), for the openai-batch export.
+
+    A database created after this column joined tables.py already has it from 0001.
+    """
+    if "error_body" not in {column["name"] for column in inspect(conn).get_columns("attempts")}:
+        conn.execute(text("ALTER TABLE attempts ADD COLUMN error_body TEXT"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
     ("0003_provider_pauses", m0003_provider_pauses),
     ("0004_run_record", m0004_run_record),
+    ("0005_attempt_error_body", m0005_attempt_error_body),
 ]
 
 

@@ -49,6 +49,8 @@ class AttemptRecord:
     cached_tokens: int | None = None
     possibly_billed: bool = False
     request_id: str | None = None
+    error_body: str | None = None
+    """The provider's HTTP error answer as JSON text, ``{"error": {...}}`` (None: none came)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,6 +136,10 @@ class ExportRow(NamedTuple):
     cached_tokens: int | None
     cost_usd: float | None
     latency_ms: float | None
+    status_code: int | None
+    """Of the job's last attempt (None: no attempt, or no HTTP answer); so are the next two."""
+    request_id: str | None
+    error_body: str | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import JobState, RunInfo
@@ -22,6 +22,14 @@ from batchrunner.store.records import ExportRow, RunStats
 jobs, results, attempts = tables.jobs, tables.results, tables.attempts
 
 Only = Literal["succeeded", "failed", "all"]
+
+_last = attempts.alias("last_attempt")
+"""``attempts`` as the export joins it: each job's last attempt (its status, request id, error body)."""
+_later = attempts.alias("later")
+_last_attempt_id = select(func.max(_later.c.id)).where(_later.c.job_id == jobs.c.id).scalar_subquery()
+"""The id of the current job's last attempt: one probe of ``ix_attempts_job`` per row (the index holds
+the row id), then a primary-key lookup. The last, not the highest ``number``: an attempt refunded by a
+run-stopping error is numbered again by the next one."""
 
 
 def _by_state_query(run: RunInfo) -> Select[Any]:
@@ -128,16 +136,25 @@ async def run_stats(db: Database, run: RunInfo) -> RunStats:
 
 
 async def export_pages(
-    db: Database, run: RunInfo, only: Only = "all", page_size: int = 2000
+    db: Database, run: RunInfo, only: Only = "all", page_size: int = 2000, *, last_attempt: bool = False
 ) -> AsyncIterator[list[ExportRow]]:
     """Yield the run's jobs with their results in manifest order, one short read transaction per page.
 
     Each page is a range scan of the primary key from the last id seen (see :func:`_in_run`), so a page
-    costs the same at the end of a million-row run as at its start.
+    costs the same at the end of a million-row run as at its start. With ``last_attempt`` each row has
+    its last attempt's status code, request id and error body (otherwise None): two index lookups a row,
+    which cost a CSV export 14% (100,000 rows), so only the openai-batch export asks for them.
     """
     bounds = await _id_bounds(db, run)
     if bounds is None:
         return
+    tried: Any = jobs.outerjoin(results, results.c.job_id == jobs.c.id)
+    attempt_columns: list[ColumnElement[Any]]
+    if last_attempt:
+        tried = tried.outerjoin(_last, _last.c.id == _last_attempt_id)
+        attempt_columns = [_last.c.status_code, _last.c.request_id, _last.c.error_body]
+    else:
+        attempt_columns = [null().label(name) for name in ("status_code", "request_id", "error_body")]
     query = (
         select(
             jobs.c.id.label("job_id"),
@@ -158,8 +175,9 @@ async def export_pages(
             results.c.cached_tokens,
             results.c.cost_usd,
             results.c.latency_ms,
+            *attempt_columns,
         )
-        .select_from(jobs.outerjoin(results, results.c.job_id == jobs.c.id))
+        .select_from(tried)
         .where(jobs.c.id <= bounds[1])
         .order_by(jobs.c.id)
         .limit(page_size)

@@ -163,8 +163,10 @@ class Store:
         """Jobs by state (every state present, zeros included)."""
         return await reports.state_counts(self.db, run)
 
-    def export_pages(self, run: RunInfo, only: reports.Only = "all") -> AsyncIterator[list[ExportRow]]:
-        return reports.export_pages(self.db, run, only)
+    def export_pages(
+        self, run: RunInfo, only: reports.Only = "all", *, last_attempt: bool = False
+    ) -> AsyncIterator[list[ExportRow]]:
+        return reports.export_pages(self.db, run, only, last_attempt=last_attempt)
 
     async def metadata_keys(self, run: RunInfo) -> list[str]:
         return await reports.metadata_keys(self.db, run)

@@ -139,6 +139,7 @@ attempts = Table(
     Column("cached_tokens", Integer),
     Column("possibly_billed", Boolean, nullable=False, server_default=false()),
     Column("request_id", String(200)),
+    Column("error_body", Text),
     Index("ix_attempts_job", "job_id"),
 )
 

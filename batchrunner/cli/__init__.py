@@ -26,7 +26,9 @@ from batchrunner.cli.render import render_runs, render_status, status_json
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchrunner")
-def main() -> None:
+@click.option("--db", metavar="PATH|URL", help="The job database, for any command (as each command's --db).")
+@click.option("-v", "--verbose", count=True, help="More logging, for any command (as each command's -v).")
+def main(db: str | None, verbose: int) -> None:
     """Run large batches of LLM API calls reliably: resumable, rate-limited, never paying twice.
 
     \b
@@ -41,7 +43,12 @@ def main() -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@run_option
+@click.option(
+    "--run",
+    "run_name",
+    metavar="NAME",
+    help="The run to queue the jobs in [default: FILE's name without its extension: jobs for jobs.jsonl].",
+)
 @click.option(
     "--provider", help="Provider for lines that name none (openai, anthropic, fake, gemini, cohere)."
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from batchrunner.config import Settings, load_settings
 from batchrunner.errors import (
@@ -70,9 +71,19 @@ def resolve_settings(flags: Mapping[str, object | None], config_path: Path | Non
     raise AssertionError("unreachable")  # pragma: no cover - the boundary exits
 
 
+def from_group(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option given before the subcommand (``batchrunner --db x.db status``) counts as given to it,
+    unless the subcommand's own flag says otherwise; both beat the environment."""
+    given = ctx.find_root().params.get(param.name or "")
+    if not given or ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+        return value
+    return type(value)(given) if isinstance(value, bool | int) else given
+
+
 def db_option(func: F) -> F:
     option = click.option(
         "--db",
+        callback=from_group,
         envvar="BATCHRUNNER_DB",
         show_envvar=True,
         help="Job database: a SQLite file path, or a SQLAlchemy URL such as postgresql+asyncpg://host/db "
@@ -95,10 +106,16 @@ def config_option(func: F) -> F:
 
 def run_option(func: F) -> F:
     option = click.option(
-        "--run", "run_name", metavar="NAME", help="The run to act on (default: the latest)."
+        "--run",
+        "run_name",
+        metavar="NAME",
+        help="The run to act on [default: the latest: the one most recently submitted, run, retried "
+        "or cancelled].",
     )
     return option(func)
 
 
 def verbose_option(func: F) -> F:
-    return click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")(func)
+    return click.option(
+        "-v", "--verbose", is_flag=True, callback=from_group, help="Show tracebacks and debug logs."
+    )(func)

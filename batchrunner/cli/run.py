@@ -13,7 +13,13 @@ from typing import Any
 import click
 
 from batchrunner import api
-from batchrunner.cli.common import EXIT_INTERRUPTED, config_option, resolve_settings, run_verb
+from batchrunner.cli.common import (
+    EXIT_INTERRUPTED,
+    config_option,
+    from_group,
+    resolve_settings,
+    run_verb,
+)
 from batchrunner.crashpoints import from_spec
 from batchrunner.runner_types import RunReport
 
@@ -28,7 +34,10 @@ def _env(name: str) -> dict[str, Any]:
 @click.command("run")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--run", "run_name", metavar="NAME", help="The run to drain (default: FILE's run, else the latest)."
+    "--run",
+    "run_name",
+    metavar="NAME",
+    help="The run to drain [default: FILE's run (FILE's name without its extension), else the latest].",
 )
 @click.option(
     "--concurrency",
@@ -79,7 +88,10 @@ def _env(name: str) -> dict[str, Any]:
 )
 @config_option
 @click.option(
-    "--db", help="Job database: a SQLite path or a SQLAlchemy URL [default: batchrunner.db].", **_env("DB")
+    "--db",
+    callback=from_group,
+    help="Job database: a SQLite path or a SQLAlchemy URL [default: batchrunner.db].",
+    **_env("DB"),
 )
 @click.option(
     "--skip-invalid",
@@ -88,7 +100,13 @@ def _env(name: str) -> dict[str, Any]:
     "(a run submitted so is resumed so without it).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress output.")
-@click.option("-v", "--verbose", count=True, help="More logging (-vv: debug); tracebacks on errors.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    callback=from_group,
+    help="More logging (-vv: every attempt); tracebacks on errors.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 def run(
     file: str | None,

@@ -9,7 +9,8 @@ A runner registers itself, takes back the jobs of runners that died (RELIABILITY
   and hand its outcome to the **checkpointer**, which writes them in groups under their leases (rule 2);
 - the **heartbeat** renews this runner's leases and reclaims those of dead runners.
 
-Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget): claim nothing more, give back queued jobs
+Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget, a systematic failure: see
+:mod:`batchrunner.systematic`): claim nothing more, give back queued jobs
 with their attempt refunded, let calls in flight finish within a grace period, checkpoint, and release
 what is left (rule 9). A second signal exits at once; the next run reclaims.
 """
@@ -39,6 +40,7 @@ from batchrunner.retry import RetryPolicy
 from batchrunner.runner_types import EngineOptions, RunReport, Wiring
 from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
+from batchrunner.systematic import OutcomeFilter
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,9 @@ class Runner:
             min_gap_s=options.checkpoint_gap_s,
             on_written=self._on_written,
             crash_point=wiring.crash_point,
+        )
+        self._outcomes = OutcomeFilter(
+            write=self._checkpointer.add, stop=self.request_stop, enabled=options.stop_on_systematic
         )
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -191,6 +196,9 @@ class Runner:
             await self._wait_for_room(self.options.poll_s / 4)
             return False
         state = await self.store.queue_state(self.run_info.id)
+        if state.pending == 0 and self._outcomes.held:  # nothing else to send: all of their jobs failed alike
+            self._outcomes.settle(stop=True)
+            return False
         if state.pending == 0 and state.running == 0:
             return True
         wait = self.options.poll_s
@@ -236,7 +244,7 @@ class Runner:
             if isinstance(result, Stop):
                 await self._stop_job(job, result)
             else:
-                self._checkpointer.add(result)
+                self._outcomes.add(job, result)
             if self.wiring.progress is not None:
                 self.wiring.progress.on_result(result)
 
@@ -289,6 +297,7 @@ class Runner:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        self._outcomes.settle(stop=False)  # failures held back, undecided: given back, attempt refunded
         await self._checkpointer.close()
         await self._coordination.close()
         if abandoned:  # cut off mid-call: the attempt counts (it may have been billed); the job goes back

@@ -34,6 +34,8 @@ class EngineOptions:
     grace_s: float = 30.0
     """How long calls in flight may finish after a stop request."""
     poll_s: float = 1.0
+    stop_on_systematic: bool = True
+    """Stop the run when a provider+model's first answers all fail alike (:mod:`batchrunner.systematic`)."""
 
     @property
     def lease_s(self) -> float:

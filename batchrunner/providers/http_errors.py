@@ -221,6 +221,7 @@ def error_from_response(
     where = f"HTTP {status}" if status >= 400 else "error event"
     label = f"{where} {code or error_type}" if code or error_type else where
     text = redact(_clip(f"{provider}: {label}: {message or 'no error message'}"), secrets)
+    kind = code or error_type
     if issubclass(cls, RateLimited):
         return cls(
             text,
@@ -228,8 +229,9 @@ def error_from_response(
             status_code=status,
             request_id=request_id,
             rate_limits=rate_limits,
+            error_type=kind,
         )
-    return cls(text, status_code=status, request_id=request_id, rate_limits=rate_limits)
+    return cls(text, status_code=status, request_id=request_id, rate_limits=rate_limits, error_type=kind)
 
 
 def invalid_response(

@@ -261,7 +261,8 @@ def _failure(
     common = {"lease": job.lease, "attempt": attempt, "error_class": error.error_class, "error": message}
     if decision.action is RetryAction.STOP or isinstance(error, RunStoppingError):
         outcome = Outcome(state=JobState.PENDING, refund_attempt=True, **common)  # type: ignore[arg-type]
-        return Stop(reason=f"{job.provider}: {message}", outcome=outcome)
+        named = message.startswith(f"{job.provider}: ")  # the adapters' messages name their provider
+        return Stop(reason=message if named else f"{job.provider}: {message}", outcome=outcome)
     if decision.action is RetryAction.RETRY:
         not_before = datetime.now(UTC) + timedelta(seconds=decision.delay)
         return Outcome(state=JobState.PENDING, not_before=not_before, **common)  # type: ignore[arg-type]

@@ -182,3 +182,15 @@ def test_first_answers_of_different_classes_do_not_stop(
     assert states(rows) == {"failed": 40}
     assert all(row["attempts"] == 1 and row["last_error_class"] == "permanent" for row in rows)
     assert server.stats()["requests"] == 40
+
+
+def test_401_message_names_the_provider_once(fake_server: StartFakeServer, tmp_path: Path) -> None:
+    """``stopped: openai: HTTP 401 ...``, not ``openai: openai: ...``."""
+    server = fake_server(api_key="sk-the-right-key-only")
+    manifest = write_manifest(tmp_path / "auth.jsonl", prompts(4, "auth"))
+
+    result = run_cli(manifest, server.openai_base_url, str(tmp_path / "auth.db"), "--concurrency", "1")
+
+    assert result.exit_code == 3, result.output
+    assert "stopped: openai: HTTP 401 invalid_api_key: Incorrect API key provided." in result.stderr
+    assert "openai: openai:" not in result.stderr

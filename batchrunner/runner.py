@@ -32,6 +32,7 @@ from batchrunner.attempt import AttemptContext, LeaseLost, NotSent, Stop, perfor
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
+from batchrunner.errorlog import ErrorLog
 from batchrunner.leaseguard import LeaseGuard
 from batchrunner.models import RunInfo
 from batchrunner.providers.base import Provider
@@ -80,6 +81,7 @@ class Runner:
             on_written=self._on_written,
             crash_point=wiring.crash_point,
         )
+        self._errors = ErrorLog(where=lambda name: self._provider(name).base_url)
         self._outcomes = OutcomeFilter(
             write=self._checkpointer.add, stop=self.request_stop, enabled=options.stop_on_systematic
         )
@@ -106,6 +108,7 @@ class Runner:
             await self._shutdown(workers, tasks)
             if handle_signals:
                 self._remove_signal_handlers()
+        self._errors.close()
         stats = await self.store.stats(self.run_info)
         if progress is not None:
             progress.finish(stats)
@@ -245,6 +248,7 @@ class Runner:
                 await self._stop_job(job, result)
             else:
                 self._outcomes.add(job, result)
+            self._errors.attempt(job, result.outcome if isinstance(result, Stop) else result)
             if self.wiring.progress is not None:
                 self.wiring.progress.on_result(result)
 

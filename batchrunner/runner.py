@@ -199,8 +199,8 @@ class Runner:
             await self._wait_for_room(self.options.poll_s / 4)
             return False
         state = await self.store.queue_state(self.run_info.id)
-        if state.pending == 0 and self._outcomes.held:  # nothing else to send: all of their jobs failed alike
-            self._outcomes.settle(stop=True)
+        if state.pending == 0 and self._outcomes.held:  # nothing else to send: did all of them fail alike?
+            await self._settle_systematic()
             return False
         if state.pending == 0 and state.running == 0:
             return True
@@ -267,6 +267,13 @@ class Runner:
             self._checkpointer.add(stop.outcome)
         else:
             await self.store.release([job.lease], refund_attempt=True)
+
+    async def _settle_systematic(self) -> None:
+        """The last failures held: systematic, unless some job of their provider+model succeeded before."""
+        run_id = self.run_info.id
+        undecided = self._outcomes.undecided()
+        healthy = [key for key in undecided if await self.store.has_succeeded(run_id, *key)]
+        self._outcomes.settle(stop=True, healthy=healthy)
 
     async def _heartbeat(self) -> None:
         while True:

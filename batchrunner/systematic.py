@@ -16,8 +16,9 @@ it can tell:
 - retryable errors (429, 5xx, timeouts, connection errors) are neither: they are retried and say
   nothing about the request itself, so they are not fed;
 - :meth:`SystematicFailures.settle` decides the keys still undecided when the runner has nothing left
-  to send (a provider+model with fewer than ``threshold`` jobs: all of its jobs failed alike, so it is
-  systematic too) or when it stops for another reason (then the held jobs are only given back).
+  to send (a provider+model with fewer than ``threshold`` jobs left): systematic if no job of theirs
+  ever succeeded in the run (all of its jobs failed alike), else healthy (a resumed run's last few poison
+  jobs fail as usual); or when the run stops for another reason: then the held jobs are only given back.
 
 Refunded attempts are recorded with the error class :data:`REFUNDED_CLASS`. The tracker is pure (no
 clock, no I/O); :class:`OutcomeFilter` is how the runner uses it: outcomes in, outcomes to write out.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
@@ -73,10 +74,10 @@ class Systematic:
     def reason(self) -> str:
         """The one line the user reads (``stopped: ...``)."""
         provider, model = self.key
-        answers = f"the first {self.count} answers" if self.count > 1 else "the only answer"
+        answers = f"the first {self.count} answers all" if self.count > 1 else "the only answer"
         text = _without_prefix(self.message, f"{provider}: ", f"{self.failure}: ")
         return (
-            f"{provider}: model {model!r}: {answers} all failed with {self.failure}: {text} "
+            f"{provider}: model {model!r}: {answers} failed with {self.failure}: {text} "
             "(the jobs are left pending: fix the model or request and run again; "
             "--no-stop-on-systematic fails them one by one instead)"
         )
@@ -148,15 +149,22 @@ class SystematicFailures(Generic[T]):
             return Verdict()
         return self._systematic(key, entry)
 
-    def settle(self, *, stop: bool) -> Verdict[T]:
+    def undecided(self) -> list[Key]:
+        """The keys holding items."""
+        return [key for key, entry in self._keys.items() if entry.state is _State.UNDECIDED and entry.held]
+
+    def settle(self, *, stop: bool, healthy: Collection[Key] = ()) -> Verdict[T]:
         """Decide every undecided key that holds items: with ``stop``, as systematic (the runner has
-        nothing else to send: those were all of their jobs); without, only give the items back (the run
-        is stopping for another reason, and the keys stay undecided for what is left)."""
+        nothing else to send: those were all of their jobs) unless it is in ``healthy`` (some of its jobs
+        succeeded before); without ``stop``, only give the items back (the run is stopping for another
+        reason, and the keys stay undecided for what is left)."""
         verdict: Verdict[T] = Verdict()
         for key, entry in self._keys.items():
             if entry.state is not _State.UNDECIDED or not entry.held:
                 continue
-            if stop:
+            if stop and key in healthy:
+                verdict.write.extend(self._healthy(entry, None).write)
+            elif stop:
                 decided = self._systematic(key, entry)
                 verdict.requeue.extend(decided.requeue)
                 verdict.stops.extend(decided.stops)
@@ -171,10 +179,10 @@ class SystematicFailures(Generic[T]):
             entry = self._keys[key] = _Key()
         return entry
 
-    def _healthy(self, entry: _Key[T], item: T) -> Verdict[T]:
+    def _healthy(self, entry: _Key[T], item: T | None) -> Verdict[T]:
         entry.state = _State.HEALTHY
         held, entry.held = entry.held, []
-        return Verdict(write=[*held, item])
+        return Verdict(write=held if item is None else [*held, item])
 
     def _systematic(self, key: Key, entry: _Key[T]) -> Verdict[T]:
         entry.state = _State.SYSTEMATIC
@@ -218,9 +226,13 @@ class OutcomeFilter:
         else:
             self._write(outcome)
 
-    def settle(self, *, stop: bool) -> None:
+    def undecided(self) -> list[Key]:
+        """See :meth:`SystematicFailures.undecided`."""
+        return self._tracker.undecided()
+
+    def settle(self, *, stop: bool, healthy: Collection[Key] = ()) -> None:
         """See :meth:`SystematicFailures.settle`."""
-        self._apply(self._tracker.settle(stop=stop))
+        self._apply(self._tracker.settle(stop=stop, healthy=healthy))
 
     def _apply(self, verdict: Verdict[Outcome]) -> None:
         for stop in verdict.stops:

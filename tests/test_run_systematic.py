@@ -150,6 +150,24 @@ def test_a_few_jobs_all_failing_alike_are_all_of_its_jobs(
     assert server.stats()["requests"] == 5
 
 
+def test_the_last_poison_jobs_of_a_model_that_works_fail_as_usual(
+    fake_server: StartFakeServer, tmp_path: Path, db_target: str
+) -> None:
+    """A resume with only the 3 poison jobs left (given back by ``retry --failed``), all 400 alike: the
+    model answered the other jobs before, so this is no systematic failure: they fail (exit 1)."""
+    server = fake_server(latency_ms=1)
+    manifest = write_manifest(tmp_path / "poison.jsonl", prompts(10, "p", {2: "*400", 5: "*400", 7: "*400"}))
+    assert run_cli(manifest, server.openai_base_url, db_target, "--no-stop-on-systematic").exit_code == 1
+    assert CliRunner().invoke(main, ["retry", "--failed", "--db", db_target]).exit_code == 0
+    assert states(job_rows(db_target)) == {"succeeded": 7, "pending": 3}
+
+    again = run_cli(None, server.openai_base_url, db_target)
+
+    assert again.exit_code == 1, again.output
+    assert "stopped" not in again.stderr
+    assert states(job_rows(db_target)) == {"succeeded": 7, "failed": 3}
+
+
 def test_mixed_results_do_not_stop(fake_server: StartFakeServer, tmp_path: Path, db_target: str) -> None:
     """One job in ten succeeds: the 404s are ordinary failures (exit 1)."""
     plans = {i: "*404" for i in range(60) if i % 10}

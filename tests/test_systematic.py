@@ -83,6 +83,17 @@ def test_settle_with_stop_judges_the_few_jobs_held_as_systematic() -> None:
     assert tracker.settle(stop=True) == Verdict()  # decided once
 
 
+def test_settle_with_stop_spares_keys_that_succeeded_before() -> None:
+    """A resumed run's last poison jobs: their model answered before (``healthy``), so they fail."""
+    tracker: SystematicFailures[int] = SystematicFailures(threshold=20)
+    fail_n(tracker, 2)
+    fail_n(tracker, 1, key=OTHER)
+    assert sorted(tracker.undecided()) == sorted([KEY, OTHER])
+    verdict = tracker.settle(stop=True, healthy=[OTHER])
+    assert verdict.write == [0] and verdict.requeue == [0, 1] and [s.key for s in verdict.stops] == [KEY]
+    assert tracker.undecided() == [] and tracker.failed(OTHER, NF, MESSAGE, 9) == Verdict(write=[9])
+
+
 def test_settle_without_stop_only_gives_back_and_leaves_the_key_undecided() -> None:
     tracker: SystematicFailures[int] = SystematicFailures(threshold=3)
     fail_n(tracker, 2)

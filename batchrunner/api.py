@@ -316,6 +316,7 @@ async def run(
             max_attempts=settings.run.max_attempts,
             timeout_s=settings.run.timeout_s,
             max_cost_usd=settings.run.max_cost_usd,
+            stop_on_systematic=not settings.run.no_stop_on_systematic,
         )
         wiring = Wiring(
             provider_for=lambda name: build_provider(name, settings.provider_settings(name)),

@@ -18,13 +18,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from batchrunner.budget import Budget
-from batchrunner.errors import ProviderError, ProviderTimeout, RateLimited, RunStoppingError
+from batchrunner.errors import (
+    PermanentError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    RunStoppingError,
+)
 from batchrunner.models import JobState
 from batchrunner.pricing import PriceTable
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 from batchrunner.ratelimit import ProviderLimiter, Reservation
 from batchrunner.retry import RetryAction, RetryPolicy, decide
 from batchrunner.store.records import AttemptRecord, ClaimedJob, Lease, Outcome, ResultRecord
+from batchrunner.systematic import failure_class
 from batchrunner.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -272,11 +279,13 @@ def _failure(
     common = {"lease": job.lease, "attempt": attempt, "error_class": error.error_class, "error": message}
     if decision.action is RetryAction.STOP or isinstance(error, RunStoppingError):
         outcome = Outcome(state=JobState.PENDING, refund_attempt=True, **common)  # type: ignore[arg-type]
-        return Stop(reason=f"{job.provider}: {message}", outcome=outcome)
+        named = message.startswith(f"{job.provider}: ")  # the adapters' messages name their provider
+        return Stop(reason=message if named else f"{job.provider}: {message}", outcome=outcome)
     if decision.action is RetryAction.RETRY:
         not_before = datetime.now(UTC) + timedelta(seconds=decision.delay)
         return Outcome(state=JobState.PENDING, not_before=not_before, **common)  # type: ignore[arg-type]
-    return Outcome(state=JobState.FAILED, **common)  # type: ignore[arg-type]
+    kind = failure_class(error.status_code, error.error_type) if isinstance(error, PermanentError) else None
+    return Outcome(state=JobState.FAILED, failure_class=kind, **common)  # type: ignore[arg-type]
 
 
 def _budget_reason(budget: Budget, model: str | None, worst_case: Decimal | None) -> str:

@@ -111,9 +111,12 @@ class ProviderError(BatchrunnerError):
         possibly_billed: bool = False,
         rate_limits: RateLimitInfo | None = None,
         error_body: str | None = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.error_type = error_type
+        """The provider's own name for the error (its ``code``, else its ``type``: ``model_not_found``)."""
         self.request_id = request_id
         self.possibly_billed = possibly_billed
         self.rate_limits = rate_limits

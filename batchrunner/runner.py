@@ -9,7 +9,8 @@ A runner registers itself, takes back the jobs of runners that died (RELIABILITY
   and hand its outcome to the **checkpointer**, which writes them in groups under their leases (rule 2);
 - the **heartbeat** renews this runner's leases and reclaims those of dead runners.
 
-Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget): claim nothing more, give back queued jobs
+Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget, a systematic failure: see
+:mod:`batchrunner.systematic`): claim nothing more, give back queued jobs
 with their attempt refunded, let calls in flight finish within a grace period, checkpoint, and release
 what is left (rule 9). A second signal exits at once; the next run reclaims.
 """
@@ -31,6 +32,7 @@ from batchrunner.attempt import AttemptContext, LeaseLost, NotSent, Stop, perfor
 from batchrunner.budget import Budget
 from batchrunner.checkpoint import Checkpointer
 from batchrunner.coordination import RunCoordination
+from batchrunner.errorlog import ErrorLog
 from batchrunner.leaseguard import LeaseGuard
 from batchrunner.liveness import pid_alive
 from batchrunner.models import RunInfo
@@ -41,6 +43,7 @@ from batchrunner.runner_types import EngineOptions, RunReport, Wiring
 from batchrunner.sendmarks import SendMarks
 from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
+from batchrunner.systematic import OutcomeFilter
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,10 @@ class Runner:
             on_written=self._on_written,
             crash_point=wiring.crash_point,
         )
+        self._errors = ErrorLog(where=lambda name: self._provider(name).base_url)
+        self._outcomes = OutcomeFilter(
+            write=self._checkpointer.add, stop=self.request_stop, enabled=options.stop_on_systematic
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -106,6 +113,7 @@ class Runner:
             await self._shutdown(workers, tasks)
             if handle_signals:
                 self._remove_signal_handlers()
+        self._errors.close()
         stats = await self.store.stats(self.run_info)
         if progress is not None:
             progress.finish(stats)
@@ -198,6 +206,9 @@ class Runner:
             await self._wait_for_room(self.options.poll_s / 4)
             return False
         state = await self.store.queue_state(self.run_info.id)
+        if state.pending == 0 and self._outcomes.held:  # nothing else to send: did all of them fail alike?
+            await self._settle_systematic()
+            return False
         if state.pending == 0 and state.running == 0:
             return True
         wait = self.options.poll_s
@@ -243,7 +254,8 @@ class Runner:
             if isinstance(result, Stop):
                 await self._stop_job(job, result)
             else:
-                self._checkpointer.add(result)
+                self._outcomes.add(job, result)
+            self._errors.attempt(job, result.outcome if isinstance(result, Stop) else result)
             if self.wiring.progress is not None:
                 self.wiring.progress.on_result(result)
 
@@ -262,6 +274,13 @@ class Runner:
             self._checkpointer.add(stop.outcome)
         else:
             await self.store.release([job.lease])
+
+    async def _settle_systematic(self) -> None:
+        """The last failures held: systematic, unless some job of their provider+model succeeded before."""
+        run_id = self.run_info.id
+        undecided = self._outcomes.undecided()
+        healthy = [key for key in undecided if await self.store.has_succeeded(run_id, *key)]
+        self._outcomes.settle(stop=True, healthy=healthy)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -310,6 +329,7 @@ class Runner:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        self._outcomes.settle(stop=False)  # failures held back, undecided: given back, attempt refunded
         await self._marks.close()
         await self._checkpointer.close()
         await self._coordination.close()

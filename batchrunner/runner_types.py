@@ -37,6 +37,8 @@ class EngineOptions:
     poll_s: float = 1.0
     cancel_poll_s: float = 0.5
     """How often a runner checks whether its run was cancelled."""
+    stop_on_systematic: bool = True
+    """Stop the run when a provider+model's first answers all fail alike (:mod:`batchrunner.systematic`)."""
 
     @property
     def lease_s(self) -> float:

@@ -34,6 +34,8 @@ from batchrunner.fakeserver.testing import FakeServerHandle
 MODEL = "gpt-4o-mini"
 CANARY = "sk-canary-run-7c1e9d2b4a6f8e0d3c5b"
 TERMINAL = {"succeeded", "failed", "cancelled"}
+REFUNDED_CLASSES = {"run_stopping", "systematic"}
+"""Error classes of attempts given back with their attempt refunded (they do not count against the job)."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -303,7 +305,7 @@ def check_invariants(
         sent = calls.get(prompt_of(job), 0)
         # an "interrupted" row is a request marked sent when its runner stopped: it may not have arrived
         rows = sum(1 for a in snap.attempts[cid] if a["error_class"] != "interrupted")
-        refunded = sum(1 for a in snap.attempts[cid] if a["error_class"] == "run_stopping")
+        refunded = sum(1 for a in snap.attempts[cid] if a["error_class"] in REFUNDED_CLASSES)
         assert sent <= job["attempts"] + refunded, f"{cid}: {sent} calls but {job['attempts']} attempts"
         assert rows <= sent, f"{cid}: {rows} attempt rows but the server saw {sent} calls"
         assert [a["number"] for a in snap.attempts[cid]] == sorted(a["number"] for a in snap.attempts[cid])

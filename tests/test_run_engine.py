@@ -115,6 +115,7 @@ class _BrokenProvider:
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
+        self.base_url = inner.base_url
 
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         if "boom" in request.body["messages"][-1]["content"]:

@@ -86,6 +86,14 @@ def _env(name: str) -> dict[str, Any]:
 @click.option(
     "--base-url", help="Base URL for the run's providers (any OpenAI-compatible server).", **_env("BASE_URL")
 )
+@click.option(
+    "--no-stop-on-systematic",
+    is_flag=True,
+    default=None,
+    help="Do not stop when a provider+model's first 20 answers all fail alike (404 model_not_found ...): "
+    "fail those jobs one by one.",
+    **_env("NO_STOP_ON_SYSTEMATIC"),
+)
 @config_option
 @click.option(
     "--db",
@@ -130,7 +138,7 @@ def run(
 
     Finished jobs are never sent again. Ctrl-C stops gracefully (calls in flight finish, results are
     saved; exit 130); run again to resume. Exit codes: 0 all succeeded, 1 some failed, 2 bad input,
-    3 stopped (auth, quota, budget, cancel), 130 interrupted.
+    3 stopped (auth, quota, budget, cancel, the same permanent error on every job), 130 interrupted.
     """
     _configure_logging(verbose, quiet)
     if flags.get("max_cost_usd") is not None:

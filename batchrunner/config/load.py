@@ -161,6 +161,7 @@ def _run_defaults(values: Mapping[str, object]) -> RunDefaults:
         rpm=merged.rpm,
         tpm=merged.tpm,
         base_url=merged.base_url,
+        no_stop_on_systematic=bool(merged.no_stop_on_systematic),
     )
 
 

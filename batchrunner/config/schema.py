@@ -81,6 +81,7 @@ class RunOverrides(RunSection):
     rpm: Positive | None = None
     tpm: Positive | None = None
     base_url: Text | None = None
+    no_stop_on_systematic: bool | None = None
 
 
 class ProviderSection(_Strict):

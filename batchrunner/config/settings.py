@@ -37,7 +37,8 @@ class RunDefaults:
     """Options of a run, after defaults < file < environment < flags.
 
     ``rpm``, ``tpm`` and ``base_url`` exist only as flags (and ``BATCHRUNNER_*`` variables): they override
-    every provider of the run, for the one-provider case (``--base-url http://127.0.0.1:8000/v1``).
+    every provider of the run, for the one-provider case (``--base-url http://127.0.0.1:8000/v1``). So
+    does ``no_stop_on_systematic`` (a flag, off by default).
     """
 
     concurrency: int = 32
@@ -56,6 +57,8 @@ class RunDefaults:
     rpm: float | None = None
     tpm: float | None = None
     base_url: str | None = None
+    no_stop_on_systematic: bool = False
+    """Do not stop when a provider+model's first answers all fail alike (:mod:`batchrunner.systematic`)."""
 
     def __post_init__(self) -> None:
         # The loader validates each layer with its source named; this guards values built in code.

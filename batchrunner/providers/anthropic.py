@@ -102,7 +102,11 @@ class AnthropicProvider:
         )
 
     def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
+        return f"AnthropicProvider(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

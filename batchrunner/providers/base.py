@@ -39,6 +39,11 @@ class Provider(Protocol):
 
     name: str
 
+    @property
+    def base_url(self) -> str:
+        """Where the calls go, for the log (holds no key)."""
+        ...
+
     async def call(self, request: ProviderRequest) -> ProviderResponse: ...
 
     async def aclose(self) -> None: ...

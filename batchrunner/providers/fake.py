@@ -58,6 +58,10 @@ class FakeProvider:
     def __repr__(self) -> str:
         return f"FakeProvider(name={self.name!r}, latency_ms={self._latency_s * 1000:g})"
 
+    @property
+    def base_url(self) -> str:
+        return "in-process"
+
     async def aclose(self) -> None:
         """Nothing to release."""
 

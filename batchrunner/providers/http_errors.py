@@ -227,6 +227,7 @@ def error_from_response(
     label = f"{where} {code or error_type}" if code or error_type else where
     text = redact(_clip(f"{provider}: {label}: {message or 'no error message'}"), secrets)
     error_body = error_body_json(body, message, secrets)
+    kind = code or error_type
     if issubclass(cls, RateLimited):
         return cls(
             text,
@@ -235,9 +236,15 @@ def error_from_response(
             request_id=request_id,
             rate_limits=rate_limits,
             error_body=error_body,
+            error_type=kind,
         )
     return cls(
-        text, status_code=status, request_id=request_id, rate_limits=rate_limits, error_body=error_body
+        text,
+        status_code=status,
+        request_id=request_id,
+        rate_limits=rate_limits,
+        error_body=error_body,
+        error_type=kind,
     )
 
 

@@ -84,7 +84,11 @@ class OpenAIProvider:
         )
 
     def __repr__(self) -> str:
-        return f"OpenAIProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
+        return f"OpenAIProvider(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

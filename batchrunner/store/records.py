@@ -80,6 +80,9 @@ class Outcome:
     error: str | None = None
     refund_attempt: bool = False
     """The attempt does not count against the job (a run-stopping error: every job would fail alike)."""
+    failure_class: str | None = None
+    """A permanent failure's HTTP status and error type, by which the runner spots failures shared by
+    every job (:mod:`batchrunner.systematic`); not stored."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -234,6 +234,22 @@ class Store:
         async with self.db.read() as conn:
             return sorted((await conn.execute(query)).scalars())
 
+    async def has_succeeded(self, run_id: int, provider: str, model: str | None) -> bool:
+        """Whether a job of the run with this provider and model has succeeded (the model works)."""
+        same_model = jobs.c.model.is_(None) if model is None else jobs.c.model == model
+        query = (
+            select(jobs.c.id)
+            .where(
+                jobs.c.run_id == run_id,
+                jobs.c.state == JobState.SUCCEEDED,
+                jobs.c.provider == provider,
+                same_model,
+            )
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def queue_state(self, run_id: int) -> QueueState:
         """How much is left: pending jobs due now, pending ones held back (and the earliest), running ones."""
         now = utcnow()

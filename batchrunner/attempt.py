@@ -75,6 +75,8 @@ class AttemptContext:
     lease_check: Callable[[Lease, asyncio.Event], Awaitable[bool | None]]
     """Asked just before a call is sent: is the lease still ours (None: a stop came first)? See
     :mod:`batchrunner.leaseguard`."""
+    in_flight: int = 0
+    """Requests sent and not answered yet (for progress)."""
     mark_sent: Callable[[Lease], Awaitable[bool]]
     """Records, durably, that the call is about to be sent; False: the lease was lost (cancelled, taken
     over), so it is not sent. See :mod:`batchrunner.sendmarks`."""
@@ -128,6 +130,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
                 return refused
             started_at, started = datetime.now(UTC), time.perf_counter()
             sent = True
+            ctx.in_flight += 1
             try:
                 response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
             except RateLimited as exc:
@@ -151,6 +154,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
     except ProviderError as exc:
         return _failure(job, ctx, exc, started_at, started)
     finally:  # a call not sent cost nothing; one sent without a known cost counts its worst case
+        ctx.in_flight -= 1 if sent else 0
         ctx.budget.settle(worst_case, cost if sent else Decimal(0))
         ctx.budget_settled.set()
 

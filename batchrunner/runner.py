@@ -106,6 +106,8 @@ class Runner:
         ]
         progress = self.wiring.progress
         if progress is not None:
+            context = self._context
+            progress.in_flight = lambda: context.in_flight
             tasks.append(asyncio.create_task(progress.run(), name="progress"))
         try:
             await self._feed()

@@ -136,7 +136,16 @@ def test_anthropic_error_body_is_exported_in_openai_shape(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
     db = str(tmp_path / "ant.db")
     manifest = write_manifest(tmp_path / "ant.jsonl", jobs, model="claude-3-5-haiku-latest", max_tokens=64)
-    ran = cli("run", str(manifest), "--db", db, "--provider", "anthropic", "--no-progress")
+    ran = cli(  # one job, so its 400 alone would count as systematic
+        "run",
+        str(manifest),
+        "--db",
+        db,
+        "--provider",
+        "anthropic",
+        "--no-progress",
+        "--no-stop-on-systematic",
+    )
     assert ran.exit_code == 1, ran.output
     [line] = export_lines(db, "-")
     assert line["error"] is None and line["response"]["status_code"] == 400

@@ -6,6 +6,7 @@ SQLite file (two runners on one machine) and on PostgreSQL (three runners, as on
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from run_helpers import prompts, write_manifest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from batchrunner import api
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 
 
@@ -34,8 +36,6 @@ def query(db: str, sql: str) -> list[tuple[object, ...]]:
 
         with sqlite3.connect(db) as conn:
             return [tuple(row) for row in conn.execute(sql)]
-    import asyncio
-
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async def fetch() -> list[tuple[object, ...]]:
@@ -150,6 +150,17 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     assert resent <= {jobs[str(custom_id)] for (custom_id,) in held}
     assert count_rows(db, "SELECT count(*) FROM jobs WHERE attempts > 2") == 0
     assert held  # it held jobs when it was killed, and they were finished by the others
+    # status tells the same story as the server's books: the jobs that reached it twice, and as possibly
+    # billed every call the killed runner had sent and not recorded (in flight, or answered and not yet
+    # checkpointed), which are the ones sent again
+    status = asyncio.run(api.status(db=db))
+    sent_twice = sum(1 for calls in stats["attempts"].values() if calls > 1)
+    assert abs(status.insights.resent_after_interruption - sent_twice) <= 3, (status.insights, sent_twice)
+    assert status.insights.possibly_billed == count_rows(
+        db, "SELECT count(*) FROM attempts WHERE error_class = 'interrupted'"
+    )
+    assert status.insights.possibly_billed >= sent_twice > 0
+    assert status.stats.attempts == count_rows(db, "SELECT count(*) FROM attempts")
 
 
 @pytest.mark.slow

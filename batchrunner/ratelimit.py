@@ -49,7 +49,7 @@ The rules, in one place:
   until its reset (at most one window), which slows dispatch before a 429 happens.
 - **Learned limits** (``RateLimits.learn_from_headers``, on for runs): the per-minute limits the
   provider advertises stand in for a limit not configured and lower a configured one, never raise it;
-  until the first answer, a limit still to be learned is probed with one request a window
+  until the first answer, a limit still to be learned is probed with at most 4 requests a window
   (:mod:`batchrunner.learnedlimits`). A learned limit is split among runners like a configured one.
 
 Waiting is computed, never polled: a waiter sleeps exactly until the entries it needs leave the

@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from test_ratelimit import SPAN, FakeTime, acquire_times, make, max_in_any_window
 
+from batchrunner.learnedlimits import PROBE_REQUESTS
 from batchrunner.models import RateLimitInfo
 from batchrunner.providers.http_errors import anthropic_rate_limits, openai_rate_limits
 from batchrunner.ratelimit import ProviderLimiter
@@ -21,11 +22,11 @@ def learning(clock: FakeTime, **limits: float | int | bool | None) -> ProviderLi
     return make(clock, learn_from_headers=True, **limits)
 
 
-async def test_the_probe_sends_one_request_until_the_first_answer_then_its_limit_rules() -> None:
+async def test_the_probe_sends_a_few_requests_until_the_first_answer_then_its_limit_rules() -> None:
     clock = FakeTime()
     limiter = learning(clock)
     assert limiter.rate_limited and not any(limiter.limits_in_force)  # probing: nothing known yet
-    await limiter.acquire(0)  # the probe
+    probes = await acquire_times(limiter, clock, [0] * PROBE_REQUESTS)
     waiting = asyncio.ensure_future(acquire_times(limiter, clock, [0] * 10))
     await clock.advance(0.005)
     assert not waiting.done()  # nothing more before an answer, however many workers wait
@@ -34,16 +35,17 @@ async def test_the_probe_sends_one_request_until_the_first_answer_then_its_limit
     assert limiter.limits_in_force == (600.0, None)
     await clock.advance(2 * SPAN)
     stamps = await waiting
-    # at once (not a probe window later), and the probe counts in the window: 9 more, then one later
-    assert stamps == [pytest.approx(0.005)] * 9 + [pytest.approx(SPAN)]
-    assert max_in_any_window([0.0, *stamps]) == 10
+    # at once (not a probe window later), and the probes count in the window: 6 more, then 4 later
+    assert stamps == [pytest.approx(0.005)] * 6 + [pytest.approx(SPAN)] * 4
+    assert max_in_any_window([*probes, *stamps]) == 10
 
 
-async def test_a_probe_waiter_woken_by_its_sleep_sends_the_next_probe() -> None:
-    # the first answer takes longer than a window (or never comes): one request a window meanwhile
+async def test_a_probe_waiter_woken_by_its_sleep_sends_the_next_probes() -> None:
+    # the first answer takes longer than a window (or never comes): a few requests a window meanwhile
     clock = FakeTime(autojump=True)
     limiter = learning(clock)
-    assert await acquire_times(limiter, clock, [0] * 3) == pytest.approx([0.0, SPAN, 2 * SPAN])
+    stamps = await acquire_times(limiter, clock, [0] * 9)
+    assert stamps == [0.0] * 4 + [pytest.approx(SPAN)] * 4 + [pytest.approx(2 * SPAN)]
 
 
 async def test_a_first_answer_without_limit_headers_ends_the_probe_and_nothing_waits() -> None:
@@ -109,11 +111,12 @@ async def test_with_both_limits_configured_there_is_no_probe() -> None:
 async def test_with_one_limit_configured_the_other_is_probed_then_learned() -> None:
     clock = FakeTime(autojump=True)
     limiter = learning(clock, rpm=600)
-    assert await acquire_times(limiter, clock, [100, 100]) == pytest.approx([0.0, SPAN])  # the probe
+    stamps = await acquire_times(limiter, clock, [100] * 5)  # the probe: 4 a window, not rpm's 10
+    assert stamps == [0.0] * 4 + [pytest.approx(SPAN)]
     limiter.observe_headers(RateLimitInfo(limit_requests=6000, limit_tokens=18_000))  # 300 a window
     assert limiter.limits_in_force == (600.0, 18_000.0)
     stamps = await acquire_times(limiter, clock, [100] * 3)
-    # the probe's 100 tokens have left the window, the second request's have not: 2 more fit
+    # the first 4 requests' tokens have left the window, the fifth's have not: 2 more fit
     assert stamps == [pytest.approx(SPAN)] * 2 + [pytest.approx(2 * SPAN)]
 
 
@@ -130,8 +133,13 @@ async def test_a_learned_limit_is_split_among_runners_like_a_configured_one() ->
     clock = FakeTime(autojump=True)
     limiter = learning(clock)
     limiter.set_part(1, 2)
-    # the probe too is shared: one request every two windows for each of two runners
-    assert await acquire_times(limiter, clock, [0, 0]) == pytest.approx([0.0, 2 * SPAN])
+    # the probe too is shared: 2 requests a window for each of two runners (and 1 every 2 windows for
+    # each of eight)
+    assert await acquire_times(limiter, clock, [0] * 3) == pytest.approx([0.0, 0.0, SPAN])
+    many_clock = FakeTime(autojump=True)
+    one_of_eight = learning(many_clock)
+    one_of_eight.set_part(7, 8)
+    assert await acquire_times(one_of_eight, many_clock, [0] * 2) == pytest.approx([0.0, 2 * SPAN])
     limiter.observe_headers(RateLimitInfo(limit_requests=1200))  # 20 a window: 10 for this runner
     clock.now = 10.0
     stamps = await acquire_times(limiter, clock, [0] * 11)

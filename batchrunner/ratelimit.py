@@ -477,12 +477,15 @@ class ProviderLimiter:
         self._apply_part()
         fresh_requests = self._requests if old_requests is None else None
         fresh_tokens = self._tokens if old_tokens is None else None
+        # Requests admitted before the limit was known count from now, not from when they were admitted:
+        # the first ones open connections and may reach the provider tens of milliseconds late (more
+        # than the guard), and the provider's window counts them from their arrival. Once, a few.
         recent = self._learned.recent(now)
-        for at, tokens in recent:
+        for _, tokens in recent:
             if fresh_requests is not None:
-                fresh_requests.add(1, at)
+                fresh_requests.add(1, now)
             if fresh_tokens is not None:
-                fresh_tokens.add(tokens, at)
+                fresh_tokens.add(tokens, now)
         after = self._interval()
         if after is not None and before is None and recent:
             self._next_request_at = recent[-1][0] + after  # paced from the last request (the probe)

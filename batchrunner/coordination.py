@@ -1,7 +1,8 @@
 """Keeping the runners of one run in step: a share of the rate limits each, and pauses seen by all.
 
 Every *busy* runner of a run (on one machine or many) enforces one part of ``busy runners`` equal parts
-of the configured RPM and TPM (:meth:`ProviderLimiter.set_part`; each takes its place in the busy
+of the RPM and TPM in force, configured or learned from the provider's headers (the provider's limit is
+per key, shared by every runner) (:meth:`ProviderLimiter.set_part`; each takes its place in the busy
 runners' ids, sorted, so that the whole requests of a quantum are dealt out once), so that together they
 stay under the limit the provider enforces. A runner is busy while it
 holds jobs (claimed, waiting for the limiter, in flight, or not yet checkpointed); each counts the others
@@ -160,7 +161,7 @@ class RunCoordination:
 
 
 def _limited(limiter: ProviderLimiter) -> bool:
-    return limiter.limits.rpm is not None or limiter.limits.tpm is not None
+    return limiter.rate_limited
 
 
 def _hold(limiter: ProviderLimiter, until: float) -> None:

@@ -86,12 +86,17 @@ class Usage:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RateLimitInfo:
-    """What the provider's rate-limit headers said about the remaining budget (None: not reported)."""
+    """What the provider's rate-limit headers said about its limits and the remaining budget (None: not
+    reported)."""
 
     remaining_requests: int | None = None
     remaining_tokens: int | None = None
     reset_requests_s: float | None = None
     reset_tokens_s: float | None = None
+    limit_requests: int | None = None
+    """The requests per minute the provider advertises for this key (``x-ratelimit-limit-requests``)."""
+    limit_tokens: int | None = None
+    """The tokens per minute it advertises, counted as prompt + output (``x-ratelimit-limit-tokens``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

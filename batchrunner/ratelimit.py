@@ -47,6 +47,10 @@ The rules, in one place:
 - **Rate-limit headers** (``observe_headers``): when the provider reports fewer requests or tokens
   remaining than the current window still allows, the window is filled up to the provider's figure
   until its reset (at most one window), which slows dispatch before a 429 happens.
+- **Learned limits** (``RateLimits.learn_from_headers``, on for runs): the per-minute limits the
+  provider advertises stand in for a limit not configured and lower a configured one, never raise it;
+  until the first answer, a limit still to be learned is probed with at most 4 requests a window
+  (:mod:`batchrunner.learnedlimits`). A learned limit is split among runners like a configured one.
 
 Waiting is computed, never polled: a waiter sleeps exactly until the entries it needs leave the
 window (or the pause ends) and then re-checks. The clock and the sleep are injected so tests control
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import random
 import time
@@ -66,10 +71,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import count
 
+from batchrunner.learnedlimits import LearnedLimits
 from batchrunner.models import RateLimitInfo
 from batchrunner.retry import MAX_SERVER_DELAY_S
 
 __all__ = ["ProviderLimiter", "RateLimits", "Reservation", "Slot"]
+
+log = logging.getLogger(__name__)
 
 _EPSILON = 1e-9
 """Float slack for sums of units and for deadlines that are due."""
@@ -107,6 +115,9 @@ class RateLimits:
     so its last requests reach the provider later than the window assumed, and the next quantum can
     land in the provider's window with them (measured: 4-10 429s per 200 requests with three runners
     on two cores). Evenly spaced requests have no such queue. The rate is the same."""
+    learn_from_headers: bool = False
+    """Adopt the limits the provider advertises where none is configured, lower a configured one to
+    them, and probe until the first answer (:mod:`batchrunner.learnedlimits`); runs turn it on."""
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -249,18 +260,22 @@ class ProviderLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        name: str = "provider",
     ) -> None:
         self.limits = limits
+        self.name = name
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        window, guard = limits.window_s, limits.guard_s
-        self._requests = (
-            None if limits.rpm is None else _Window(per_minute=limits.rpm, window_s=window, guard_s=guard)
+        self._learned = LearnedLimits(
+            rpm=limits.rpm,
+            tpm=limits.tpm,
+            learn=limits.learn_from_headers,
+            span=limits.window_s + limits.guard_s,
         )
-        self._tokens = (
-            None if limits.tpm is None else _Window(per_minute=limits.tpm, window_s=window, guard_s=guard)
-        )
+        self._heard = asyncio.Event()  # the first answer: a probing waiter re-checks at once
+        self._requests = self._window(limits.rpm)
+        self._tokens = self._window(limits.tpm)
         self._queue = asyncio.Lock()  # FIFO: waiters are admitted in arrival order
         self._paused_until = -math.inf
         self._limit = limits.max_concurrency
@@ -290,10 +305,24 @@ class ProviderLimiter:
         if not 0 <= index < parts:
             raise ValueError(f"part {index!r} of {parts!r}: need 0 <= index < parts")
         self._part = (index, parts)
+        self._apply_part()
+
+    def _apply_part(self) -> None:
+        index, parts = self._part
         if self._requests is not None:
             self._requests.cap = _whole_part(self._requests.full_cap, index, parts)
         if self._tokens is not None:
             self._tokens.cap = self._tokens.full_cap / parts
+
+    @property
+    def limits_in_force(self) -> tuple[float | None, float | None]:
+        """``(rpm, tpm)`` enforced (of the whole key, before the runners' split): configured or learned."""
+        return self._learned.in_force()
+
+    @property
+    def rate_limited(self) -> bool:
+        """True when an RPM or TPM limit is in force, or may be learned from the first answer."""
+        return self._requests is not None or self._tokens is not None or self._learned.probing
 
     @property
     def concurrency_limit(self) -> int:
@@ -314,8 +343,22 @@ class ProviderLimiter:
         tokens = max(0, int(tokens))
         async with self._queue:
             while (delay := self._delay(tokens)) > _EPSILON:
-                await self._sleep(delay)
+                if self._learned.probing:
+                    await self._sleep_or_hear(delay)
+                else:
+                    await self._sleep(delay)
             return self._admit(tokens)
+
+    async def _sleep_or_hear(self, delay: float) -> None:
+        """Sleep, but wake as soon as the first answer ends the probe (its limits decide the wait)."""
+        sleeping = asyncio.ensure_future(self._sleep(delay))
+        hearing = asyncio.ensure_future(self._heard.wait())
+        try:
+            await asyncio.wait((sleeping, hearing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            hearing.cancel()
+            await asyncio.gather(sleeping, hearing, return_exceptions=True)
 
     def try_acquire(self, tokens: int) -> Reservation | None:
         """:meth:`acquire` without waiting: None when the request would have to wait (or others wait)."""
@@ -336,11 +379,13 @@ class ProviderLimiter:
                 target = self._next_request_at
                 self._next_request_at = (target if target > now - interval else now) + interval
         entry = None if self._tokens is None else self._tokens.add(tokens, now)
+        self._learned.admitted(now, tokens)
         return Reservation(tokens, entry)
 
     def _delay(self, tokens: int) -> float:
         now = self._clock()
         delay = max(self._paused_until, self._next_request_at) - now
+        delay = max(delay, self._learned.probe_delay(now, self._part[1]))
         if self._requests is not None:
             delay = max(delay, self._requests.wait(1, now))
         if self._tokens is not None:
@@ -396,7 +441,12 @@ class ProviderLimiter:
                 self._wake_slots()
 
     def observe_headers(self, info: RateLimitInfo | None) -> None:
-        """Slow down when the provider's remaining requests/tokens are below what our window allows."""
+        """After every answer (``None``: it had no rate-limit headers): learn the limits it advertises,
+        then slow down when the remaining requests/tokens are below what our window allows."""
+        if self._learned.observe(info):
+            self._follow_learned()
+        if not self._learned.probing:
+            self._heard.set()
         if info is None:
             return
         now = self._clock()
@@ -410,6 +460,60 @@ class ProviderLimiter:
             if reset is not None and math.isfinite(reset) and reset >= 0:
                 hold = min(hold, reset)
             window.cap_remaining(remaining, now, hold)
+
+    def _window(self, per_minute: float | None) -> _Window | None:
+        if per_minute is None:
+            return None
+        return _Window(per_minute=per_minute, window_s=self.limits.window_s, guard_s=self.limits.guard_s)
+
+    def _follow_learned(self) -> None:
+        """Enforce the limits in force now: a window for a limit just learned (counting what was admitted
+        in the last window), a new size for one that changed; the pacing keeps its last target."""
+        now = self._clock()
+        before = self._interval()
+        rpm, tpm = self._learned.in_force()
+        old_requests, old_tokens = self._requests, self._tokens
+        self._requests, self._tokens = self._resized(old_requests, rpm), self._resized(old_tokens, tpm)
+        self._apply_part()
+        fresh_requests = self._requests if old_requests is None else None
+        fresh_tokens = self._tokens if old_tokens is None else None
+        # Requests admitted before the limit was known count from now, not from when they were admitted:
+        # the first ones open connections and may reach the provider tens of milliseconds late (more
+        # than the guard), and the provider's window counts them from their arrival. Once, a few.
+        recent = self._learned.recent(now)
+        for _, tokens in recent:
+            if fresh_requests is not None:
+                fresh_requests.add(1, now)
+            if fresh_tokens is not None:
+                fresh_tokens.add(tokens, now)
+        after = self._interval()
+        if after is not None and before is None and recent:
+            self._next_request_at = recent[-1][0] + after  # paced from the last request (the probe)
+        elif before is not None and after is not None and math.isfinite(self._next_request_at):
+            self._next_request_at += after - before
+        advertised = self._learned.advertised
+        log.info(
+            "%s advertises %s requests and %s tokens per minute: enforcing %s RPM and %s TPM",
+            self.name,
+            advertised[0] or "no limit of",
+            advertised[1] or "no limit of",
+            _per_minute(rpm),
+            _per_minute(tpm),
+        )
+
+    def _resized(self, window: _Window | None, per_minute: float | None) -> _Window | None:
+        if per_minute is None:
+            return window
+        if window is None:
+            return self._window(per_minute)
+        window.full_cap = per_minute * self.limits.window_s / 60.0
+        return window
+
+    def _interval(self) -> float | None:
+        """The pacing interval between requests (``None``: no request window, or no pacing)."""
+        if self._requests is None or not self.limits.pace:
+            return None
+        return self._requests.span / max(self._requests.cap, _EPSILON)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
@@ -442,6 +546,10 @@ class ProviderLimiter:
             if not waiter.done():
                 self._in_flight += 1
                 waiter.set_result(None)
+
+
+def _per_minute(value: float | None) -> str:
+    return "no" if value is None else f"{value:g}"
 
 
 def _whole_part(quantum: float, index: int, parts: int) -> float:

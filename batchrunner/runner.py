@@ -381,7 +381,7 @@ class Runner:
 
     def _limiter(self, name: str) -> ProviderLimiter:
         if name not in self._limiters:
-            limiter = ProviderLimiter(self.wiring.limits_for(name))
+            limiter = ProviderLimiter(self.wiring.limits_for(name), name=name)
             self._limiters[name] = self._coordination.adopt(name, limiter)
         return self._limiters[name]
 

@@ -164,16 +164,17 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("limit", ["configured", "learned"])
 def test_runners_together_stay_under_the_providers_limit(
-    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: object, limit: str
 ) -> None:
+    """``--rpm`` given to every runner, or learned by each from the server's headers: split alike."""
     db, runner_count = shared_db
     rpm = 1200  # 20 requests in any 1 s window, enforced by the server
     server: ThreadedFakeServer = fake_server(latency_ms=10, rpm=rpm)  # type: ignore[operator]
     submit(db, tmp_path, 200)
-    runners = [
-        start_runner(db, server, tmp_path, f"runner-{n}", "--rpm", str(rpm)) for n in range(runner_count)
-    ]
+    flags = ["--rpm", str(rpm)] if limit == "configured" else []
+    runners = [start_runner(db, server, tmp_path, f"runner-{n}", *flags) for n in range(runner_count)]
     codes = [runner.wait(timeout=120) for runner in runners]
     logs = "\n".join((tmp_path / f"runner-{n}.log").read_text() for n in range(runner_count))
     assert codes == [0] * runner_count, logs

@@ -151,12 +151,14 @@ class Settings:
         )
 
     def rate_limits(self, name: str) -> RateLimits:
-        """Limits for provider ``name``: ``--rpm``/``--tpm`` beat its entry; concurrency is the run's."""
+        """Limits for provider ``name``: ``--rpm``/``--tpm`` beat its entry; concurrency is the run's; the
+        limits the provider advertises fill in or lower them (:mod:`batchrunner.learnedlimits`)."""
         entry = self._entry(name)
         return RateLimits(
             rpm=self.run.rpm or entry.rpm,
             tpm=self.run.tpm or entry.tpm,
             max_concurrency=self.run.concurrency,
+            learn_from_headers=True,
         )
 
     def _entry(self, name: str) -> ProviderConfig:

@@ -422,8 +422,14 @@ def _info(info: RateLimitInfo) -> RateLimitInfo | None:
     return None if info == empty else info
 
 
+def _limit(text: str | None) -> int | None:
+    """An advertised limit: a count above zero (a limit of 0 is a broken header, not a limit)."""
+    value = _count(text)
+    return value if value else None
+
+
 def openai_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """``x-ratelimit-{remaining,reset}-{requests,tokens}``; ``None`` when the server sent none of them."""
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``; ``None`` when the server sent none."""
     h = lower_headers(headers)
     return _info(
         RateLimitInfo(
@@ -431,24 +437,35 @@ def openai_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
             remaining_tokens=_count(h.get("x-ratelimit-remaining-tokens")),
             reset_requests_s=parse_duration(h.get("x-ratelimit-reset-requests")),
             reset_tokens_s=parse_duration(h.get("x-ratelimit-reset-tokens")),
+            limit_requests=_limit(h.get("x-ratelimit-limit-requests")),
+            limit_tokens=_limit(h.get("x-ratelimit-limit-tokens")),
         )
     )
 
 
 def anthropic_rate_limits(headers: Mapping[str, str], *, now: float) -> RateLimitInfo | None:
-    """``anthropic-ratelimit-{requests,tokens}-{remaining,reset}`` (resets are RFC 3339 times); the
-    ``input-tokens`` variants stand in when the combined token headers are absent."""
+    """``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (resets are RFC 3339 times); the
+    ``input-tokens`` variants stand in for the remaining budget when the combined headers are absent.
+
+    The token *limit* is taken only from ``tokens-limit`` and only when no separate input/output limits
+    come with it: Anthropic's own API limits input and output tokens apart (its ``tokens-limit`` is the
+    most restrictive of the two), which a limit on prompt + output together cannot express without
+    slowing the run below what the provider admits.
+    """
     h = lower_headers(headers)
 
     def first(*names: str) -> str | None:
         return next((h[name] for name in names if name in h), None)
 
     prefix = "anthropic-ratelimit-"
+    split = prefix + "input-tokens-limit" in h or prefix + "output-tokens-limit" in h
     return _info(
         RateLimitInfo(
             remaining_requests=_count(h.get(prefix + "requests-remaining")),
             remaining_tokens=_count(first(prefix + "tokens-remaining", prefix + "input-tokens-remaining")),
             reset_requests_s=_until(h.get(prefix + "requests-reset"), now),
             reset_tokens_s=_until(first(prefix + "tokens-reset", prefix + "input-tokens-reset"), now),
+            limit_requests=_limit(h.get(prefix + "requests-limit")),
+            limit_tokens=None if split else _limit(h.get(prefix + "tokens-limit")),
         )
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from batchrunner.config import Settings
 from batchrunner.crashpoints import CrashPoint, never
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue, UsageError
 from batchrunner.export import ExportFormat, ExportOptions, write_export
-from batchrunner.liveness import runner_alive
+from batchrunner.liveness import STALE_AFTER_S, pid_alive, runner_alive
 from batchrunner.models import JobSpec, RunInfo, SubmitReport
 from batchrunner.progress import Progress
 from batchrunner.providers.registry import build_provider
@@ -278,9 +279,13 @@ async def retry_failed(*, db: str = DEFAULT_DB, run: str | None = None) -> int:
 
 
 async def cancel(*, db: str = DEFAULT_DB, run: str | None = None) -> int:
-    """Cancel a run's pending and running jobs; return how many."""
+    """Cancel a run: its pending jobs now, the jobs a live runner holds as it stops (within a second;
+    answers in flight are recorded); return how many were cancelled now."""
     async with open_store(db) as store:
-        return await store.cancel((await store.find_run(run)).id)
+        found = await store.find_run(run)
+        return await store.cancel(
+            found.id, host=socket.gethostname(), is_alive=pid_alive, stale_after_s=STALE_AFTER_S
+        )
 
 
 async def run(

@@ -77,9 +77,8 @@ class AttemptContext:
     :mod:`batchrunner.leaseguard`."""
     in_flight: int = 0
     """Requests sent and not answered yet (for progress)."""
-    mark_sent: Callable[[Lease], Awaitable[bool]]
-    """Records, durably, that the call is about to be sent; False: the lease was lost (cancelled, taken
-    over), so it is not sent. See :mod:`batchrunner.sendmarks`."""
+    mark_sent: Callable[[Lease], None]
+    """Told as each call is sent, to record it in the store (see :mod:`batchrunner.sendmarks`)."""
 
 
 class NotSent:
@@ -124,10 +123,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
             if not ours or ctx.stop_requested.is_set():  # the check may have waited for the database
                 limiter.settle(reservation, 0)
                 return LEASE_LOST if ours is False else NOT_SENT
-            refused = await _mark_sent(ctx, job)
-            if refused is not None:
-                limiter.settle(reservation, 0)
-                return refused
+            ctx.mark_sent(job.lease)
             started_at, started = datetime.now(UTC), time.perf_counter()
             sent = True
             ctx.in_flight += 1
@@ -157,16 +153,6 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
         ctx.in_flight -= 1 if sent else 0
         ctx.budget.settle(worst_case, cost if sent else Decimal(0))
         ctx.budget_settled.set()
-
-
-async def _mark_sent(ctx: AttemptContext, job: ClaimedJob) -> LeaseLost | Stop | None:
-    """None: marked, send it now (even if a stop comes meanwhile: it counts as in flight from here)."""
-    try:
-        if await ctx.mark_sent(job.lease):
-            return None
-    except Exception as exc:  # the database failed: nothing may be sent that is not marked
-        return Stop(reason=f"could not record that a request is being sent: {exc}", outcome=None)
-    return LEASE_LOST
 
 
 async def _admit(limiter: ProviderLimiter, tokens: int, stop: asyncio.Event) -> Reservation | None:

@@ -40,6 +40,7 @@ from batchrunner.providers.base import Provider
 from batchrunner.ratelimit import ProviderLimiter
 from batchrunner.retry import RetryPolicy
 from batchrunner.runner_types import EngineOptions, RunReport, Wiring
+from batchrunner.sendjournal import SendJournal, default_directory, journals_of_dead_runners
 from batchrunner.sendmarks import SendMarks
 from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
@@ -78,7 +79,9 @@ class Runner:
             fresh_s=options.stale_after_s / 2,
             on_return=self._coordination.hold,  # the others may have stopped counting this runner
         )
-        self._marks = SendMarks(store)
+        self._journal_dir = wiring.journal_dir or default_directory()
+        self._journal = SendJournal(self._journal_dir, self.runner_id)
+        self._marks = SendMarks(store, self._journal)
         self._checkpointer = Checkpointer(
             store,
             min_gap_s=options.checkpoint_gap_s,
@@ -169,13 +172,21 @@ class Runner:
         )
 
     async def _reclaim(self) -> None:
+        journals = list(journals_of_dead_runners(self._journal_dir, pid_alive))
+        for _, _, leases in journals:  # what they had sent, as the store's marks may lag
+            for start in range(0, len(leases), 500):
+                await self.store.mark_sent(leases[start : start + 500])
         reclaimed, dead = await self.store.take_back_from_dead(
             self.run_info.id,
             self.options.max_attempts,
             host=socket.gethostname(),
             is_alive=pid_alive,
             stale_after_s=self.options.stale_after_s,
+            journaled=[runner_id for _, runner_id, _ in journals],
         )
+        for path, runner_id, _ in journals:  # another database's runner's journal is left to its own
+            if runner_id in dead:
+                path.unlink(missing_ok=True)
         if reclaimed:
             log.info("took back %d job(s) from %d stopped runner(s)", reclaimed, len(dead))
 
@@ -342,6 +353,7 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.mark_stopped([self.runner_id])
+        self._journal.close()
         for provider in self._providers.values():
             await provider.aclose()
         for task in done:

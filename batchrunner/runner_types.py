@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S
 from batchrunner.crashpoints import CrashPoint, never
@@ -84,3 +85,5 @@ class Wiring:
     progress: Progress | None = None
     crash_point: CrashPoint = never
     rng: random.Random | None = None
+    journal_dir: Path | None = None
+    """Where runners on this machine keep their send journals (batchrunner.sendjournal)."""

@@ -60,8 +60,9 @@ async def test_a_job_cancelled_while_the_runner_was_away_is_not_sent(store: Stor
     guard = LeaseGuard(store, "me", lease_s=60, fresh_s=15, clock=clock)
     [job] = await store.claim(run_id, "me", 1, lease_seconds=60)
     guard.claimed([job.lease])
-    assert await store.cancel(run_id) == 1
     clock.now += 15
+    # away past its heartbeat's lapse (stale_after_s=0 here: no need to wait), so cancel takes its job
+    assert await store.cancel(run_id, host="h", is_alive=lambda _pid: True, stale_after_s=0) == 1
     assert await guard.still_ours(job.lease, asyncio.Event()) is False
 
 

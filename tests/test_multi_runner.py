@@ -131,8 +131,14 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     jobs = submit(db, tmp_path, 300)
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     deadline = time.monotonic() + 60
-    while count_rows(db, "SELECT count(*) FROM results") < 60 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    in_flight_of_first = (
+        "SELECT count(*) FROM jobs JOIN runners ON runners.id = jobs.lease_owner"
+        f" WHERE runners.pid = {runners[0].pid} AND jobs.state = 'running' AND jobs.sent"
+    )
+    while time.monotonic() < deadline and (
+        count_rows(db, "SELECT count(*) FROM results") < 60 or count_rows(db, in_flight_of_first) == 0
+    ):  # kill it with calls in flight (it may start later than the others)
+        time.sleep(0.01)
     os.kill(runners[0].pid, signal.SIGKILL)
     assert runners[0].wait(timeout=10) == -signal.SIGKILL
     codes = [runner.wait(timeout=120) for runner in runners[1:]]
@@ -142,14 +148,15 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     assert count_rows(db, "SELECT count(*) FROM results") == 300
     stats = server.stats()
     assert set(stats["answers"]) == set(jobs.values())
-    # Re-sent: only jobs the killed runner held (in flight, or answered but not yet checkpointed), each
-    # once more. They are the jobs claimed twice: no call in this run fails, so no other job is.
+    # Re-sent: only jobs the killed runner had sent (in flight, or answered but not yet checkpointed),
+    # each once more. They are the jobs attempted twice: no call in this run fails, so no other job is,
+    # and those it had only claimed were given back with their attempt refunded (its journal tells).
     assert max(stats["answers"].values()) <= 2
     resent = {prompt for prompt, answers in stats["answers"].items() if answers == 2}
     held = query(db, "SELECT custom_id FROM jobs WHERE attempts = 2")
     assert resent <= {jobs[str(custom_id)] for (custom_id,) in held}
     assert count_rows(db, "SELECT count(*) FROM jobs WHERE attempts > 2") == 0
-    assert held  # it held jobs when it was killed, and they were finished by the others
+    assert held  # it had calls in flight when it was killed, and they were finished by the others
     # status tells the same story as the server's books: the jobs that reached it twice, and as possibly
     # billed every call the killed runner had sent and not recorded (in flight, or answered and not yet
     # checkpointed), which are the ones sent again

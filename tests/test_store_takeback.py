@@ -30,10 +30,15 @@ async def job_attempts(store: Store) -> dict[str, int]:
 
 async def test_a_dead_runners_claimed_jobs_cost_nothing_and_its_sent_ones_are_recorded(store: Store) -> None:
     run_id = await queue(store, 3)
+    await store.register_runner(runner_id="dead", host="h", pid=1, run_id=run_id)
     claimed = await store.claim(run_id, "dead", 3, lease_seconds=60)
     assert await store.mark_sent([claimed[0].lease]) == {claimed[0].lease.job_id}
 
-    assert await store.reclaim_expired(run_id, max_attempts=6, owners=["dead"]) == 3
+    # its journal was read (same machine), so what is not marked sent was not sent
+    taken = await store.take_back_from_dead(
+        run_id, 6, host="h", is_alive=lambda _pid: False, stale_after_s=30, journaled=["dead"]
+    )
+    assert taken == (3, ["dead"])
 
     assert await states(store) == {"job-1": "pending", "job-2": "pending", "job-3": "pending"}
     assert await job_attempts(store) == {"job-1": 1, "job-2": 0, "job-3": 0}  # only the sent one counts
@@ -71,9 +76,10 @@ async def test_cancel_keeps_the_answers_in_flight(store: Store) -> None:
     flying, retrying, claimed = await store.claim(run_id, "me", 3, lease_seconds=60)
     await store.mark_sent([flying.lease, retrying.lease])
 
-    assert await store.cancel(run_id) == 3  # two pending and one claimed but not sent
+    assert await cancel(store, run_id) == 2  # the pending ones; "me" is live and holds the others
     assert await store.run_cancelled(run_id)
-    assert await store.mark_sent([claimed.lease]) == set()  # cancelled: it is not sent
+    assert await store.release([claimed.lease]) == 1  # as "me" does once it sees the cancel
+    assert (await job_attempts(store))["job-3"] == 0  # never sent: it cost nothing
     assert await states(store) == {
         "job-1": "running", "job-2": "running", "job-3": "cancelled", "job-4": "cancelled",
         "job-5": "cancelled",
@@ -91,13 +97,30 @@ async def test_cancel_keeps_the_answers_in_flight(store: Store) -> None:
     assert not await store.run_cancelled(run_id)  # retry lifts the cancel
 
 
+async def test_cancel_takes_back_the_jobs_of_dead_runners(store: Store) -> None:
+    run_id = await queue(store, 3)
+    await store.register_runner(runner_id="dead", host="h", pid=1, run_id=run_id)
+    sent, _claimed = await store.claim(run_id, "dead", 2, lease_seconds=600)
+    await store.mark_sent([sent.lease])
+    assert await cancel(store, run_id, stale_after_s=0) == 3  # its heartbeat lapsed: dead
+    assert set((await states(store)).values()) == {"cancelled"}
+    assert [row["error_class"] for row in await attempt_rows(store)] == ["interrupted"]
+    # no journal of it was read: the job it claimed may have been sent (its mark not yet written), so
+    # its attempt keeps counting (a job that kills its runner every time still runs out of attempts)
+    assert await job_attempts(store) == {"job-1": 1, "job-2": 1, "job-3": 0}
+
+
+async def cancel(store: Store, run_id: int, stale_after_s: float = 30) -> int:
+    return await store.cancel(run_id, host="h", is_alive=lambda _pid: True, stale_after_s=stale_after_s)
+
+
 async def test_the_latest_run_is_the_one_used_last(store: Store) -> None:
     first = await queue(store, 1, run="first")
     await queue(store, 1, run="second")
     assert (await store.find_run(None)).name == "second"
     await store.retry_failed(first)
     assert (await store.find_run(None)).name == "first"
-    await store.cancel((await store.find_run("second")).id)
+    await cancel(store, (await store.find_run("second")).id)
     assert (await store.find_run(None)).name == "second"
     await store.touch_run(first)
     assert (await store.find_run(None)).name == "first"

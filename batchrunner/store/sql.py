@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
@@ -209,18 +209,25 @@ class Store:
         host: str,
         is_alive: Callable[[int], bool],
         stale_after_s: float,
+        journaled: Sequence[str] = (),
     ) -> tuple[int, list[str]]:
         """Take back the jobs of dead runners and of expired leases (RELIABILITY.md rule 3).
 
         A runner is dead when its heartbeat is older than ``stale_after_s`` or, on this ``host``, its pid
         is gone (``is_alive``); one marked stopped counts only while it still holds jobs. Dead runners
-        are marked stopped and their jobs taken back in one transaction. Returns (jobs, runners).
+        are marked stopped and their jobs taken back in one transaction. ``journaled``: dead runners whose
+        journal was read and applied (``mark_sent``), so their jobs not marked sent were not sent.
+        Returns (jobs, runners).
         """
         gone = await runners.gone_here(self.db, run_id, host=host, is_alive=is_alive)
         async with self.db.write() as conn:
             dead = await runners.stop_dead(conn, self.db, run_id, stale_after_s=stale_after_s, gone=gone)
             taken = await takeback.take_back(
-                conn, self._lapsed(run_id, dead), utcnow(), max_attempts=max_attempts
+                conn,
+                self._lapsed(run_id, dead),
+                utcnow(),
+                max_attempts=max_attempts,
+                refund=takeback.owned_by(journaled),
             )
         return taken, dead
 
@@ -363,14 +370,16 @@ class Store:
         if not leases:
             return 0
         async with self.db.write() as conn:
-            return await takeback.take_back(conn, _holds(leases), utcnow(), max_attempts=max_attempts)
+            return await takeback.take_back(
+                conn, _holds(leases), utcnow(), max_attempts=max_attempts, refund=true()
+            )
 
     async def reclaim_expired(self, run_id: int, max_attempts: int, owners: Sequence[str] = ()) -> int:
         """Take back running jobs whose lease expired, or whose owner is one of ``owners`` (known dead),
         without judging runners (``take_back_from_dead`` does both)."""
         async with self.db.write() as conn:
             where = self._lapsed(run_id, owners)
-            return await takeback.take_back(conn, where, utcnow(), max_attempts=max_attempts)
+            return await takeback.take_back(conn, where, utcnow(), max_attempts=max_attempts, refund=false())
 
     def _lapsed(self, run_id: int, owners: Sequence[str]) -> ColumnElement[bool]:
         """The run's running jobs whose lease expired or whose owner is dead."""
@@ -393,30 +402,40 @@ class Store:
             await conn.execute(run.values(cancelled_at=None, last_used_at=utcnow()))
         return count
 
-    async def cancel(self, run_id: int) -> int:
-        """Cancel the run: pending jobs and claimed ones not yet sent become cancelled; returns how many.
+    async def cancel(
+        self,
+        run_id: int,
+        *,
+        host: str,
+        is_alive: Callable[[int], bool],
+        stale_after_s: float,
+    ) -> int:
+        """Cancel the run: its pending jobs become cancelled, and so do the running jobs of dead runners
+        (those in flight recorded as interrupted); returns how many.
 
-        Jobs in flight stay running, so that their answers (already paid for) are recorded when they
-        arrive: such a job ends succeeded, or failed (a retry it would have had becomes cancelled). A
-        job in flight under a lease that has expired (its runner died) is cancelled too, and its attempt
-        recorded as interrupted. Runners of the run see ``runs.cancelled_at`` and stop claiming.
+        The jobs a live runner holds stay running: it sees ``runs.cancelled_at`` within a second, gives
+        back those not yet sent (they become cancelled) and records the answers of those in flight,
+        which are paid for: such a job ends succeeded, or failed (a retry it would have had becomes
+        cancelled). Runners are judged as by ``take_back_from_dead``.
         """
         now = utcnow()
-        mine = jobs.c.run_id == run_id
+        gone = await runners.gone_here(self.db, run_id, host=host, is_alive=is_alive)
         async with self.db.write() as conn:
             await conn.execute(
                 tables.runs.update()
                 .where(tables.runs.c.id == run_id)
                 .values(cancelled_at=now, last_used_at=now)
             )
-            taken = and_(mine, or_(jobs.c.sent.is_(False), jobs.c.lease_expires_at < self.db.clock()))
-            running = await takeback.take_back(conn, taken, now, max_attempts=None)
             pending = await conn.execute(
                 update(jobs)
-                .where(mine, jobs.c.state == JobState.PENDING)
+                .where(jobs.c.run_id == run_id, jobs.c.state == JobState.PENDING)
                 .values(state=JobState.CANCELLED, not_before=None, updated_at=now, finished_at=now)
             )
-        return running + max(pending.rowcount, 0)
+            dead = await runners.stop_dead(conn, self.db, run_id, stale_after_s=stale_after_s, gone=gone)
+            held = await takeback.take_back(
+                conn, self._lapsed(run_id, dead), now, max_attempts=None, refund=false()
+            )
+        return max(pending.rowcount, 0) + held
 
     async def run_cancelled(self, run_id: int) -> bool:
         """Whether ``cancel`` was called on the run (and no ``retry`` since)."""

@@ -5,7 +5,9 @@ request went out, see ``Store.mark_sent``). When a runner dies, is cut off at it
 its jobs back, the two are told apart:
 
 - a claimed job was never sent: its attempt is refunded and it goes back to ``pending``; it costs
-  nothing and nothing is counted against it;
+  nothing and nothing is counted against it. That is known when the runner gives it back itself, or
+  from a dead runner's journal (batchrunner.sendjournal); otherwise (a runner on another machine whose
+  last marks may not have been written) the attempt keeps counting, as it may have been sent;
 - an in-flight job may have reached the provider and been billed: its attempt keeps counting and is
   recorded in ``attempts`` as ``interrupted`` with ``possibly_billed`` set, then the job goes back to
   ``pending`` (or fails if that was its last attempt, so that a job which kills its runner every time
@@ -18,6 +20,7 @@ In a cancelled run (``runs.cancelled_at``) a job taken back is ``cancelled`` ins
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,10 +60,14 @@ def record_interrupted(where: ColumnElement[bool], now: datetime) -> Insert:
     return attempts.insert().from_select(columns, in_flight)
 
 
-def requeue(where: ColumnElement[bool], now: datetime, *, max_attempts: int | None) -> Update:
+def requeue(
+    where: ColumnElement[bool], now: datetime, *, max_attempts: int | None, refund: ColumnElement[bool]
+) -> Update:
     """Put the running jobs that ``where`` selects back in the queue (see the module docstring).
 
-    ``max_attempts``: an in-flight job on its last attempt fails instead (None: never).
+    ``max_attempts``: an in-flight job on its last attempt fails instead (None: never). ``refund``: the
+    jobs not marked sent that are known not to have been sent (their runner says so, or its journal);
+    any other job not marked sent keeps its attempt, since it may have been sent after all.
     """
     sent = jobs.c.sent.is_(True)
     exhausted: ColumnElement[bool] = (
@@ -75,7 +82,11 @@ def requeue(where: ColumnElement[bool], now: datetime, *, max_attempts: int | No
     terminal = or_(exhausted, cancelled)
     values: dict[str, Any] = {
         "state": state,
-        "attempts": case((sent, jobs.c.attempts), (jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
+        "attempts": case(
+            (sent, jobs.c.attempts),
+            (and_(refund, jobs.c.attempts > 0), jobs.c.attempts - 1),
+            else_=jobs.c.attempts,
+        ),
         "last_error_class": case((exhausted, INTERRUPTED), else_=jobs.c.last_error_class),
         "last_error": case(
             (exhausted, "attempts exhausted: the runner stopped during the last attempt"),
@@ -93,8 +104,19 @@ def requeue(where: ColumnElement[bool], now: datetime, *, max_attempts: int | No
 
 
 async def take_back(
-    conn: AsyncConnection, where: ColumnElement[bool], now: datetime, *, max_attempts: int | None
+    conn: AsyncConnection,
+    where: ColumnElement[bool],
+    now: datetime,
+    *,
+    max_attempts: int | None,
+    refund: ColumnElement[bool],
 ) -> int:
     """Inside a write: record the in-flight ones, then requeue; returns how many jobs were taken back."""
     await conn.execute(record_interrupted(where, now))
-    return max((await conn.execute(requeue(where, now, max_attempts=max_attempts))).rowcount, 0)
+    statement = requeue(where, now, max_attempts=max_attempts, refund=refund)
+    return max((await conn.execute(statement)).rowcount, 0)
+
+
+def owned_by(owners: Sequence[str]) -> ColumnElement[bool]:
+    """Jobs leased to one of ``owners`` (none: no job)."""
+    return jobs.c.lease_owner.in_(list(owners)) if owners else literal(False)

@@ -72,6 +72,14 @@ def running_rows(db: Path) -> int:
         conn.close()
 
 
+def count_sent(db: Path) -> int:
+    conn = connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM jobs WHERE state = 'running' AND sent").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def sent_twice(stats: dict[str, Any]) -> int:
     """Jobs whose request reached the fake server more than once (these tests inject no faults, so each
     is a re-send after an interruption). The server's ``duplicates`` counts answers, and an answer to a
@@ -268,6 +276,8 @@ async def test_sigstopped_runner_past_its_lease_cannot_write_back(
     manifest = write_manifest(tmp_path / "stop.jsonl", jobs)
     paused = runner(run_args(manifest, server, "--concurrency", "3"), name="paused")
     wait_until(lambda: server.stats(prompts=False)["in_flight"] == 3, 30, "three calls in flight")
+    # and their send marks written: paused in the middle of a write, it would hold SQLite's write lock
+    wait_until(lambda: count_sent(db) == 3, 10, "the three sends marked")
     paused.signal(signal.SIGSTOP)
     paused_at = time.monotonic()
     # time passes: the paused runner's leases expire (set in the database instead of waiting 335 s)

@@ -307,31 +307,32 @@ async def run(
     Returns how the run ended; ``RunReport.exit_code`` is the CLI's exit code.
     """
     new_file = sqlite_file_to_create(settings.run.db) if file is not None else None
+    submitted = False
     try:
         async with open_store(settings.run.db, create=file is not None) as store:
             found = await _the_run(store, settings, file, run, skip_invalid, notify)
+            submitted = True
+            settings = await _settings_of(store, found, settings, notify)
+            options = EngineOptions(
+                concurrency=settings.run.concurrency,
+                max_attempts=settings.run.max_attempts,
+                timeout_s=settings.run.timeout_s,
+                max_cost_usd=settings.run.max_cost_usd,
+                stop_on_systematic=not settings.run.no_stop_on_systematic,
+            )
+            wiring = Wiring(
+                provider_for=lambda name: build_provider(name, settings.provider_settings(name)),
+                limits_for=settings.rate_limits,
+                prices=settings.prices,
+                progress=await _progress(store, found, progress),
+                crash_point=crash_point,
+            )
+            report = await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
+            return replace(report, db=settings.run.db, runs_in_db=await store.run_count())
     except BaseException:
-        if new_file is not None:  # nothing was submitted: leave no empty database behind
+        if new_file is not None and not submitted:  # nothing was queued: leave no empty database behind
             remove_sqlite_file(new_file)
         raise
-    async with open_store(settings.run.db) as store:
-        settings = await _settings_of(store, found, settings, notify)
-        options = EngineOptions(
-            concurrency=settings.run.concurrency,
-            max_attempts=settings.run.max_attempts,
-            timeout_s=settings.run.timeout_s,
-            max_cost_usd=settings.run.max_cost_usd,
-            stop_on_systematic=not settings.run.no_stop_on_systematic,
-        )
-        wiring = Wiring(
-            provider_for=lambda name: build_provider(name, settings.provider_settings(name)),
-            limits_for=settings.rate_limits,
-            prices=settings.prices,
-            progress=await _progress(store, found, progress),
-            crash_point=crash_point,
-        )
-        report = await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
-        return replace(report, db=settings.run.db, runs_in_db=len(await store.list_runs()))
 
 
 async def _the_run(
@@ -360,7 +361,8 @@ async def _the_run(
         if report.rejected:
             notify(f"{report.rejected} invalid line(s) skipped; see {report.rejects_file}")
     found = await store.find_run(name)
-    await store.touch_run(found.id)
+    if file is None:  # (a submit makes its run the latest itself)
+        await store.touch_run(found.id)
     provider = settings.run.provider
     if provider is not None and "provider" in settings.given and (file is None or before is not None):
         moved = await store.reroute_pending(found.id, provider)

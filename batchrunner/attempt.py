@@ -150,7 +150,8 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
     except ProviderError as exc:
         return _failure(job, ctx, exc, started_at, started)
     finally:  # a call not sent cost nothing; one sent without a known cost counts its worst case
-        ctx.in_flight -= 1 if sent else 0
+        if sent:
+            ctx.in_flight -= 1
         ctx.budget.settle(worst_case, cost if sent else Decimal(0))
         ctx.budget_settled.set()
 

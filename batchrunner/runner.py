@@ -27,6 +27,7 @@ import signal
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from batchrunner.attempt import AttemptContext, LeaseLost, NotSent, Stop, perform
 from batchrunner.budget import Budget
@@ -81,6 +82,8 @@ class Runner:
         )
         self._journal_dir = wiring.journal_dir or default_directory()
         self._journal = SendJournal(self._journal_dir, self.runner_id)
+        self._journals_applied: set[Path] = set()
+        """Journals of dead runners read once (another database's are left in place, not read again)."""
         self._marks = SendMarks(store, self._journal)
         self._checkpointer = Checkpointer(
             store,
@@ -172,10 +175,15 @@ class Runner:
         )
 
     async def _reclaim(self) -> None:
-        journals = list(journals_of_dead_runners(self._journal_dir, pid_alive))
-        for _, _, leases in journals:  # what they had sent, as the store's marks may lag
+        journals = [
+            journal
+            for journal in journals_of_dead_runners(self._journal_dir, pid_alive)
+            if journal[0] not in self._journals_applied
+        ]
+        for path, _, leases in journals:  # what they had sent, as the store's marks may lag
             for start in range(0, len(leases), 500):
                 await self.store.mark_sent(leases[start : start + 500])
+            self._journals_applied.add(path)
         reclaimed, dead = await self.store.take_back_from_dead(
             self.run_info.id,
             self.options.max_attempts,

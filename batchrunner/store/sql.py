@@ -83,6 +83,10 @@ class Store:
             raise UsageError(f"no run named {name!r} (batchrunner runs lists them)")
         return _run_info(row)
 
+    async def run_count(self) -> int:
+        async with self.db.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(tables.runs))).scalar_one())
+
     async def find_run_or_none(self, name: str) -> RunInfo | None:
         try:
             return await self.find_run(name)
@@ -329,12 +333,9 @@ class Store:
         return claimed
 
     async def mark_sent(self, leases: Sequence[Lease]) -> set[int]:
-        """Record that these jobs' requests are about to go out; return the ids whose lease still holds.
-
-        Called just before sending, and durable before the request leaves: a job whose runner dies
-        from here on counts as in flight (store/takeback.py), and a job whose lease was lost (taken
-        over, cancelled) is not marked, and so not sent.
-        """
+        """Record that these jobs' requests went out; return the ids whose lease still holds (a job
+        taken over or finished meanwhile is not marked). A job marked sent whose runner dies counts as
+        in flight (store/takeback.py); see batchrunner.sendmarks for when marks are written."""
         if not leases:
             return set()
         stmt = update(jobs).where(_holds(leases)).values(sent=True, updated_at=utcnow()).returning(jobs.c.id)

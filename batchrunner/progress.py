@@ -95,6 +95,8 @@ class Progress:
         states = stats.by_state
         self.total, self.done_before = stats.total, states["cancelled"]
         self.succeeded, self.failed = states["succeeded"], states["failed"]
+        self.input_tokens, self.output_tokens = stats.input_tokens, stats.output_tokens
+        self.cost_usd, self.unpriced = stats.cost_usd, stats.unpriced_results
         self.in_flight = lambda: 0
         self._print(self.line(rate), final=True)
 

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from batchrunner.cli import main
 from batchrunner.progress import Progress
 from batchrunner.store import tables
+from batchrunner.store.records import RunStats
 from batchrunner.store.sql import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
@@ -88,3 +89,19 @@ def test_status_shows_an_eta_only_while_a_runner_is_live(tmp_path: Path) -> None
     asyncio.run(stop(db))
     stopped = CliRunner().invoke(main, ["status", "--db", db]).stdout
     assert "eta" not in stopped and "rate" not in stopped  # nobody is running it: no promise of an end
+
+
+def test_the_last_line_shows_the_runs_figures_as_status_does() -> None:
+    """A resumed run's last line: the run's counts, tokens and cost, not only this invocation's."""
+    out = io.StringIO()
+    progress = Progress(total=300, done_before=55, stream=out, live=False, interval_s=1)
+    progress.succeeded, progress.input_tokens, progress.output_tokens = 245, 735, 4118  # this invocation
+    by_state = {"pending": 0, "claimed": 0, "running": 0, "succeeded": 300, "failed": 0, "cancelled": 0}
+    stats = RunStats(
+        run="big", total=300, by_state=by_state, attempts=313, attempts_this_try=313, input_tokens=900,
+        output_tokens=5096, cached_tokens=0, cost_usd=0.0031926, priced_results=300, unpriced_results=0,
+        first_activity=None, last_activity=None,
+    )  # fmt: skip
+    progress.finish(stats)
+    line = out.getvalue().strip()
+    assert line.startswith("300/300 (100.0%)") and "tokens 900/5,096" in line and "$0.0032" in line

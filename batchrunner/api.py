@@ -19,21 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from batchrunner import manifest, runsettings
-from batchrunner.config import Settings
-from batchrunner.crashpoints import CrashPoint, never
+from batchrunner import manifest
+from batchrunner.config import Settings, runsettings
+from batchrunner.config.runsettings import Notify
+from batchrunner.engine.crashpoints import CrashPoint, never
+from batchrunner.engine.liveness import STALE_AFTER_S, pid_alive, runner_alive
+from batchrunner.engine.options import EngineOptions, RunReport, Wiring
+from batchrunner.engine.progress import Progress
+from batchrunner.engine.runner import Runner
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue, UsageError
 from batchrunner.export import ExportFormat, ExportOptions, write_export
-from batchrunner.liveness import STALE_AFTER_S, pid_alive, runner_alive
-from batchrunner.models import JobSpec, RunInfo, SubmitReport
-from batchrunner.progress import Progress
+from batchrunner.models import JobSpec, RunInfo, RunStats, SubmitReport
 from batchrunner.providers.registry import build_provider
-from batchrunner.runner import Runner
-from batchrunner.runner_types import EngineOptions, RunReport, Wiring
-from batchrunner.runsettings import Notify
 from batchrunner.store.database import remove_sqlite_file, sqlite_file_to_create
 from batchrunner.store.insights import RunInsights
-from batchrunner.store.records import RunStats
 from batchrunner.store.reports import Only
 from batchrunner.store.sql import Store
 from batchrunner.store.submit import JobInserter
@@ -301,7 +300,7 @@ async def run(
 ) -> RunReport:
     """Drain a run (the latest, or ``run``); with ``file``, submit it first (idempotently).
 
-    The run is run with the settings it remembers (batchrunner.runsettings), but for the options that
+    The run is run with the settings it remembers (batchrunner.config.runsettings), but for the options that
     ``settings.given`` names; ``notify`` is told of every such difference, and of pending jobs rerouted
     by a given ``provider``. ``file`` is submitted the way it was before (``--skip-invalid`` included).
     Returns how the run ended; ``RunReport.exit_code`` is the CLI's exit code.

@@ -36,7 +36,7 @@ from typing import Any, Literal, TextIO
 import aiofiles
 
 from batchrunner.errors import ExportError
-from batchrunner.store.records import ExportRow
+from batchrunner.models import ExportRow
 
 ExportFormat = Literal["csv", "jsonl", "openai-batch"]
 

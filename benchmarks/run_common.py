@@ -953,7 +953,7 @@ def patched_run_main(argv: list[str]) -> None:
     import dataclasses
 
     from batchrunner.config.settings import Settings
-    from batchrunner.ratelimit import ProviderLimiter
+    from batchrunner.policy.ratelimit import ProviderLimiter
 
     original = Settings.rate_limits
 
@@ -978,10 +978,10 @@ def patched_run_main(argv: list[str]) -> None:
     retry_changes = {"base_delay": opts.retry_base, "factor": opts.retry_factor}
     retry_changes = {name: value for name, value in retry_changes.items() if value is not None}
     if retry_changes:
-        import batchrunner.runner
-        from batchrunner.retry import RetryPolicy
+        import batchrunner.engine.runner
+        from batchrunner.policy.retry import RetryPolicy
 
-        batchrunner.runner.RetryPolicy = functools.partial(RetryPolicy, **retry_changes)  # type: ignore[misc,assignment]
+        batchrunner.engine.runner.RetryPolicy = functools.partial(RetryPolicy, **retry_changes)  # type: ignore[misc,assignment]
     from batchrunner.cli import main
 
     sys.argv = ["batchrunner", *argv[split + 1 :]]

@@ -11,7 +11,7 @@ import pytest
 
 from batchrunner.config import RUN_ENV_VARS, RunDefaults, Settings, load_settings
 from batchrunner.errors import ConfigError, UsageError
-from batchrunner.pricing import BUILTIN_PRICES, ModelPrice
+from batchrunner.policy.pricing import BUILTIN_PRICES, ModelPrice
 from batchrunner.providers.registry import PRESETS
 from batchrunner.secret import Secret
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from test_store import queue, success
 
-from batchrunner.coordination import RunCoordination
+from batchrunner.engine.coordination import RunCoordination
 from batchrunner.errors import StoreError
-from batchrunner.ratelimit import ProviderLimiter, RateLimits
+from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits
 from batchrunner.store.sql import Store
 
 NOW = 1000.0

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchrunner.errorlog import ErrorLog, label, safe_url
-from batchrunner.models import JobState
-from batchrunner.store.records import AttemptRecord, ClaimedJob, Lease, Outcome
+from batchrunner.engine.errorlog import ErrorLog, label, safe_url
+from batchrunner.models import AttemptRecord, ClaimedJob, JobState, Lease, Outcome
 
 URL = "http://127.0.0.1:9/v1"
 REFUSED = "openai: connection failed (ConnectError: All connection attempts failed)"
@@ -51,7 +50,11 @@ def outcome(error_class: str | None, status: int | None, error: str | None = Non
 
 
 def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "batchrunner.errorlog" and r.levelno == level]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "batchrunner.engine.errorlog" and r.levelno == level
+    ]
 
 
 def test_first_appearance_then_counts_at_most_every_interval_and_at_the_end(
@@ -100,7 +103,7 @@ def test_nothing_at_the_default_level(caplog: pytest.LogCaptureFixture) -> None:
     errors = ErrorLog(where=lambda _name: URL, clock=Clock())
     errors.attempt(job(1), outcome("transient", None, REFUSED))
     errors.close()
-    assert not [r for r in caplog.records if r.name == "batchrunner.errorlog"]
+    assert not [r for r in caplog.records if r.name == "batchrunner.engine.errorlog"]
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,15 @@ from tmpfs import tmpfs
 from batchrunner import api
 from batchrunner.cli import main
 from batchrunner.errors import ExportError
-from batchrunner.models import Endpoint, JobSpec, JobState, ManifestFormat
-from batchrunner.store.records import AttemptRecord, Outcome, ResultRecord
+from batchrunner.models import (
+    AttemptRecord,
+    Endpoint,
+    JobSpec,
+    JobState,
+    ManifestFormat,
+    Outcome,
+    ResultRecord,
+)
 from batchrunner.store.sql import Store
 
 OUTPUTS = [

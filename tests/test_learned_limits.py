@@ -10,10 +10,10 @@ import asyncio
 import pytest
 from test_ratelimit import SPAN, FakeTime, acquire_times, make, max_in_any_window
 
-from batchrunner.learnedlimits import PROBE_REQUESTS
 from batchrunner.models import RateLimitInfo
+from batchrunner.policy.learnedlimits import PROBE_REQUESTS
+from batchrunner.policy.ratelimit import ProviderLimiter
 from batchrunner.providers.http_errors import anthropic_rate_limits, openai_rate_limits
-from batchrunner.ratelimit import ProviderLimiter
 
 RPM_600 = RateLimitInfo(limit_requests=600, remaining_requests=540)
 

@@ -9,9 +9,9 @@ import asyncio
 
 from test_store import queue
 
+from batchrunner.engine.leases import LeaseGuard
 from batchrunner.errors import StoreError
-from batchrunner.leaseguard import LeaseGuard
-from batchrunner.store.records import Lease
+from batchrunner.models import Lease
 from batchrunner.store.sql import Store
 
 

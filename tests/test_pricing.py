@@ -8,7 +8,7 @@ import pytest
 
 from batchrunner.errors import ConfigError
 from batchrunner.models import Usage
-from batchrunner.pricing import BUILTIN_PRICES, FAKE_MODEL, ModelPrice, PriceTable
+from batchrunner.policy.pricing import BUILTIN_PRICES, FAKE_MODEL, ModelPrice, PriceTable
 
 # (model as a job names it, the table entry it resolves to, or None)
 NAMES: list[tuple[str, str | None]] = [

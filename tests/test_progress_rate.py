@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from batchrunner.cli import main
-from batchrunner.progress import Progress
+from batchrunner.engine.progress import Progress
+from batchrunner.models import RunStats
 from batchrunner.store import tables
-from batchrunner.store.records import RunStats
 from batchrunner.store.sql import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"

@@ -18,7 +18,7 @@ from batchrunner.errors import (
     RunStoppingError,
     TransientError,
 )
-from batchrunner.retry import (
+from batchrunner.policy.retry import (
     DEFAULT_POLICY,
     RetryAction,
     RetryDecision,

@@ -41,8 +41,8 @@ from run_helpers import (
 
 from batchrunner import api
 from batchrunner.cli import main
+from batchrunner.engine.options import RunReport
 from batchrunner.fakeserver.testing import FakeServerHandle
-from batchrunner.runner_types import RunReport
 
 StartRunner = Callable[..., RunnerProcess]
 RESUME_WITHIN_S = 20.0

@@ -18,14 +18,13 @@ from fake_server_fixtures import StartFakeServer
 from run_helpers import check_invariants, prompts, settings_for, snapshot, write_manifest
 
 from batchrunner import api
-from batchrunner.checkpoint import Checkpointer
 from batchrunner.config import Settings
-from batchrunner.models import JobState
+from batchrunner.engine.checkpoint import Checkpointer
+from batchrunner.engine.options import EngineOptions, Wiring
+from batchrunner.engine.runner import Runner
+from batchrunner.models import AttemptRecord, JobState, Lease, Outcome
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 from batchrunner.providers.registry import build_provider
-from batchrunner.runner import Runner
-from batchrunner.runner_types import EngineOptions, Wiring
-from batchrunner.store.records import AttemptRecord, Lease, Outcome
 
 
 @asynccontextmanager

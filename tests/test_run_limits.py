@@ -11,8 +11,8 @@ from run_helpers import check_invariants, prompts, reference_answers, settings_f
 
 from batchrunner import api
 from batchrunner.config import Settings
-from batchrunner.pricing import FAKE_MODEL
-from batchrunner.tokens import estimate_tokens
+from batchrunner.policy.pricing import FAKE_MODEL
+from batchrunner.policy.tokens import estimate_tokens
 
 
 async def test_server_enforced_limits_give_at_most_one_percent_429s(

@@ -36,11 +36,12 @@ def run_verbose(tmp_path: Path, flag: str) -> str:
 
 def test_v_logs_each_kind_of_error_once_then_a_count(tmp_path: Path) -> None:
     stderr = run_verbose(tmp_path, "-v")
-    lines = [line for line in stderr.splitlines() if "batchrunner.errorlog" in line]
-    first = "INFO batchrunner.errorlog: openai: connection error from URL/: connection failed (ConnectError: "
+    lines = [line for line in stderr.splitlines() if "batchrunner.engine.errorlog" in line]
+    logger = "INFO batchrunner.engine.errorlog"
+    first = f"{logger}: openai: connection error from URL/: connection failed (ConnectError: "
     assert lines[0].startswith(first), stderr
     assert lines[-1].startswith(
-        f"INFO batchrunner.errorlog: openai: connection error x{JOBS * ATTEMPTS} from URL/: connection failed"
+        f"{logger}: openai: connection error x{JOBS * ATTEMPTS} from URL/: connection failed"
     ), stderr
     assert len(lines) <= 3  # once, maybe a count after 10 s, the count at the end: not one per attempt
     assert "DEBUG" not in stderr
@@ -58,4 +59,4 @@ def test_vv_logs_one_line_per_attempt(tmp_path: Path) -> None:
         for i in range(JOBS)
         for n in range(1, ATTEMPTS + 1)
     )
-    assert "INFO batchrunner.errorlog: openai: connection error from URL/" in stderr
+    assert "INFO batchrunner.engine.errorlog: openai: connection error from URL/" in stderr

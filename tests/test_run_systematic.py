@@ -1,7 +1,7 @@
 """A permanent failure shared by every job stops the run, through the real CLI against the fake server.
 
 ``batchrunner run`` runs in-process (click's runner) on SQLite and PostgreSQL; the outcome is read from
-the database rows and the fake server's books. See :mod:`batchrunner.systematic`.
+the database rows and the fake server's books. See :mod:`batchrunner.engine.systematic`.
 """
 
 from __future__ import annotations

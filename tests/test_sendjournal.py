@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from batchrunner.liveness import pid_alive
-from batchrunner.sendjournal import SendJournal, journals_of_dead_runners
-from batchrunner.store.records import Lease
+from batchrunner.engine.liveness import pid_alive
+from batchrunner.engine.sendjournal import SendJournal, journals_of_dead_runners
+from batchrunner.models import Lease
 
 WRITER = """
 import os, signal, sys
 from pathlib import Path
-from batchrunner.sendjournal import SendJournal
-from batchrunner.store.records import Lease
+from batchrunner.engine.sendjournal import SendJournal
+from batchrunner.models import Lease
 journal = SendJournal(Path(sys.argv[1]), "host-1-abc")
 for n in range(3):
     journal.record(Lease(job_id=n + 1, token=f"t{n}"))

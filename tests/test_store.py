@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from batchrunner.models import Endpoint, JobSpec, JobState, ManifestFormat
+from batchrunner.models import (
+    AttemptRecord,
+    Endpoint,
+    JobSpec,
+    JobState,
+    ManifestFormat,
+    Outcome,
+    ResultRecord,
+)
 from batchrunner.store import tables
 from batchrunner.store.database import SQLITE_PRAGMAS
-from batchrunner.store.records import AttemptRecord, Outcome, ResultRecord
 from batchrunner.store.sql import Store
 
 

@@ -10,9 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from test_store import attempt, queue, states, success
 
-from batchrunner.models import JobState
+from batchrunner.models import JobState, Outcome
 from batchrunner.store import tables
-from batchrunner.store.records import Outcome
 from batchrunner.store.sql import Store
 
 

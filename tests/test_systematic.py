@@ -6,11 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchrunner.errors import PermanentError
-from batchrunner.models import JobState
-from batchrunner.providers.http_errors import error_from_response
-from batchrunner.store.records import AttemptRecord, ClaimedJob, Lease, Outcome
-from batchrunner.systematic import (
+from batchrunner.engine.systematic import (
     REFUNDED_CLASS,
     OutcomeFilter,
     Systematic,
@@ -19,6 +15,9 @@ from batchrunner.systematic import (
     failure_class,
     given_back,
 )
+from batchrunner.errors import PermanentError
+from batchrunner.models import AttemptRecord, ClaimedJob, JobState, Lease, Outcome
+from batchrunner.providers.http_errors import error_from_response
 
 KEY = ("openai", "gpt-nope")
 OTHER = ("openai", "gpt-4o-mini")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from batchrunner.models import Endpoint
-from batchrunner.tokens import (
+from batchrunner.policy.tokens import (
     DEFAULT_OUTPUT_TOKENS,
     MEDIA_TOKENS,
     TokenEstimate,

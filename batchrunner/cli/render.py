@@ -7,7 +7,7 @@ from datetime import datetime
 
 from batchrunner.api import StatusReport
 from batchrunner.models import RunInfo
-from batchrunner.pricing import format_usd
+from batchrunner.policy.pricing import format_usd
 
 
 def _iso(value: datetime | None) -> str | None:

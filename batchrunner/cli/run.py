@@ -20,11 +20,11 @@ from batchrunner.cli.common import (
     resolve_settings,
     run_verb,
 )
-from batchrunner.crashpoints import from_spec
-from batchrunner.runner_types import RunReport
+from batchrunner.engine.crashpoints import from_spec
+from batchrunner.engine.options import RunReport
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
-"""Test-only: kill the runner at a named point (see batchrunner.crashpoints)."""
+"""Test-only: kill the runner at a named point (see batchrunner.engine.crashpoints)."""
 
 
 def _env(name: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from batchrunner.config.sources import (
     resolve_reference,
 )
 from batchrunner.errors import ConfigError, UsageError
-from batchrunner.pricing import BUILTIN_PRICES, PriceTable
+from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
 from batchrunner.providers.registry import PRESETS, ProviderKind, ProviderPreset
 from batchrunner.secret import Secret
 

@@ -19,14 +19,14 @@ from types import MappingProxyType
 from typing import Final
 
 from batchrunner.errors import ConfigError, UsageError
-from batchrunner.pricing import BUILTIN_PRICES, PriceTable
+from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
+from batchrunner.policy.ratelimit import RateLimits
 from batchrunner.providers.registry import (
     PRESETS,
     ProviderKind,
     ProviderSettings,
     missing_key_error,
 )
-from batchrunner.ratelimit import RateLimits
 from batchrunner.secret import Secret
 
 _DEFAULT_CONNECT_TIMEOUT_S: Final = ProviderSettings(name="-", kind="fake").connect_timeout_s
@@ -58,7 +58,8 @@ class RunDefaults:
     tpm: float | None = None
     base_url: str | None = None
     no_stop_on_systematic: bool = False
-    """Do not stop when a provider+model's first answers all fail alike (:mod:`batchrunner.systematic`)."""
+    """Do not stop when a provider+model's first answers all fail alike
+    (:mod:`batchrunner.engine.systematic`)."""
 
     def __post_init__(self) -> None:
         # The loader validates each layer with its source named; this guards values built in code.
@@ -112,7 +113,8 @@ class Settings:
     """Resolved providers by name: the presets and the file's entries."""
     given: Mapping[str, str] = field(default_factory=dict)
     """Run options given for this invocation (a flag or a ``BATCHRUNNER_*`` variable), by field name,
-    with where each came from (``--rpm``): these override what a run remembers (batchrunner.runsettings)."""
+    with where each came from (``--rpm``): these override what a run remembers
+    (batchrunner.config.runsettings)."""
     key_lookup: Callable[[str], Secret | None] = field(default=lambda _name: None, repr=False, compare=False)
     """The key in a variable (environment or ``.env``), for a run that remembers another key variable."""
 
@@ -152,7 +154,7 @@ class Settings:
 
     def rate_limits(self, name: str) -> RateLimits:
         """Limits for provider ``name``: ``--rpm``/``--tpm`` beat its entry; concurrency is the run's; the
-        limits the provider advertises fill in or lower them (:mod:`batchrunner.learnedlimits`)."""
+        limits the provider advertises fill in or lower them (:mod:`batchrunner.policy.learnedlimits`)."""
         entry = self._entry(name)
         return RateLimits(
             rpm=self.run.rpm or entry.rpm,

@@ -53,7 +53,7 @@ from batchrunner.errors import (
     TransientError,
 )
 from batchrunner.models import RateLimitInfo
-from batchrunner.retry import parse_retry_after, parse_should_retry
+from batchrunner.policy.retry import parse_retry_after, parse_should_retry
 from batchrunner.secret import MASK
 
 __all__ = [

@@ -14,10 +14,9 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, func, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batchrunner.models import JobState, RunInfo
+from batchrunner.models import ExportRow, JobState, RunInfo, RunStats
 from batchrunner.store import tables
 from batchrunner.store.database import Database
-from batchrunner.store.records import ExportRow, RunStats
 
 jobs, results, attempts = tables.jobs, tables.results, tables.attempts
 

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batchrunner.models import JobState
+from batchrunner.models import JobState, Lease
 from batchrunner.store.database import Database, utcnow
-from batchrunner.store.records import Lease
 from batchrunner.store.tables import jobs, provider_pauses, runners
 
 

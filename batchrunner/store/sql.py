@@ -20,11 +20,10 @@ from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
-from batchrunner.models import JobState, RunInfo
+from batchrunner.models import ClaimedJob, ExportRow, JobState, Lease, Outcome, QueueState, RunInfo, RunStats
 from batchrunner.store import insights, reports, runners, tables, takeback
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
-from batchrunner.store.records import ClaimedJob, ExportRow, Lease, Outcome, QueueState, RunStats
 from batchrunner.store.submit import JobInserter
 
 jobs = tables.jobs
@@ -137,7 +136,7 @@ class Store:
         await self._update_run(run_id, last_used_at=utcnow())
 
     async def save_run_settings(self, run_id: int, settings: dict[str, Any]) -> None:
-        """Remember how the run is run (batchrunner.runsettings); never holds a key, only its variable."""
+        """Remember how the run is run (batchrunner.config.runsettings); never a key, only its variable."""
         await self._update_run(run_id, settings_json=json.dumps(settings, sort_keys=True))
 
     async def _update_run(self, run_id: int, **values: Any) -> None:
@@ -335,7 +334,7 @@ class Store:
     async def mark_sent(self, leases: Sequence[Lease]) -> set[int]:
         """Record that these jobs' requests went out; return the ids whose lease still holds (a job
         taken over or finished meanwhile is not marked). A job marked sent whose runner dies counts as
-        in flight (store/takeback.py); see batchrunner.sendmarks for when marks are written."""
+        in flight (store/takeback.py); see batchrunner.engine.sendmarks for when marks are written."""
         if not leases:
             return set()
         stmt = update(jobs).where(_holds(leases)).values(sent=True, updated_at=utcnow()).returning(jobs.c.id)

@@ -74,8 +74,8 @@ runs = Table(
     Column("cancelled_at", UTCDateTime()),
 )
 """``options_json``: how the manifest was submitted; ``settings_json``: how the run is run (see
-batchrunner.runsettings); ``last_used_at``: the last submit, run, retry or cancel (the latest run is the
-one most recently used); ``cancelled_at``: set by ``cancel``, cleared by ``retry``."""
+batchrunner.config.runsettings); ``last_used_at``: the last submit, run, retry or cancel (the latest run
+is the one most recently used); ``cancelled_at``: set by ``cancel``, cleared by ``retry``."""
 
 runners = Table(
     "runners",

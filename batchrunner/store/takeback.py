@@ -6,7 +6,7 @@ its jobs back, the two are told apart:
 
 - a claimed job was never sent: its attempt is refunded and it goes back to ``pending``; it costs
   nothing and nothing is counted against it. That is known when the runner gives it back itself, or
-  from a dead runner's journal (batchrunner.sendjournal); otherwise (a runner on another machine whose
+  from a dead runner's journal (batchrunner.engine.sendjournal); otherwise (a runner on another machine whose
   last marks may not have been written) the attempt keeps counting, as it may have been sent;
 - an in-flight job may have reached the provider and been billed: its attempt keeps counting and is
   recorded in ``attempts`` as ``interrupted`` with ``possibly_billed`` set, then the job goes back to

@@ -1,6 +1,6 @@
 """An offline estimate of the tokens one request will use, for the TPM reservation before the call.
 
-The limiter (:mod:`batchrunner.ratelimit`) reserves ``prompt + output`` tokens before a request is
+The limiter (:mod:`batchrunner.policy.ratelimit`) reserves ``prompt + output`` tokens before a request is
 sent, the way the providers charge their TPM limits (prompt estimate + ``max_tokens``), and settles
 to the usage the provider reports afterwards. So this is an **estimate**, never a bill: it must be
 cheap (it runs for every job), need no network and no tokenizer download, and rather err high than

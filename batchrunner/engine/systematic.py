@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
 
-from batchrunner.models import JobState
-from batchrunner.store.records import ClaimedJob, Outcome
+from batchrunner.models import ClaimedJob, JobState, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,13 @@ A runner registers itself, takes back the jobs of runners that died (RELIABILITY
 - the **feeder** claims jobs in batches (attempts counted in the claim, rule 1) into a local queue of at
   most twice the concurrency, and decides when the run is done (nothing pending or running in the
   database) or must wait for a backoff;
-- **workers** (``concurrency`` of them) take one job at a time through :func:`batchrunner.attempt.perform`
-  and hand its outcome to the **checkpointer**, which writes them in groups under their leases (rule 2);
+- **workers** (``concurrency`` of them) take one job at a time through
+  :func:`batchrunner.engine.attempt.perform` and hand its outcome to the **checkpointer**, which writes
+  them in groups under their leases (rule 2);
 - the **heartbeat** renews this runner's leases and reclaims those of dead runners.
 
 Stopping (Ctrl-C, SIGTERM, an auth or quota error, the budget, a systematic failure: see
-:mod:`batchrunner.systematic`): claim nothing more, give back queued jobs
+:mod:`batchrunner.engine.systematic`): claim nothing more, give back queued jobs
 with their attempt refunded, let calls in flight finish within a grace period, checkpoint, and release
 what is left (rule 9). A second signal exits at once; the next run reclaims.
 """
@@ -29,23 +30,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from batchrunner.attempt import AttemptContext, LeaseLost, NotSent, Stop, perform
-from batchrunner.budget import Budget
-from batchrunner.checkpoint import Checkpointer
-from batchrunner.coordination import RunCoordination
-from batchrunner.errorlog import ErrorLog
-from batchrunner.leaseguard import LeaseGuard
-from batchrunner.liveness import pid_alive
-from batchrunner.models import RunInfo
+from batchrunner.engine.attempt import AttemptContext, LeaseLost, NotSent, Stop, perform
+from batchrunner.engine.checkpoint import Checkpointer
+from batchrunner.engine.coordination import RunCoordination
+from batchrunner.engine.errorlog import ErrorLog
+from batchrunner.engine.leases import LeaseGuard
+from batchrunner.engine.liveness import pid_alive
+from batchrunner.engine.options import EngineOptions, RunReport, Wiring
+from batchrunner.engine.sendjournal import SendJournal, default_directory, journals_of_dead_runners
+from batchrunner.engine.sendmarks import SendMarks
+from batchrunner.engine.systematic import OutcomeFilter
+from batchrunner.models import ClaimedJob, Outcome, RunInfo
+from batchrunner.policy.budget import Budget
+from batchrunner.policy.ratelimit import ProviderLimiter
+from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.base import Provider
-from batchrunner.ratelimit import ProviderLimiter
-from batchrunner.retry import RetryPolicy
-from batchrunner.runner_types import EngineOptions, RunReport, Wiring
-from batchrunner.sendjournal import SendJournal, default_directory, journals_of_dead_runners
-from batchrunner.sendmarks import SendMarks
-from batchrunner.store.records import ClaimedJob, Outcome
 from batchrunner.store.sql import Store
-from batchrunner.systematic import OutcomeFilter
 
 log = logging.getLogger(__name__)
 

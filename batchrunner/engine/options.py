@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from batchrunner.attempt import OUTER_DEADLINE_MARGIN_S
-from batchrunner.crashpoints import CrashPoint, never
-from batchrunner.liveness import STALE_AFTER_S
-from batchrunner.pricing import PriceTable
-from batchrunner.progress import Progress
+from batchrunner.engine.attempt import OUTER_DEADLINE_MARGIN_S
+from batchrunner.engine.crashpoints import CrashPoint, never
+from batchrunner.engine.liveness import STALE_AFTER_S
+from batchrunner.engine.progress import Progress
+from batchrunner.models import RunStats
+from batchrunner.policy.pricing import PriceTable
+from batchrunner.policy.ratelimit import RateLimits
 from batchrunner.providers.base import Provider
-from batchrunner.ratelimit import RateLimits
-from batchrunner.store.records import RunStats
 
 LEASE_MARGIN_S = 30.0
 
@@ -39,7 +39,8 @@ class EngineOptions:
     cancel_poll_s: float = 0.5
     """How often a runner checks whether its run was cancelled."""
     stop_on_systematic: bool = True
-    """Stop the run when a provider+model's first answers all fail alike (:mod:`batchrunner.systematic`)."""
+    """Stop the run when a provider+model's first answers all fail alike
+    (:mod:`batchrunner.engine.systematic`)."""
 
     @property
     def lease_s(self) -> float:
@@ -86,4 +87,4 @@ class Wiring:
     crash_point: CrashPoint = never
     rng: random.Random | None = None
     journal_dir: Path | None = None
-    """Where runners on this machine keep their send journals (batchrunner.sendjournal)."""
+    """Where runners on this machine keep their send journals (batchrunner.engine.sendjournal)."""

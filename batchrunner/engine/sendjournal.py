@@ -1,6 +1,6 @@
 """A runner's local journal of the requests it sends, written just before each one goes out.
 
-The store's send marks (batchrunner.sendmarks) follow a request by a write, which on a busy machine can
+The store's send marks (batchrunner.engine.sendmarks) follow a request by a write, which on a busy machine can
 lag by more than the request itself takes. So each runner also appends ``JOB_ID TOKEN`` to a file of its
 own, synchronously, before the request leaves: a few microseconds, and it survives a ``kill -9`` (the
 kernel keeps what was written; only a power cut could lose the last lines). A runner that takes back the
@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from batchrunner.store.records import Lease
+from batchrunner.models import Lease
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from batchrunner.attempt import Stop
-from batchrunner.models import JobState
-from batchrunner.pricing import format_usd
-from batchrunner.store.records import Outcome, RunStats
+from batchrunner.engine.attempt import Stop
+from batchrunner.models import JobState, Outcome, RunStats
+from batchrunner.policy.pricing import format_usd
 
 RATE_WINDOW_S = 30.0
 CLEAR_LINE = "\r\x1b[2K"

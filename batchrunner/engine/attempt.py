@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from batchrunner.budget import Budget
+from batchrunner.engine.systematic import failure_class
 from batchrunner.errors import (
     PermanentError,
     ProviderError,
@@ -25,14 +25,13 @@ from batchrunner.errors import (
     RateLimited,
     RunStoppingError,
 )
-from batchrunner.models import JobState
-from batchrunner.pricing import PriceTable
+from batchrunner.models import AttemptRecord, ClaimedJob, JobState, Lease, Outcome, ResultRecord
+from batchrunner.policy.budget import Budget
+from batchrunner.policy.pricing import PriceTable
+from batchrunner.policy.ratelimit import ProviderLimiter, Reservation
+from batchrunner.policy.retry import RetryAction, RetryPolicy, decide
+from batchrunner.policy.tokens import estimate_tokens
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
-from batchrunner.ratelimit import ProviderLimiter, Reservation
-from batchrunner.retry import RetryAction, RetryPolicy, decide
-from batchrunner.store.records import AttemptRecord, ClaimedJob, Lease, Outcome, ResultRecord
-from batchrunner.systematic import failure_class
-from batchrunner.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,11 @@ class AttemptContext:
     """Set whenever a call settles its budget reservation (a call waiting for room re-checks)."""
     lease_check: Callable[[Lease, asyncio.Event], Awaitable[bool | None]]
     """Asked just before a call is sent: is the lease still ours (None: a stop came first)? See
-    :mod:`batchrunner.leaseguard`."""
+    :mod:`batchrunner.engine.leases`."""
     in_flight: int = 0
     """Requests sent and not answered yet (for progress)."""
     mark_sent: Callable[[Lease], None]
-    """Told as each call is sent, to record it in the store (see :mod:`batchrunner.sendmarks`)."""
+    """Told as each call is sent, to record it in the store (see :mod:`batchrunner.engine.sendmarks`)."""
 
 
 class NotSent:

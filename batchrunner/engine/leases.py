@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from batchrunner.store.records import Lease
+from batchrunner.models import Lease
 
 log = logging.getLogger(__name__)
 

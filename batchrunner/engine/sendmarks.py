@@ -11,7 +11,7 @@ a latency-bound run 40% slower. So a request is sent at once and its mark follow
 marks asked for while one write is in progress gather and go in the next one. The price is a short
 window: a runner killed between a send and its mark's write (a few milliseconds on an idle machine,
 more on a saturated one) would leave that job looking claimed, not sent; the runner's journal
-(batchrunner.sendjournal), written before each send, closes that window for whoever takes its jobs back
+(batchrunner.engine.sendjournal), written before each send, closes that window for whoever takes its jobs back
 on the same machine. The mark is fenced by the lease like every write-back; one that finds the lease
 gone changes nothing.
 """
@@ -22,8 +22,8 @@ import asyncio
 import logging
 from typing import Protocol
 
-from batchrunner.sendjournal import SendJournal
-from batchrunner.store.records import Lease
+from batchrunner.engine.sendjournal import SendJournal
+from batchrunner.models import Lease
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ The rules, in one place:
 - **Learned limits** (``RateLimits.learn_from_headers``, on for runs): the per-minute limits the
   provider advertises stand in for a limit not configured and lower a configured one, never raise it;
   until the first answer, a limit still to be learned is probed with at most 4 requests a window
-  (:mod:`batchrunner.learnedlimits`). A learned limit is split among runners like a configured one.
+  (:mod:`batchrunner.policy.learnedlimits`). A learned limit is split among runners like a configured one.
 
 Waiting is computed, never polled: a waiter sleeps exactly until the entries it needs leave the
 window (or the pause ends) and then re-checks. The clock and the sleep are injected so tests control
@@ -71,9 +71,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import count
 
-from batchrunner.learnedlimits import LearnedLimits
 from batchrunner.models import RateLimitInfo
-from batchrunner.retry import MAX_SERVER_DELAY_S
+from batchrunner.policy.learnedlimits import LearnedLimits
+from batchrunner.policy.retry import MAX_SERVER_DELAY_S
 
 __all__ = ["ProviderLimiter", "RateLimits", "Reservation", "Slot"]
 
@@ -117,7 +117,7 @@ class RateLimits:
     on two cores). Evenly spaced requests have no such queue. The rate is the same."""
     learn_from_headers: bool = False
     """Adopt the limits the provider advertises where none is configured, lower a configured one to
-    them, and probe until the first answer (:mod:`batchrunner.learnedlimits`); runs turn it on."""
+    them, and probe until the first answer (:mod:`batchrunner.policy.learnedlimits`); runs turn it on."""
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from batchrunner.store.records import ClaimedJob, Outcome
+from batchrunner.models import ClaimedJob, Outcome
 
 log = logging.getLogger(__name__)
 

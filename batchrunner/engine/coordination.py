@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable
 
-from batchrunner.ratelimit import ProviderLimiter
+from batchrunner.policy.ratelimit import ProviderLimiter
 from batchrunner.store.sql import Store
 
 log = logging.getLogger(__name__)

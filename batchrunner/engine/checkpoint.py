@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from batchrunner.store.records import Outcome
+from batchrunner.models import Outcome
 from batchrunner.store.sql import Store
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,8 @@ def test_v_logs_each_kind_of_error_once_then_a_count(tmp_path: Path) -> None:
 def test_vv_logs_one_line_per_attempt(tmp_path: Path) -> None:
     stderr = run_verbose(tmp_path, "-vv")
     attempt_line = re.compile(
-        r"^DEBUG batchrunner\.engine\.errorlog: job (dead-\d{3}) attempt (\d): no status, \d+ ms, transient -> (\w+)$"
+        r"^DEBUG batchrunner\.engine\.errorlog: job (dead-\d{3}) attempt (\d): "
+        r"no status, \d+ ms, transient -> (\w+)$"
     )
     seen = [m.groups() for line in stderr.splitlines() if (m := attempt_line.match(line))]
     assert len(seen) == JOBS * ATTEMPTS, stderr

@@ -34,7 +34,7 @@ from batchrunner.providers.registry import build_provider
 from batchrunner.store.database import remove_sqlite_file, sqlite_file_to_create
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.reports import Only
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 from batchrunner.store.submit import JobInserter
 
 __all__ = [

@@ -999,7 +999,7 @@ def _trace_store(path: Path) -> None:
     """
     import inspect
 
-    from batchrunner.store.sql import Store
+    from batchrunner.store.store import Store
 
     out = path.open("a", buffering=1)
     out.write(json.dumps({"event": "imported", "t": time.time()}) + "\n")

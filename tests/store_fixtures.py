@@ -17,7 +17,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 PG_URL_VAR = "BATCHRUNNER_TEST_PG_URL"
 

@@ -10,7 +10,7 @@ from test_store import queue, success
 from batchrunner.engine.coordination import RunCoordination
 from batchrunner.errors import StoreError
 from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 NOW = 1000.0
 

@@ -29,7 +29,7 @@ from batchrunner.models import (
     Outcome,
     ResultRecord,
 )
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 OUTPUTS = [
     "=1+2",

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from batchrunner.cli import main
 from batchrunner.providers.http_errors import MAX_ERROR_BODY_CHARS, error_from_response
 from batchrunner.store import tables
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 BATCH_REQ_ID = re.compile(r"batch_req_[0-9a-f]{32}")
 INJECTED = " (injected by the batchrunner fake server)"

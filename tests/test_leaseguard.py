@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
-from test_store import queue
+from test_store import live_runners, queue
 
 from batchrunner.engine.leases import LeaseGuard
 from batchrunner.errors import StoreError
 from batchrunner.models import Lease
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 
 class Clock:
@@ -25,8 +25,8 @@ class Clock:
 
 async def test_a_runner_back_from_a_freeze_drops_the_jobs_others_took_over(store: Store) -> None:
     run_id = await queue(store, 3)
-    for runner_id in ("me", "other"):
-        await store.register_runner(runner_id=runner_id, host="h", pid=1, run_id=run_id)
+    for runner_id, pid in (("me", 1), ("other", 2)):
+        await store.register_runner(runner_id=runner_id, host="h", pid=pid, run_id=run_id)
     clock = Clock()
     guard = LeaseGuard(store, "me", lease_s=60, fresh_s=15, clock=clock)
     first, second = await store.claim(run_id, "me", 2, lease_seconds=60)
@@ -35,8 +35,9 @@ async def test_a_runner_back_from_a_freeze_drops_the_jobs_others_took_over(store
     assert await guard.still_ours(first.lease, never) is True  # fresh: no question asked
 
     # "me" freezes; the other runner judges it dead, takes both jobs back and claims one of them.
-    assert await store.reclaim_expired(run_id, max_attempts=6, owners=["me"]) == 2
-    await store.mark_stopped(["me"])
+    assert await store.take_back_from_dead(
+        run_id, 6, host="h", is_alive=lambda pid: pid != 1, stale_after_s=60
+    ) == (2, ["me"])
     [taken] = await store.claim(run_id, "other", 1, lease_seconds=60)
     assert taken.lease.job_id == first.lease.job_id
     clock.now += 20  # "me" wakes up: its last heartbeat is too old to trust
@@ -45,7 +46,7 @@ async def test_a_runner_back_from_a_freeze_drops_the_jobs_others_took_over(store
     assert await guard.still_ours(second.lease, never) is False  # back in the queue: not ours either
     assert guard.dropped == 2
     # The beat made "me" live again, and what it claims from now on is its own.
-    assert "me" in [r.id for r in await store.list_runners(run_id, live_only=True)]
+    assert "me" in await live_runners(store, run_id)
     reclaimed = await store.claim(run_id, "me", 2, lease_seconds=60)
     assert [job.lease.job_id for job in reclaimed] == [second.lease.job_id, second.lease.job_id + 1]
     guard.claimed(job.lease for job in reclaimed)

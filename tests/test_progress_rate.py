@@ -16,7 +16,7 @@ from batchrunner.cli import main
 from batchrunner.engine.progress import Progress
 from batchrunner.models import RunStats
 from batchrunner.store import tables
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

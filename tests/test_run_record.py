@@ -23,7 +23,7 @@ from fake_server_fixtures import StartFakeServer
 from run_helpers import RunnerProcess, prompts, wait_until, write_manifest
 from sqlalchemy import text
 
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

@@ -23,7 +23,7 @@ from batchrunner.models import (
 )
 from batchrunner.store import tables
 from batchrunner.store.database import SQLITE_PRAGMAS
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 
 def spec(n: int, body: str = '{"model":"m","messages":[]}') -> JobSpec:
@@ -65,6 +65,26 @@ def success(lease_job: object, number: int = 1) -> Outcome:
     )
 
 
+async def take_back_from(store: Store, run_id: int, owner: str, max_attempts: int = 6) -> int:
+    """Another runner judges ``owner`` dead (its process gone) and takes its jobs back."""
+    await store.register_runner(runner_id=owner, host="here", pid=404, run_id=run_id)
+    taken, _ = await store.take_back_from_dead(
+        run_id, max_attempts, host="here", is_alive=lambda pid: pid != 404, stale_after_s=60
+    )
+    return taken
+
+
+async def live_runners(store: Store, run_id: int) -> list[str]:
+    """The runners of the run not marked stopped, in the order they started."""
+    query = (
+        select(tables.runners.c.id)
+        .where(tables.runners.c.run_id == run_id, tables.runners.c.stopped_at.is_(None))
+        .order_by(tables.runners.c.started_at, tables.runners.c.id)
+    )
+    async with store.db.read() as conn:
+        return list((await conn.execute(query)).scalars())
+
+
 async def states(store: Store) -> dict[str, str]:
     async with store.db.read() as conn:
         rows = await conn.execute(
@@ -89,7 +109,7 @@ async def test_a_stale_lease_token_changes_nothing(store: Store) -> None:
     [first] = await store.claim(run_id, "sleepy", 1, lease_seconds=0.01)
     assert await store.mark_sent([first.lease]) == {first.lease.job_id}
     # The lease lapses; another runner takes the job back and claims it again.
-    await store.reclaim_expired(run_id, max_attempts=6, owners=["sleepy"])
+    assert await take_back_from(store, run_id, "sleepy") == 1
     [second] = await store.claim(run_id, "awake", 1, lease_seconds=60)
     assert second.attempt == 2 and second.lease.token != first.lease.token
 
@@ -185,15 +205,18 @@ async def test_release_refunds_the_attempt(store: Store) -> None:
 
 async def test_reclaim_fails_jobs_that_used_up_their_attempts(store: Store) -> None:
     run_id = await queue(store, 2)
-    for _ in range(2):  # sent each time (a job that kills its runner), so each attempt counts
-        claimed = await store.claim(run_id, "crashy", 2, lease_seconds=60)
+    for n in range(2):  # sent each time (a job that kills its runner), so each attempt counts
+        claimed = await store.claim(run_id, f"crashy-{n}", 2, lease_seconds=60)
         await store.mark_sent([job.lease for job in claimed])
-        assert await store.reclaim_expired(run_id, max_attempts=2, owners=["crashy"]) == 2
+        assert await take_back_from(store, run_id, f"crashy-{n}", max_attempts=2) == 2
     assert set((await states(store)).values()) == {"failed"}
     # A live lease of someone else is not touched.
     await store.retry_failed(run_id)
+    await store.register_runner(runner_id="alive", host="here", pid=1, run_id=run_id)
     await store.claim(run_id, "alive", 2, lease_seconds=60)
-    assert await store.reclaim_expired(run_id, max_attempts=6) == 0
+    assert await store.take_back_from_dead(
+        run_id, 6, host="here", is_alive=lambda _pid: True, stale_after_s=60
+    ) == (0, [])
 
 
 async def test_retry_failed_and_cancel(store: Store) -> None:
@@ -356,10 +379,10 @@ async def test_dead_runners_are_found_by_pid_here_or_by_a_lapsed_heartbeat(store
 
     # The dead runner's job comes back at once, lease or not; a pid on another host is not ours to judge.
     assert await take_back(60) == (1, ["dead-pid"])
-    assert [r.id for r in await store.list_runners(run_id, live_only=True)] == ["alive", "elsewhere"]
+    assert await live_runners(store, run_id) == ["alive", "elsewhere"]
     taken, dead = await take_back(-1)  # every heartbeat lapsed
     assert (taken, sorted(dead)) == (2, ["alive", "elsewhere"])
-    assert await store.list_runners(run_id, live_only=True) == []
+    assert await live_runners(store, run_id) == []
 
 
 async def test_a_runner_whose_heartbeat_lands_first_keeps_its_jobs(store: Store) -> None:

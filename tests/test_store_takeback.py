@@ -12,7 +12,7 @@ from test_store import attempt, queue, states, success
 
 from batchrunner.models import JobState, Outcome
 from batchrunner.store import tables
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 
 async def attempt_rows(store: Store) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 from tmpfs import remount_read_only, tmpfs
 
 from batchrunner.cli import main
-from batchrunner.store.sql import Store
+from batchrunner.store.store import Store
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 MIB = 1024 * 1024

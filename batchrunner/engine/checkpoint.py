@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from batchrunner.models import Outcome
-from batchrunner.store.sql import Store
+from batchrunner.store.base import EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         *,
         min_gap_s: float = 0.02,
         max_batch: int = 500,

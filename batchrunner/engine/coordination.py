@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 
 from batchrunner.policy.ratelimit import ProviderLimiter
-from batchrunner.store.sql import Store
+from batchrunner.store.base import EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class RunCoordination:
 
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         run_id: int,
         runner_id: str,
         *,

@@ -45,7 +45,7 @@ from batchrunner.policy.budget import Budget
 from batchrunner.policy.ratelimit import ProviderLimiter
 from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.base import Provider
-from batchrunner.store.sql import Store
+from batchrunner.store.base import EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 class Runner:
     """Drains one run from one process; see the module docstring."""
 
-    def __init__(self, store: Store, run: RunInfo, options: EngineOptions, wiring: Wiring) -> None:
+    def __init__(self, store: EngineStore, run: RunInfo, options: EngineOptions, wiring: Wiring) -> None:
         self.store, self.run_info, self.options, self.wiring = store, run, options, wiring
         self.runner_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._providers: dict[str, Provider] = {}

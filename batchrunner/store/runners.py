@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, or_, select, update
@@ -19,16 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batchrunner.models import JobState, Lease
 from batchrunner.store.database import Database, utcnow
 from batchrunner.store.tables import jobs, provider_pauses, runners
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunnerInfo:
-    id: str
-    host: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
-    stopped_at: datetime | None
 
 
 async def register(
@@ -81,25 +70,6 @@ async def mark_stopped(db: Database, runner_ids: list[str]) -> None:
             .where(runners.c.id.in_(runner_ids), runners.c.stopped_at.is_(None))
             .values(stopped_at=utcnow())
         )
-
-
-async def list_runners(db: Database, run_id: int, *, live_only: bool = False) -> list[RunnerInfo]:
-    query = select(runners).where(runners.c.run_id == run_id).order_by(runners.c.started_at)
-    if live_only:
-        query = query.where(runners.c.stopped_at.is_(None))
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [
-        RunnerInfo(
-            id=row["id"],
-            host=row["host"],
-            pid=row["pid"],
-            started_at=row["started_at"],
-            heartbeat_at=row["heartbeat_at"],
-            stopped_at=row["stopped_at"],
-        )
-        for row in rows
-    ]
 
 
 def _worth_judging(run_id: int) -> ColumnElement[bool]:

@@ -1,0 +1,84 @@
+"""Writing a group of finished attempts back: the jobs' new states, their attempt rows, their results.
+
+Called by :meth:`batchrunner.store.queue.Queue.record_outcomes` inside its transaction, for the outcomes
+whose lease still holds; one ``executemany`` per table, so a group of hundreds is one round trip each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batchrunner.models import JobState, Outcome
+from batchrunner.store import tables, takeback
+
+jobs = tables.jobs
+
+
+async def write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: datetime) -> None:
+    job_update = (
+        update(jobs)
+        .where(
+            jobs.c.id == bindparam("b_id"),
+            jobs.c.lease_token == bindparam("b_token"),
+            jobs.c.state == JobState.RUNNING,
+        )
+        .values(
+            state=bindparam("b_state"),
+            not_before=bindparam("b_not_before"),
+            last_error_class=bindparam("b_error_class"),
+            last_error=bindparam("b_error"),
+            finished_at=bindparam("b_finished_at"),
+            attempts=jobs.c.attempts - bindparam("b_refund"),
+            updated_at=now,
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
+    await conn.execute(
+        job_update,
+        [
+            {
+                "b_id": o.lease.job_id,
+                "b_token": o.lease.token,
+                "b_state": o.state.value,
+                "b_not_before": o.not_before,
+                "b_error_class": o.error_class,
+                "b_error": o.error,
+                "b_finished_at": now if o.state.is_terminal else None,
+                "b_refund": 1 if o.refund_attempt else 0,
+            }
+            for o in accepted
+        ],
+    )
+    retrying = [o.lease.job_id for o in accepted if o.state is JobState.PENDING]
+    if retrying:  # a retry in a run cancelled meanwhile is not made: the job is cancelled
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(retrying), jobs.c.state == JobState.PENDING, takeback.run_cancelled())
+            .values(state=JobState.CANCELLED, not_before=None, finished_at=now)
+        )
+    await conn.execute(
+        tables.attempts.insert(),
+        [{"job_id": o.lease.job_id, **_attempt_values(o)} for o in accepted],
+    )
+    results = [
+        {"job_id": o.lease.job_id, "created_at": now, **vars_of(o.result)}
+        for o in accepted
+        if o.result is not None and o.state is JobState.SUCCEEDED
+    ]
+    if results:
+        await conn.execute(tables.results.insert(), results)
+
+
+def _attempt_values(outcome: Outcome) -> dict[str, Any]:
+    return vars_of(outcome.attempt)
+
+
+def vars_of(record: Any) -> dict[str, Any]:
+    """The fields of a slotted dataclass as a dict (``dataclasses.asdict`` deep-copies; this does not)."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}

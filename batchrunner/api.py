@@ -30,6 +30,7 @@ from batchrunner.engine.runner import Runner
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue, UsageError
 from batchrunner.export import ExportFormat, ExportOptions, write_export
 from batchrunner.models import JobSpec, RunInfo, RunStats, SubmitReport
+from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.registry import build_provider
 from batchrunner.store.database import remove_sqlite_file, sqlite_file_to_create
 from batchrunner.store.insights import RunInsights
@@ -314,7 +315,7 @@ async def run(
             settings = await _settings_of(store, found, settings, notify)
             options = EngineOptions(
                 concurrency=settings.run.concurrency,
-                max_attempts=settings.run.max_attempts,
+                retry=RetryPolicy(max_attempts=settings.run.max_attempts),
                 timeout_s=settings.run.timeout_s,
                 max_cost_usd=settings.run.max_cost_usd,
                 stop_on_systematic=not settings.run.no_stop_on_systematic,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from batchrunner.engine.liveness import STALE_AFTER_S
 from batchrunner.engine.progress import Progress
 from batchrunner.models import RunStats
 from batchrunner.policy.pricing import PriceTable
-from batchrunner.policy.ratelimit import RateLimits
+from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits
+from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.base import Provider
 
 LEASE_MARGIN_S = 30.0
@@ -22,10 +23,12 @@ LEASE_MARGIN_S = 30.0
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineOptions:
-    """How one runner drains a run."""
+    """How one runner drains a run: its values and its pure policies (the retry policy; the rate limits
+    come per provider through :attr:`Wiring.limits_for`)."""
 
     concurrency: int = 32
-    max_attempts: int = 6
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """What to do after a failed attempt (backoff, Retry-After, the attempts a job may have)."""
     timeout_s: float = 300.0
     max_cost_usd: Decimal | None = None
     heartbeat_s: float = 5.0
@@ -41,6 +44,10 @@ class EngineOptions:
     stop_on_systematic: bool = True
     """Stop the run when a provider+model's first answers all fail alike
     (:mod:`batchrunner.engine.systematic`)."""
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts
 
     @property
     def lease_s(self) -> float:
@@ -76,12 +83,21 @@ class RunReport:
         return 1 if self.stats.by_state.get("failed") else 0
 
 
+def default_limiter(limits: RateLimits, name: str) -> ProviderLimiter:
+    """The limiter of provider ``name``: the engine's own (a benchmark may wire a variant)."""
+    return ProviderLimiter(limits, name=name)
+
+
 @dataclass(kw_only=True, slots=True)
 class Wiring:
     """The parts a runner is built from (api.py wires them from the settings)."""
 
     provider_for: Callable[[str], Provider]
     limits_for: Callable[[str], RateLimits]
+    limiter: Callable[[RateLimits, str], ProviderLimiter] = lambda limits, name: ProviderLimiter(
+        limits, name=name
+    )
+    """Builds a provider's limiter from its limits and name (a benchmark may pass a variant)."""
     prices: PriceTable
     progress: Progress | None = None
     crash_point: CrashPoint = never

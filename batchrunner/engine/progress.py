@@ -1,6 +1,6 @@
 """Progress on stderr: a live line on a terminal, a periodic one-line summary otherwise; never stdout.
 
-The runner reports each attempt's result and each checkpointed group; this module only counts and prints.
+The runner reports each checkpointed group of outcomes; this module only counts and prints.
 The rate (and so the ETA) is measured over the last ``RATE_WINDOW_S``, not since the process started, so
 that start-up and the first round trip do not make it wrong for the rest of the run. On a terminal the
 line is cut to the terminal's width (a line that wraps scrolls on every redraw), and a log message
@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from batchrunner.engine.attempt import Stop
 from batchrunner.models import JobState, Outcome, RunStats
 from batchrunner.policy.pricing import format_usd
 
@@ -55,20 +54,19 @@ class Progress:
         self._log_filter = _ClearLineFilter(self)
         self._drawn = False
 
-    def on_result(self, result: Outcome | Stop) -> None:
-        outcome = result.outcome if isinstance(result, Stop) else result
-        if outcome is None:
-            return
-        if outcome.attempt.error_class is not None:
-            self.errors += 1
-        if outcome.state is JobState.PENDING:
-            self.retries += 1
-        elif outcome.state is JobState.FAILED:
-            self.failed += 1
-
     def on_written(self, batch: list[Outcome], accepted: set[int]) -> None:
+        """The one feed: a group of outcomes the checkpointer wrote (``accepted``: those whose lease held),
+        so that every figure counts what the database holds."""
         for outcome in batch:
-            if outcome.result is None or outcome.lease.job_id not in accepted:
+            if outcome.lease.job_id not in accepted:
+                continue
+            if outcome.attempt.error_class is not None:
+                self.errors += 1
+            if outcome.state is JobState.PENDING:
+                self.retries += 1
+            elif outcome.state is JobState.FAILED:
+                self.failed += 1
+            if outcome.result is None:
                 continue
             self.succeeded += 1
             self.input_tokens += outcome.result.input_tokens

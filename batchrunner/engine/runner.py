@@ -43,7 +43,6 @@ from batchrunner.engine.systematic import OutcomeFilter
 from batchrunner.models import ClaimedJob, Outcome, RunInfo
 from batchrunner.policy.budget import Budget
 from batchrunner.policy.ratelimit import ProviderLimiter
-from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.base import Provider
 from batchrunner.store.base import EngineStore
 
@@ -162,7 +161,7 @@ class Runner:
             providers=self._provider,
             limiters=self._limiter,
             prices=self.wiring.prices,
-            policy=RetryPolicy(max_attempts=options.max_attempts),
+            policy=options.retry,
             budget=Budget(options.max_cost_usd, spent),
             timeout_s=options.timeout_s,
             rng=self.wiring.rng or random.Random(),
@@ -277,8 +276,6 @@ class Runner:
             else:
                 self._outcomes.add(job, result)
             self._errors.attempt(job, result.outcome if isinstance(result, Stop) else result)
-            if self.wiring.progress is not None:
-                self.wiring.progress.on_result(result)
 
     async def _let_go(self, job: ClaimedJob) -> None:
         """A job whose lease was lost: someone else holds it now. Released all the same (fenced: a no-op
@@ -401,7 +398,7 @@ class Runner:
 
     def _limiter(self, name: str) -> ProviderLimiter:
         if name not in self._limiters:
-            limiter = ProviderLimiter(self.wiring.limits_for(name), name=name)
+            limiter = self.wiring.limiter(self.wiring.limits_for(name), name)
             self._limiters[name] = self._coordination.adopt(name, limiter)
         return self._limiters[name]
 

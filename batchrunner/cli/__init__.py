@@ -195,8 +195,8 @@ def _settings(db: str | None, config_path: Path | None, verbose: bool) -> Settin
 
 
 def _register_commands() -> None:
-    from batchrunner.cli.fakeserver import fake_server
     from batchrunner.cli.run import run
+    from batchrunner.fakeserver.command import fake_server
 
     main.add_command(run)
     main.add_command(fake_server)

@@ -21,7 +21,7 @@ from run_helpers import CANARY, prompts, write_manifest
 from sqlalchemy import select
 
 from batchrunner.cli import main
-from batchrunner.providers.http_errors import MAX_ERROR_BODY_CHARS, error_from_response
+from batchrunner.providers.errors import MAX_ERROR_BODY_CHARS, error_from_response
 from batchrunner.store import tables
 from batchrunner.store.store import Store
 

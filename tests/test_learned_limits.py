@@ -13,7 +13,7 @@ from test_ratelimit import SPAN, FakeTime, acquire_times, make, max_in_any_windo
 from batchrunner.models import RateLimitInfo
 from batchrunner.policy.learnedlimits import PROBE_REQUESTS
 from batchrunner.policy.ratelimit import ProviderLimiter
-from batchrunner.providers.http_errors import anthropic_rate_limits, openai_rate_limits
+from batchrunner.providers.headers import anthropic_rate_limits, openai_rate_limits
 
 RPM_600 = RateLimitInfo(limit_requests=600, remaining_requests=540)
 

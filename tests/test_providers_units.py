@@ -1,4 +1,5 @@
-"""Provider pieces without the network: the error table, header parsing, redaction, Secret, registry, fake."""
+"""Provider pieces without the network: the error table, redaction, Secret, registry, fake (headers:
+``test_providers_headers``)."""
 
 from __future__ import annotations
 
@@ -24,18 +25,15 @@ from batchrunner.errors import (
 from batchrunner.models import RateLimitInfo, Usage
 from batchrunner.providers.anthropic import AnthropicProvider, needs_streaming
 from batchrunner.providers.base import Provider, ProviderRequest
-from batchrunner.providers.fake import FakeProvider
-from batchrunner.providers.http_errors import (
-    anthropic_rate_limits,
+from batchrunner.providers.errors import (
     classify,
     error_from_response,
-    openai_rate_limits,
-    parse_duration,
     redact,
     safe_cause,
     transport_error,
     transport_failure_kind,
 )
+from batchrunner.providers.fake import FakeProvider
 from batchrunner.providers.openai import OpenAIProvider
 from batchrunner.providers.registry import (
     PRESETS,
@@ -143,42 +141,6 @@ def test_safe_cause_hides_a_chain_that_holds_the_key() -> None:
     outer = RuntimeError("outer")
     outer.__cause__ = ValueError("Incorrect API key provided: sk-abc*****wxyz")
     assert safe_cause(outer) is None
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("2", 2.0), ("0.5", 0.5),
-     ("", None), ("soon", None), ("5x", None), ("-1", None), ("nan", None), (None, None)],
-)  # fmt: skip
-def test_parse_duration(text: str | None, seconds: float | None) -> None:
-    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
-
-
-def test_openai_rate_limits() -> None:
-    headers = {
-        "X-RateLimit-Remaining-Requests": "59",
-        "x-ratelimit-remaining-tokens": "149000",
-        "x-ratelimit-reset-requests": "1s",
-        "x-ratelimit-reset-tokens": "6m0s",
-    }
-    assert openai_rate_limits(headers) == RateLimitInfo(
-        remaining_requests=59, remaining_tokens=149000, reset_requests_s=1.0, reset_tokens_s=360.0
-    )
-    assert openai_rate_limits({"content-type": "application/json"}) is None
-
-
-def test_anthropic_rate_limits() -> None:
-    headers = {
-        "anthropic-ratelimit-requests-remaining": "49",
-        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:03Z",
-        "anthropic-ratelimit-input-tokens-remaining": "1000",
-        "anthropic-ratelimit-input-tokens-reset": "2025-12-31T23:59:00+00:00",  # in the past: 0, not negative
-    }
-    now = 1767225600.0  # 2026-01-01T00:00:00Z
-    assert anthropic_rate_limits(headers, now=now) == RateLimitInfo(
-        remaining_requests=49, remaining_tokens=1000, reset_requests_s=3.0, reset_tokens_s=0.0
-    )
-    assert anthropic_rate_limits({"anthropic-ratelimit-requests-reset": "garbage"}, now=now) is None
 
 
 class ConnectTimeout(Exception):  # named like httpx's: the class name is what the classifier reads

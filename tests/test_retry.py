@@ -1,8 +1,7 @@
-"""The retry policy and the header helpers, from tables: one row per case, each with its reason."""
+"""The retry policy, from tables: one row per case, each with its reason (headers: test_providers_headers)."""
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
 
@@ -24,12 +23,9 @@ from batchrunner.policy.retry import (
     RetryDecision,
     RetryPolicy,
     decide,
-    parse_retry_after,
-    parse_should_retry,
 )
 
 RETRY, FAIL, STOP = RetryAction.RETRY, RetryAction.FAIL, RetryAction.STOP
-NOW = 1_700_000_000.0  # a fixed "wall clock" for HTTP dates
 
 # (error, attempt, expected action, lowest allowed delay, highest allowed delay)
 DECISIONS: list[tuple[ProviderError, int, RetryAction, float, float]] = [
@@ -82,7 +78,6 @@ def test_decide(error: ProviderError, attempt: int, action: RetryAction, low: fl
         assert decision.action is action
         assert math.isfinite(decision.delay)
         assert low <= decision.delay <= high, decision
-        assert decision.should_retry is (action is RETRY)
         assert decision.reason.startswith(error.error_class)
 
 
@@ -152,69 +147,3 @@ def test_policy_rejects_bad_knobs(kwargs: dict[str, float]) -> None:
 def test_attempt_numbers_start_at_one() -> None:
     with pytest.raises(ValueError):
         decide(TransientError(), 0, random.Random(0))
-
-
-def _http_date(epoch: float) -> str:
-    return email.utils.formatdate(epoch, usegmt=True)
-
-
-# (headers, expected seconds or None)
-RETRY_AFTER: list[tuple[dict[str, str], float | None]] = [
-    # no header at all
-    ({}, None),
-    # milliseconds (OpenAI's non-standard header) win over seconds
-    ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
-    # fractional milliseconds
-    ({"retry-after-ms": "12.5"}, 0.0125),
-    # garbage milliseconds fall through to retry-after
-    ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
-    # negative / NaN / inf milliseconds fall through too
-    ({"retry-after-ms": "-100", "retry-after": "4"}, 4.0),
-    ({"retry-after-ms": "nan", "retry-after": "4"}, 4.0),
-    ({"retry-after-ms": "inf"}, None),
-    # integer and float seconds, with whitespace
-    ({"retry-after": "20"}, 20.0),
-    ({"retry-after": " 0.25 "}, 0.25),
-    # zero is a valid "retry now"
-    ({"retry-after": "0"}, 0.0),
-    # header names are case-insensitive even in a plain dict
-    ({"Retry-After": "7"}, 7.0),
-    ({"RETRY-AFTER-MS": "70"}, 0.07),
-    # an HTTP date 30 s after now
-    ({"retry-after": _http_date(NOW + 30)}, 30.0),
-    # an HTTP date in the past is useless
-    ({"retry-after": _http_date(NOW - 30)}, None),
-    # negative, NaN, infinite and overflowing seconds are garbage
-    ({"retry-after": "-1"}, None),
-    ({"retry-after": "NaN"}, None),
-    ({"retry-after": "Infinity"}, None),
-    ({"retry-after": "1e400"}, None),
-    # neither a number nor a date
-    ({"retry-after": "tomorrow-ish"}, None),
-    ({"retry-after": ""}, None),
-]
-
-
-@pytest.mark.parametrize(("headers", "expected"), RETRY_AFTER)
-def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
-    assert parse_retry_after(headers, now=NOW) == expected
-
-
-# (headers, expected verdict)
-SHOULD_RETRY: list[tuple[dict[str, str], bool | None]] = [
-    # absent: decide by status code
-    ({}, None),
-    # the two values the SDKs obey
-    ({"x-should-retry": "true"}, True),
-    ({"x-should-retry": "false"}, False),
-    # case and whitespace are forgiven; the name is case-insensitive
-    ({"X-Should-Retry": " TRUE "}, True),
-    # anything else is no verdict
-    ({"x-should-retry": "maybe"}, None),
-    ({"x-should-retry": "1"}, None),
-]
-
-
-@pytest.mark.parametrize(("headers", "expected"), SHOULD_RETRY)
-def test_parse_should_retry(headers: dict[str, str], expected: bool | None) -> None:
-    assert parse_should_retry(headers) is expected

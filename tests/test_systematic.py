@@ -17,7 +17,7 @@ from batchrunner.engine.systematic import (
 )
 from batchrunner.errors import PermanentError
 from batchrunner.models import AttemptRecord, ClaimedJob, JobState, Lease, Outcome
-from batchrunner.providers.http_errors import error_from_response
+from batchrunner.providers.errors import error_from_response
 
 KEY = ("openai", "gpt-nope")
 OTHER = ("openai", "gpt-4o-mini")

@@ -2,10 +2,10 @@
 
 The SDK clients are built with ``max_retries=0`` so that every attempt passes through batchrunner's
 limiter and is counted, costed and recorded. The provider adapters translate SDK errors into the
-classes of :mod:`batchrunner.errors` (using :func:`parse_retry_after` and :func:`parse_should_retry`
-here for the headers); :func:`decide` turns such an error into a :class:`RetryDecision`. Nothing here
-sleeps, reads the clock or draws from the global random generator, so the policy is tested from a
-table.
+classes of :mod:`batchrunner.errors` (reading ``Retry-After`` and ``x-should-retry`` with
+:mod:`batchrunner.providers.headers`); :func:`decide` turns such an error into a :class:`RetryDecision`.
+Nothing here reads headers, sleeps, reads the clock or draws from the global random generator, so the
+policy is tested from a table.
 
 What each error class gets:
 
@@ -42,10 +42,8 @@ use up a job's attempts.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -64,8 +62,6 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "decide",
-    "parse_retry_after",
-    "parse_should_retry",
 ]
 
 MAX_SERVER_DELAY_S = 300.0
@@ -90,10 +86,6 @@ class RetryDecision:
     action: RetryAction
     delay: float = 0.0
     reason: str = ""
-
-    @property
-    def should_retry(self) -> bool:
-        return self.action is RetryAction.RETRY
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -172,72 +164,3 @@ def _server_floor(error: RateLimited, policy: RetryPolicy) -> float:
     if value is None or not math.isfinite(value) or value < 0:
         return 0.0
     return min(value, policy.max_server_delay)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
-    """Seconds the server asks us to wait, from response headers, as the OpenAI and Anthropic SDKs read them.
-
-    Tried in order, each falling through to the next when absent or unusable: ``retry-after-ms``
-    (float milliseconds, a non-standard OpenAI header), ``retry-after`` as float seconds, ``retry-after``
-    as an HTTP date (relative to ``now``, Unix seconds, passed in to keep this pure). Returns ``None``
-    when no header gives a finite delay >= 0: a date in the past, ``nan``, ``inf`` and overflowing
-    numerals count as garbage (the policy then uses its own backoff). Header names are matched
-    case-insensitively, so a plain ``dict`` works as well as ``httpx.Headers``.
-    """
-    millis = _seconds(_header(headers, "retry-after-ms"), scale=1000.0)
-    if millis is not None:
-        return millis
-    raw = _header(headers, "retry-after")
-    if raw is None:
-        return None
-    seconds = _seconds(raw, scale=1.0)
-    if seconds is not None:
-        return seconds
-    try:
-        parsed = email.utils.parsedate_tz(raw)
-        if parsed is None:
-            return None
-        delay = float(email.utils.mktime_tz(parsed)) - now
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-    return delay if math.isfinite(delay) and delay >= 0 else None
-
-
-def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
-    """The server's explicit verdict in ``x-should-retry``: ``True``, ``False`` or ``None`` when absent.
-
-    The SDKs obey it over the status code, and so do the adapters: ``false`` makes an otherwise
-    retryable error permanent, ``true`` makes an otherwise permanent one transient. Like the SDKs,
-    only the exact values ``true`` and ``false`` count (case-insensitive here, whitespace ignored).
-    """
-    value = _header(headers, "x-should-retry")
-    if value is None:
-        return None
-    verdict = value.strip().lower()
-    if verdict == "true":
-        return True
-    if verdict == "false":
-        return False
-    return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """``headers[name]`` with the name matched case-insensitively (``name`` is lower-case)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, candidate in headers.items():
-        if key.lower() == name:
-            return candidate
-    return None
-
-
-def _seconds(raw: str | None, *, scale: float) -> float | None:
-    """``raw`` parsed as a float and divided by ``scale``; ``None`` unless finite and >= 0."""
-    if raw is None:
-        return None
-    try:
-        value = float(raw) / scale
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None

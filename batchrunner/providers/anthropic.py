@@ -31,8 +31,7 @@ import anthropic
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint, Usage
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
-from batchrunner.providers.http_errors import (
-    anthropic_rate_limits,
+from batchrunner.providers.errors import (
     error_from_response,
     invalid_response,
     json_object,
@@ -42,6 +41,7 @@ from batchrunner.providers.http_errors import (
     transport_error,
     transport_failure_kind,
 )
+from batchrunner.providers.headers import anthropic_rate_limits
 from batchrunner.secret import Secret
 
 __all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "needs_streaming"]

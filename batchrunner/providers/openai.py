@@ -32,16 +32,16 @@ import openai
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint, Usage
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
-from batchrunner.providers.http_errors import (
+from batchrunner.providers.errors import (
     error_from_response,
     invalid_response,
     json_object,
-    openai_rate_limits,
     redact,
     safe_cause,
     token_count,
     transport_error,
 )
+from batchrunner.providers.headers import openai_rate_limits
 from batchrunner.secret import Secret
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider"]
@@ -117,7 +117,7 @@ class OpenAIProvider:
         return self._response(Endpoint(request.endpoint), raw.status_code, raw.headers, text)
 
     def _sdk_error(self, exc: openai.OpenAIError, timeout_s: float) -> ProviderError:
-        """Translate an SDK exception (the table in :mod:`batchrunner.providers.http_errors`)."""
+        """Translate an SDK exception (the table in :mod:`batchrunner.providers.errors`)."""
         if isinstance(exc, openai.APIStatusError):
             headers = exc.response.headers
             return error_from_response(

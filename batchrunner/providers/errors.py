@@ -2,7 +2,9 @@
 
 The adapters catch their SDK's exceptions and hand the plain facts (status, headers, decoded body, the
 failing transport exception) to the functions here, so both providers classify alike and the rules are
-tested without an SDK. The rules (DESIGN.md "Job life", RELIABILITY.md rules 6-8), first match wins:
+tested without an SDK. The headers' hints (``x-should-retry``, ``Retry-After``) are read by
+:mod:`batchrunner.providers.headers`. The rules (DESIGN.md "Job life", RELIABILITY.md rules 6-8), first
+match wins:
 
 ====================================================================  =============================
 what the server said                                                  class
@@ -36,10 +38,8 @@ a traceback prints the whole chain.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from batchrunner.errors import (
@@ -53,21 +53,17 @@ from batchrunner.errors import (
     TransientError,
 )
 from batchrunner.models import RateLimitInfo
-from batchrunner.policy.retry import parse_retry_after, parse_should_retry
+from batchrunner.providers.headers import lower_headers, parse_retry_after, parse_should_retry
 from batchrunner.secret import MASK
 
 __all__ = [
     "MAX_ERROR_BODY_CHARS",
     "MAX_MESSAGE_CHARS",
-    "anthropic_rate_limits",
     "classify",
     "error_body_json",
     "error_from_response",
     "invalid_response",
     "json_object",
-    "lower_headers",
-    "openai_rate_limits",
-    "parse_duration",
     "redact",
     "safe_cause",
     "token_count",
@@ -133,11 +129,6 @@ def safe_cause(exc: BaseException, secrets: Iterable[str] = ()) -> BaseException
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
-
-
-def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A plain dict with lower-case names: the SDKs' header objects and test dicts read alike."""
-    return {name.lower(): value for name, value in headers.items()}
 
 
 # --- classification ---------------------------------------------------------------------------------
@@ -369,103 +360,4 @@ def transport_error(
         return ProviderTimeout(redact(_clip(text), secrets), possibly_billed=sent)
     return TransientError(
         redact(_clip(f"{provider}: connection failed{detail}"), secrets), possibly_billed=sent
-    )
-
-
-# --- rate-limit headers -----------------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in an OpenAI reset header: Go durations (``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``)
-    or a bare number of seconds; ``None`` when absent or unparseable."""
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(number + unit for number, unit in parts) != text:
-            return None
-        value = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def _count(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
-def _until(text: str | None, now: float) -> float | None:
-    """Seconds from ``now`` until an RFC 3339 time (Anthropic's resets); never negative."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now)
-
-
-def _info(info: RateLimitInfo) -> RateLimitInfo | None:
-    empty = RateLimitInfo()
-    return None if info == empty else info
-
-
-def _limit(text: str | None) -> int | None:
-    """An advertised limit: a count above zero (a limit of 0 is a broken header, not a limit)."""
-    value = _count(text)
-    return value if value else None
-
-
-def openai_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``; ``None`` when the server sent none."""
-    h = lower_headers(headers)
-    return _info(
-        RateLimitInfo(
-            remaining_requests=_count(h.get("x-ratelimit-remaining-requests")),
-            remaining_tokens=_count(h.get("x-ratelimit-remaining-tokens")),
-            reset_requests_s=parse_duration(h.get("x-ratelimit-reset-requests")),
-            reset_tokens_s=parse_duration(h.get("x-ratelimit-reset-tokens")),
-            limit_requests=_limit(h.get("x-ratelimit-limit-requests")),
-            limit_tokens=_limit(h.get("x-ratelimit-limit-tokens")),
-        )
-    )
-
-
-def anthropic_rate_limits(headers: Mapping[str, str], *, now: float) -> RateLimitInfo | None:
-    """``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (resets are RFC 3339 times); the
-    ``input-tokens`` variants stand in for the remaining budget when the combined headers are absent.
-
-    The token *limit* is taken only from ``tokens-limit`` and only when no separate input/output limits
-    come with it: Anthropic's own API limits input and output tokens apart (its ``tokens-limit`` is the
-    most restrictive of the two), which a limit on prompt + output together cannot express without
-    slowing the run below what the provider admits.
-    """
-    h = lower_headers(headers)
-
-    def first(*names: str) -> str | None:
-        return next((h[name] for name in names if name in h), None)
-
-    prefix = "anthropic-ratelimit-"
-    split = prefix + "input-tokens-limit" in h or prefix + "output-tokens-limit" in h
-    return _info(
-        RateLimitInfo(
-            remaining_requests=_count(h.get(prefix + "requests-remaining")),
-            remaining_tokens=_count(first(prefix + "tokens-remaining", prefix + "input-tokens-remaining")),
-            reset_requests_s=_until(h.get(prefix + "requests-reset"), now),
-            reset_tokens_s=_until(first(prefix + "tokens-reset", prefix + "input-tokens-reset"), now),
-            limit_requests=_limit(h.get(prefix + "requests-limit")),
-            limit_tokens=None if split else _limit(h.get(prefix + "tokens-limit")),
-        )
     )

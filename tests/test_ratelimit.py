@@ -18,7 +18,8 @@ import pytest
 
 from batchrunner.fakeserver.limits import SlidingWindowLimiter
 from batchrunner.models import RateLimitInfo
-from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits, Reservation, Slot
+from batchrunner.policy.concurrency import Slot
+from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits, Reservation
 
 SPAN = 1.025  # the default window (1 s) plus guard (25 ms)
 

@@ -1,33 +1,17 @@
 """RPM + TPM limits and adaptive concurrency for one provider, so the provider rarely has to say 429.
 
-Providers quantise per-minute limits into short windows ("600 RPM may be enforced as 10 requests per
-second"), and so does batchrunner's fake server: at most ``rpm/60`` requests and ``tpm/60`` tokens in
-*any* 1-second window, charging a request's prompt estimate plus ``max_tokens`` up front. The limiter
-here enforces the same rule on our side: a **sliding window** per dimension that admits a request
-only if the units admitted in the last ``window_s + guard_s`` seconds, plus this one, fit in the
-1-second quantum. So a burst never exceeds one quantum, and the long-run rate is ``quantum /
-(window_s + guard_s)`` (97.6 % of the limit with the default 25 ms guard, which absorbs the jitter
-between our clock and the server's). Quanta that are not whole requests round down (``rpm=90``
-admits one request per window) as providers quantise; below 60 RPM a request holds the window for
-``60/rpm`` seconds, so the per-minute rate stays exact.
-
-Why not aiolimiter or asyncio-throttle (the named stack): asyncio-throttle counts requests only and
-polls with a fixed sleep. aiolimiter is a leaky bucket that weights acquisitions, but (1) a bucket
-of one quantum still lets *two* quanta through in the first second after it has been idle -- the
-fill plus the drip; measured with ``AsyncLimiter(10, 1)``: 19 acquisitions in one 1-second window,
-which a 1-second window server refuses; (2) ``acquire(amount)`` raises ``ValueError`` for an amount
-above ``max_rate``, and a request of prompt + ``max_tokens`` often exceeds ``tpm/60``; (3) it cannot
-return or add units after the call; (4) its waiters are a heap ordered by amount, so a large request
-starves behind a stream of small ones; (5) its clock is the event loop's. A sliding window is a few
-dozen lines, and waiters here queue first in, first out. Cost, measured uncontended: about 6 us per
-request for slot + acquire + settle (two aiolimiter acquisitions: about 1.3 us), nothing next to an
-HTTP call; memory is one small entry per request admitted in the last window.
+Providers quantise per-minute limits into short windows, charging a request's prompt estimate plus
+``max_tokens`` up front. The limiter keeps a **sliding window** per dimension (requests, tokens) that
+admits a request only if it fits, with the units admitted in the last ``window_s + guard_s`` seconds, in
+one 1-second quantum (:mod:`batchrunner.policy.window`, which also says why not aiolimiter). Quanta
+that are not whole requests round down (``rpm=90`` admits one request per window) as providers
+quantise; below 60 RPM a request holds the window for ``60/rpm`` seconds, so the per-minute rate stays
+exact. Concurrency is adaptive (AIMD, :mod:`batchrunner.policy.concurrency`).
 
 The rules, in one place:
 
 - **Oversized requests** (more than a quantum, e.g. a 5,000-token request at ``tpm=60_000``) go
-  alone: they wait for an empty window and then hold it for ``amount / quantum`` windows. No
-  deadlock, and the long-run rate holds.
+  alone, holding the window for ``amount / quantum`` windows (:mod:`batchrunner.policy.window`).
 - **Settling** (``settle``): usage above the reservation is charged when the call ends. Unused tokens
   are *not* given back unless ``refund_unused`` is set: OpenAI (and the fake server) charge prompt +
   ``max_tokens`` up front and keep counting them for the window, so giving them back would let us
@@ -36,9 +20,8 @@ The rules, in one place:
 - **429/529** (``on_rate_limited``): a 429 that is part of a *storm* -- at least ``storm_count`` of
   the last ``storm_window`` answers (successes and 429s) were 429s -- pauses the whole provider until
   ``Retry-After`` (default 1 s, capped at 300 s) plus jitter (``uniform(0, min(pause_jitter_s,
-  delay))``), and halves the concurrency limit (AIMD) down to ``min_concurrency``; only requests that
-  started after the last cut can cut again, so one burst of 429s halves once. Every
-  ``successes_per_increase`` successes add one slot back, up to ``max_concurrency``. An *isolated*
+  delay))``), and halves the concurrency limit, once per burst (AIMD,
+  :mod:`batchrunner.policy.concurrency`). An *isolated*
   429 delays only its own job: the retry policy waits at least its ``Retry-After`` (RELIABILITY.md
   rule 6). Why: real providers answer a few 429s from an overloaded shared backend far from our own
   limit; pausing everything for each of them made a run with 5% random 429s 41x slower than a clean
@@ -60,101 +43,23 @@ time instead of sleeping (STYLE: the aiolimiter anchor).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from itertools import count
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from batchrunner.models import RateLimitInfo
+from batchrunner.policy.concurrency import AdaptiveConcurrency, Slot
 from batchrunner.policy.learnedlimits import LearnedLimits
-from batchrunner.policy.retry import MAX_SERVER_DELAY_S
+from batchrunner.policy.limits import RateLimits
+from batchrunner.policy.window import EPSILON, Entry, Window
 
-__all__ = ["ProviderLimiter", "RateLimits", "Reservation", "Slot"]
+__all__ = ["ProviderLimiter", "RateLimits", "Reservation"]
 
 log = logging.getLogger(__name__)
-
-_EPSILON = 1e-9
-"""Float slack for sums of units and for deadlines that are due."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RateLimits:
-    """The configured limits of one provider (``None``: that limit is off)."""
-
-    rpm: float | None = None
-    tpm: float | None = None
-    max_concurrency: int = 16
-    min_concurrency: int = 1
-    successes_per_increase: int = 10
-    """Additive increase: one more slot after this many successes."""
-    window_s: float = 1.0
-    """The provider's quantum: a window holds ``per_minute * window_s / 60`` units."""
-    guard_s: float = 0.025
-    """Added to the window on our side, for jitter between our clock and the provider's."""
-    default_pause_s: float = 1.0
-    """The pause after a 429/529 without a usable ``Retry-After``."""
-    max_pause_s: float = MAX_SERVER_DELAY_S
-    pause_jitter_s: float = 1.0
-    """A 429 pause ends ``uniform(0, min(pause_jitter_s, delay))`` later than asked, to desynchronise
-    runners (proportional, so a 100 ms Retry-After is not stretched to a second)."""
-    storm_count: int = 15
-    """A 429 pauses the provider only when this many of the last ``storm_window`` answers were 429s."""
-    storm_window: int = 100
-    refund_unused: bool = False
-    """Give unused reserved tokens back to the window (for providers that settle to actual usage)."""
-    pace: bool = True
-    """Space requests evenly (one every ``window / quantum``) instead of sending a quantum at once.
-
-    A quantum admitted in one instant leaves the process over tens of milliseconds when the CPU is busy,
-    so its last requests reach the provider later than the window assumed, and the next quantum can
-    land in the provider's window with them (measured: 4-10 429s per 200 requests with three runners
-    on two cores). Evenly spaced requests have no such queue. The rate is the same."""
-    learn_from_headers: bool = False
-    """Adopt the limits the provider advertises where none is configured, lower a configured one to
-    them, and probe until the first answer (:mod:`batchrunner.policy.learnedlimits`); runs turn it on."""
-
-    def __post_init__(self) -> None:
-        for name in ("rpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0 (or None for no limit), not {value!r}")
-        if not 1 <= self.min_concurrency <= self.max_concurrency:
-            raise ValueError("concurrency limits must satisfy 1 <= min_concurrency <= max_concurrency")
-        if self.successes_per_increase < 1:
-            raise ValueError("successes_per_increase must be >= 1")
-        if not 1 <= self.storm_count <= self.storm_window:
-            raise ValueError("storm limits must satisfy 1 <= storm_count <= storm_window")
-        if not (math.isfinite(self.window_s) and self.window_s > 0):
-            raise ValueError(f"window_s must be a finite number > 0, not {self.window_s!r}")
-        for name in ("guard_s", "default_pause_s", "max_pause_s", "pause_jitter_s"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Slot:
-    """A concurrency slot, held while one request is in flight (see :meth:`ProviderLimiter.slot`)."""
-
-    generation: int
-    """The concurrency cut this slot started under; only the current generation may cut again."""
-
-
-class _Entry:
-    """Units admitted into a window, counted until ``expires``; ``amount`` changes when settled."""
-
-    __slots__ = ("amount", "expires", "live")
-
-    def __init__(self, amount: float, expires: float) -> None:
-        self.amount = amount
-        self.expires = expires
-        self.live = True
 
 
 class Reservation:
@@ -162,71 +67,13 @@ class Reservation:
 
     __slots__ = ("_entry", "_settled", "tokens")
 
-    def __init__(self, tokens: int, entry: _Entry | None) -> None:
+    def __init__(self, tokens: int, entry: Entry | None) -> None:
         self.tokens = tokens
         self._entry = entry
         self._settled = False
 
     def __repr__(self) -> str:
         return f"Reservation(tokens={self.tokens}, settled={self._settled})"
-
-
-class _Window:
-    """At most ``cap`` units in any ``span`` seconds; an amount above ``cap`` goes alone, for longer."""
-
-    __slots__ = ("_heap", "_order", "cap", "full_cap", "span", "used")
-
-    def __init__(self, *, per_minute: float, window_s: float, guard_s: float) -> None:
-        self.full_cap = per_minute * window_s / 60.0
-        self.cap = self.full_cap
-        self.span = window_s + guard_s
-        self.used = 0.0
-        self._heap: list[tuple[float, int, _Entry]] = []
-        self._order = count()
-
-    def prune(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now + _EPSILON:
-            entry = heapq.heappop(heap)[2]
-            entry.live = False
-            self.used -= entry.amount
-        if not heap:
-            self.used = 0.0  # drop accumulated float error
-
-    def wait(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` fits (0: now)."""
-        self.prune(now)
-        allowed = self.cap - amount if amount <= self.cap + _EPSILON else 0.0
-        excess = self.used - allowed
-        if excess <= _EPSILON:
-            return 0.0
-        for expires, _, entry in sorted(self._heap):
-            excess -= entry.amount
-            if excess <= _EPSILON:
-                return expires - now
-        return max(expires for expires, _, _ in self._heap) - now  # pragma: no cover - float slack only
-
-    def add(self, amount: float, now: float, *, hold: float | None = None) -> _Entry | None:
-        if amount <= 0:
-            return None
-        span = self.span * max(1.0, amount / self.cap) if hold is None else hold
-        entry = _Entry(amount, now + span)
-        heapq.heappush(self._heap, (entry.expires, next(self._order), entry))
-        self.used += amount
-        return entry
-
-    def resize(self, entry: _Entry, amount: float) -> None:
-        """Change what a still-counted entry holds (its expiry stays)."""
-        if entry.live:
-            self.used += amount - entry.amount
-            entry.amount = amount
-
-    def cap_remaining(self, remaining: float, now: float, hold: float) -> None:
-        """Fill the window so that at most ``remaining`` more units fit until ``now + hold``."""
-        self.prune(now)
-        filler = self.cap - self.used - max(0.0, remaining)
-        if filler > _EPSILON:
-            self.add(filler, now, hold=hold)
 
 
 Clock = Callable[[], float]
@@ -278,11 +125,11 @@ class ProviderLimiter:
         self._tokens = self._window(limits.tpm)
         self._queue = asyncio.Lock()  # FIFO: waiters are admitted in arrival order
         self._paused_until = -math.inf
-        self._limit = limits.max_concurrency
-        self._in_flight = 0
-        self._slot_waiters: deque[asyncio.Future[None]] = deque()
-        self._generation = 0
-        self._successes = 0
+        self._concurrency = AdaptiveConcurrency(
+            max_concurrency=limits.max_concurrency,
+            min_concurrency=limits.min_concurrency,
+            successes_per_increase=limits.successes_per_increase,
+        )
         self._recent_429s: deque[bool] = deque(maxlen=limits.storm_window)
         self._part = (0, 1)
         self._next_request_at = -math.inf
@@ -327,11 +174,11 @@ class ProviderLimiter:
     @property
     def concurrency_limit(self) -> int:
         """The current (adaptive) number of requests allowed in flight."""
-        return self._limit
+        return self._concurrency.limit
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._concurrency.in_flight
 
     @property
     def paused_until(self) -> float:
@@ -342,7 +189,7 @@ class ProviderLimiter:
         """Wait until one request of ``tokens`` (prompt estimate + output reservation) may be sent."""
         tokens = max(0, int(tokens))
         async with self._queue:
-            while (delay := self._delay(tokens)) > _EPSILON:
+            while (delay := self._delay(tokens)) > EPSILON:
                 if self._learned.probing:
                     await self._sleep_or_hear(delay)
                 else:
@@ -363,7 +210,7 @@ class ProviderLimiter:
     def try_acquire(self, tokens: int) -> Reservation | None:
         """:meth:`acquire` without waiting: None when the request would have to wait (or others wait)."""
         tokens = max(0, int(tokens))
-        if self._queue.locked() or self._delay(tokens) > _EPSILON:
+        if self._queue.locked() or self._delay(tokens) > EPSILON:
             return None
         return self._admit(tokens)
 
@@ -375,7 +222,7 @@ class ProviderLimiter:
                 # From this request's target time, not its wake-up time: a waiter woken late (a busy
                 # event loop) must not push every later request back. Lateness below one interval is
                 # absorbed; after an idle spell the spacing starts afresh from now (no burst of two).
-                interval = self._requests.span / max(self._requests.cap, _EPSILON)
+                interval = self._requests.span / max(self._requests.cap, EPSILON)
                 target = self._next_request_at
                 self._next_request_at = (target if target > now - interval else now) + interval
         entry = None if self._tokens is None else self._tokens.add(tokens, now)
@@ -424,21 +271,13 @@ class ProviderLimiter:
         delay += self._rng.uniform(0.0, min(limits.pause_jitter_s, delay))
         deadline = self._clock() + delay
         self.pause_until(deadline)
-        if slot is None or slot.generation == self._generation:
-            self._limit = max(limits.min_concurrency, self._limit // 2)
-            self._generation += 1
-            self._successes = 0
+        self._concurrency.cut(slot)
         return deadline
 
     def on_success(self, slot: Slot | None = None) -> None:
         """A successful call: every ``successes_per_increase`` of them add a slot back."""
         self._recent_429s.append(False)
-        self._successes += 1
-        if self._successes >= self.limits.successes_per_increase:
-            self._successes = 0
-            if self._limit < self.limits.max_concurrency:
-                self._limit += 1
-                self._wake_slots()
+        self._concurrency.success()
 
     def observe_headers(self, info: RateLimitInfo | None) -> None:
         """After every answer (``None``: it had no rate-limit headers): learn the limits it advertises,
@@ -461,10 +300,10 @@ class ProviderLimiter:
                 hold = min(hold, reset)
             window.cap_remaining(remaining, now, hold)
 
-    def _window(self, per_minute: float | None) -> _Window | None:
+    def _window(self, per_minute: float | None) -> Window | None:
         if per_minute is None:
             return None
-        return _Window(per_minute=per_minute, window_s=self.limits.window_s, guard_s=self.limits.guard_s)
+        return Window(per_minute=per_minute, window_s=self.limits.window_s, guard_s=self.limits.guard_s)
 
     def _follow_learned(self) -> None:
         """Enforce the limits in force now: a window for a limit just learned (counting what was admitted
@@ -501,7 +340,7 @@ class ProviderLimiter:
             _per_minute(tpm),
         )
 
-    def _resized(self, window: _Window | None, per_minute: float | None) -> _Window | None:
+    def _resized(self, window: Window | None, per_minute: float | None) -> Window | None:
         if per_minute is None:
             return window
         if window is None:
@@ -513,39 +352,11 @@ class ProviderLimiter:
         """The pacing interval between requests (``None``: no request window, or no pacing)."""
         if self._requests is None or not self.limits.pace:
             return None
-        return self._requests.span / max(self._requests.cap, _EPSILON)
+        return self._requests.span / max(self._requests.cap, EPSILON)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
-        """Hold one of the ``concurrency_limit`` slots for the duration of the block (FIFO)."""
-        await self._enter_slot()
-        try:
-            yield Slot(generation=self._generation)
-        finally:
-            self._in_flight -= 1
-            self._wake_slots()
-
-    async def _enter_slot(self) -> None:
-        if self._in_flight < self._limit and not self._slot_waiters:
-            self._in_flight += 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # granted, then cancelled: give it back
-                self._in_flight -= 1
-                self._wake_slots()
-            raise
-
-    def _wake_slots(self) -> None:
-        waiters = self._slot_waiters
-        while waiters and self._in_flight < self._limit:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                self._in_flight += 1
-                waiter.set_result(None)
+    def slot(self) -> AbstractAsyncContextManager[Slot]:
+        """Hold one of the ``concurrency_limit`` slots for the duration of an ``async with`` (FIFO)."""
+        return self._concurrency.slot()
 
 
 def _per_minute(value: float | None) -> str:
@@ -554,7 +365,7 @@ def _per_minute(value: float | None) -> str:
 
 def _whole_part(quantum: float, index: int, parts: int) -> float:
     """Part ``index`` of ``parts`` of a quantum of requests, in whole requests when there are enough."""
-    whole = math.floor(quantum + _EPSILON)
+    whole = math.floor(quantum + EPSILON)
     if whole < parts:
         return (whole if whole >= 1 else quantum) / parts
     return float(whole // parts + (1 if index < whole % parts else 0))

@@ -12,7 +12,7 @@ import pytest
 from batchrunner.config import RUN_ENV_VARS, RunDefaults, Settings, load_settings
 from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, ModelPrice
-from batchrunner.providers.registry import PRESETS
+from batchrunner.providers.catalog import PRESETS
 from batchrunner.secret import Secret
 
 CANARY = "sk-canary-5f0c1d2e3a4b"

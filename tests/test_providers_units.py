@@ -25,6 +25,7 @@ from batchrunner.errors import (
 from batchrunner.models import RateLimitInfo, Usage
 from batchrunner.providers.anthropic import AnthropicProvider, needs_streaming
 from batchrunner.providers.base import Provider, ProviderRequest
+from batchrunner.providers.catalog import PRESETS
 from batchrunner.providers.errors import (
     classify,
     error_from_response,
@@ -35,12 +36,7 @@ from batchrunner.providers.errors import (
 )
 from batchrunner.providers.fake import FakeProvider
 from batchrunner.providers.openai import OpenAIProvider
-from batchrunner.providers.registry import (
-    PRESETS,
-    ProviderSettings,
-    build_provider,
-    provider_settings_from_env,
-)
+from batchrunner.providers.registry import ProviderSettings, build_provider, provider_settings_from_env
 from batchrunner.secret import Secret
 
 CANARY = "sk-canary-7f3a9c1e5b2d4680aa"

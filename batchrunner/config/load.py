@@ -30,7 +30,7 @@ from batchrunner.config.sources import (
 )
 from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
-from batchrunner.providers.registry import PRESETS, ProviderKind, ProviderPreset
+from batchrunner.providers.catalog import PRESETS, ProviderKind, ProviderPreset
 from batchrunner.secret import Secret
 
 _OPTION_NAMES: Final = {"timeout_s": "timeout", "max_cost_usd": "max_cost"}

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchrunner.config.sources import REFERENCE, dotted
-from batchrunner.providers.registry import PRESETS, ProviderKind
+from batchrunner.providers.catalog import PRESETS, ProviderKind
 
 PROVIDER_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 """A provider name: it becomes part of a variable name (``LOCAL_VLLM_API_KEY``), so no dots or spaces."""

@@ -21,12 +21,8 @@ from typing import Final
 from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
 from batchrunner.policy.ratelimit import RateLimits
-from batchrunner.providers.registry import (
-    PRESETS,
-    ProviderKind,
-    ProviderSettings,
-    missing_key_error,
-)
+from batchrunner.providers.catalog import PRESETS, ProviderKind
+from batchrunner.providers.registry import ProviderSettings, missing_key_error
 from batchrunner.secret import Secret
 
 _DEFAULT_CONNECT_TIMEOUT_S: Final = ProviderSettings(name="-", kind="fake").connect_timeout_s

@@ -7,16 +7,10 @@ from dataclasses import dataclass, field
 from batchrunner.errors import UsageError
 from batchrunner.manifest.strictjson import Problem, show
 from batchrunner.models import Endpoint
+from batchrunner.providers.catalog import ENDPOINTS, PRESETS
 
-DEFAULT_PROVIDERS = frozenset({"openai", "anthropic", "fake", "gemini", "cohere"})
+DEFAULT_PROVIDERS = frozenset(PRESETS)
 """The providers batchrunner ships; a configuration file may name more (OpenAI-compatible presets)."""
-
-_OPENAI_ENDPOINTS = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RESPONSES})
-_SERVES: dict[str, frozenset[Endpoint]] = {
-    "anthropic": frozenset({Endpoint.MESSAGES}),
-    "fake": frozenset(Endpoint),
-}
-"""Endpoints per provider; any provider not listed is on the OpenAI adapter and serves the OpenAI urls."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,5 +46,7 @@ def provider_problem(provider: str, endpoint: Endpoint, origin: str, options: Ma
 
 
 def served_by(provider: str) -> frozenset[Endpoint]:
-    """The endpoints ``provider`` can call."""
-    return _SERVES.get(provider, _OPENAI_ENDPOINTS)
+    """The endpoints ``provider`` can call: its preset's kind's; a name that is not a preset is taken to be
+    on the OpenAI adapter (an OpenAI-compatible server from the configuration file)."""
+    preset = PRESETS.get(provider)
+    return ENDPOINTS[preset.kind if preset is not None else "openai"]

@@ -31,6 +31,7 @@ import anthropic
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint, Usage
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
+from batchrunner.providers.catalog import ANTHROPIC_BASE_URL, ENDPOINTS
 from batchrunner.providers.errors import (
     error_from_response,
     invalid_response,
@@ -44,11 +45,12 @@ from batchrunner.providers.errors import (
 from batchrunner.providers.headers import anthropic_rate_limits
 from batchrunner.secret import Secret
 
-__all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "needs_streaming"]
+__all__ = ["AnthropicProvider", "needs_streaming"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
+_SERVED: Final = frozenset(endpoint.value for endpoint in ENDPOINTS["anthropic"])
+"""The endpoints this adapter serves (the Messages API)."""
 
 _MAX_NONSTREAMING_S: Final = 600.0
 _SECONDS_PER_128K_TOKENS: Final = 3600.0
@@ -96,7 +98,7 @@ class AnthropicProvider:
         # base_url is always passed: the SDK would otherwise read ANTHROPIC_BASE_URL itself (STYLE habit 19).
         self._client = anthropic.AsyncAnthropic(
             api_key=key,
-            base_url=base_url or DEFAULT_BASE_URL,
+            base_url=base_url or ANTHROPIC_BASE_URL,
             max_retries=0,
             timeout=anthropic.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
         )
@@ -114,7 +116,7 @@ class AnthropicProvider:
 
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
-        if request.endpoint != Endpoint.MESSAGES.value:
+        if request.endpoint not in _SERVED:
             raise PermanentError(
                 f"{self.name}: endpoint {request.endpoint} is not served by the Anthropic adapter"
             )
@@ -122,7 +124,7 @@ class AnthropicProvider:
             return await self._call_streamed(request)
         try:
             raw = await self._client.post(
-                "/v1/messages",
+                Endpoint.MESSAGES.value,
                 body=request.body,
                 cast_to=anthropic.AsyncAPIResponse[bytes],
                 options={"timeout": self._timeout(request.timeout_s)},

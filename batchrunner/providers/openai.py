@@ -1,7 +1,7 @@
 """The OpenAI adapter: chat completions, embeddings and responses through ``openai.AsyncOpenAI``.
 
 Any OpenAI-compatible server works through ``base_url`` (vLLM, Ollama, LiteLLM, and the ``gemini`` and
-``cohere`` presets of :mod:`batchrunner.providers.registry`).
+``cohere`` presets of :mod:`batchrunner.providers.catalog`, which also lists the endpoints served).
 
 Why the generic ``client.post(path, body=...)`` rather than ``client.chat.completions.create(**body)``:
 the body is sent exactly as queued (a field this SDK version does not know still reaches the server), one
@@ -32,6 +32,7 @@ import openai
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint, Usage
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
+from batchrunner.providers.catalog import ENDPOINTS, OPENAI_BASE_URL
 from batchrunner.providers.errors import (
     error_from_response,
     invalid_response,
@@ -44,16 +45,12 @@ from batchrunner.providers.errors import (
 from batchrunner.providers.headers import openai_rate_limits
 from batchrunner.secret import Secret
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider"]
+__all__ = ["OpenAIProvider"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
-
 _PATHS: Final[dict[str, str]] = {
-    Endpoint.CHAT_COMPLETIONS.value: "/chat/completions",
-    Endpoint.EMBEDDINGS.value: "/embeddings",
-    Endpoint.RESPONSES.value: "/responses",
+    endpoint.value: endpoint.value.removeprefix("/v1") for endpoint in ENDPOINTS["openai"]
 }
 """Endpoints this adapter serves, and their path under ``base_url`` (which ends in ``/v1``)."""
 
@@ -78,7 +75,7 @@ class OpenAIProvider:
         # base_url is always passed: the SDK would otherwise read OPENAI_BASE_URL itself (STYLE habit 19).
         self._client = openai.AsyncOpenAI(
             api_key=key,
-            base_url=base_url or DEFAULT_BASE_URL,
+            base_url=base_url or OPENAI_BASE_URL,
             max_retries=0,
             timeout=openai.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
         )

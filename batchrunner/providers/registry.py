@@ -1,21 +1,14 @@
-"""Which providers exist and how to build one: presets, frozen settings and one factory.
+"""How to build a provider: frozen settings and one factory, over :mod:`batchrunner.providers.catalog`.
 
-Configuration is resolved at the edge (STYLE habit 19): the config layer reads the environment, ``.env`` and
-``batchrunner.toml`` and passes a plain mapping to :func:`provider_settings_from_env`; nothing here reads
-``os.environ``. The resulting :class:`ProviderSettings` holds the key as a
-:class:`~batchrunner.secret.Secret`, which the adapter unwraps only when it hands it to the SDK.
+Which providers exist (kinds, presets, their key variables and base URLs, the endpoints each kind
+serves) is declared once, in :mod:`batchrunner.providers.catalog`; this module turns a provider's
+settings into an adapter. Configuration is resolved at the edge (STYLE habit 19): nothing here reads
+``os.environ``; :func:`provider_settings_from_env` takes the environment as a plain mapping. The resulting
+:class:`ProviderSettings` holds the key as a :class:`~batchrunner.secret.Secret`, which the adapter
+unwraps only when it hands it to the SDK.
 
-Presets (a kind, a key variable and a base URL each, nothing more)::
-
-    name       adapter     key variable        base URL (variable, else default)
-    openai     openai      OPENAI_API_KEY      OPENAI_BASE_URL, else https://api.openai.com/v1
-    anthropic  anthropic   ANTHROPIC_API_KEY   ANTHROPIC_BASE_URL, else https://api.anthropic.com
-    gemini     openai      GEMINI_API_KEY      https://generativelanguage.googleapis.com/v1beta/openai/
-    cohere     openai      COHERE_API_KEY      https://api.cohere.ai/compatibility/v1
-    fake       fake        (none)              (in-process, no network)
-
-The adapters are imported by :func:`build_provider` only, so that importing this module (to list or
-validate provider names) does not load either SDK.
+The adapters are imported by :func:`build_provider` only, so that importing this module does not load
+either SDK.
 """
 
 from __future__ import annotations
@@ -23,67 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Final, Literal, get_args
 
 from batchrunner.errors import ConfigError
 from batchrunner.providers.base import Provider
+from batchrunner.providers.catalog import KINDS, PRESETS, ProviderKind, default_key_env
 from batchrunner.secret import Secret
 
 __all__ = [
-    "PRESETS",
-    "ProviderKind",
-    "ProviderPreset",
     "ProviderSettings",
     "build_provider",
     "missing_key_error",
     "provider_settings_from_env",
 ]
-
-ProviderKind = Literal["openai", "anthropic", "fake"]
-"""Which adapter serves a provider."""
-
-_KINDS: Final = frozenset(get_args(ProviderKind))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProviderPreset:
-    """A provider users can name without configuring it: its adapter, key variable and base URL."""
-
-    kind: ProviderKind
-    key_env: str | None
-    """The variable that holds the API key; ``None``: no key needed."""
-    base_url_env: str | None = None
-    """A variable that may override ``base_url``."""
-    base_url: str | None = None
-    """The default base URL (``None``: the adapter's default)."""
-
-
-PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
-    {
-        "openai": ProviderPreset(
-            kind="openai",
-            key_env="OPENAI_API_KEY",
-            base_url_env="OPENAI_BASE_URL",
-            base_url="https://api.openai.com/v1",
-        ),
-        "anthropic": ProviderPreset(
-            kind="anthropic",
-            key_env="ANTHROPIC_API_KEY",
-            base_url_env="ANTHROPIC_BASE_URL",
-            base_url="https://api.anthropic.com",
-        ),
-        "gemini": ProviderPreset(
-            kind="openai",
-            key_env="GEMINI_API_KEY",
-            base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
-        ),
-        "cohere": ProviderPreset(
-            kind="openai", key_env="COHERE_API_KEY", base_url="https://api.cohere.ai/compatibility/v1"
-        ),
-        "fake": ProviderPreset(kind="fake", key_env=None),
-    }
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,9 +48,9 @@ class ProviderSettings:
     """Latency of the ``fake`` provider per call."""
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
+        if self.kind not in KINDS:
             raise ConfigError(
-                f"provider {self.name}: unknown kind {self.kind!r} (known: {', '.join(sorted(_KINDS))})"
+                f"provider {self.name}: unknown kind {self.kind!r} (known: {', '.join(sorted(KINDS))})"
             )
         for field in ("timeout_s", "connect_timeout_s"):
             value = getattr(self, field)
@@ -120,7 +64,7 @@ class ProviderSettings:
 
 def missing_key_error(name: str, key_env: str | None) -> ConfigError:
     """The actionable error for a provider without a key: which variable to set, and where."""
-    variable = key_env or f"{name.upper().replace('-', '_')}_API_KEY"
+    variable = key_env or default_key_env(name)
     return ConfigError(
         f"no API key for provider {name}: set {variable} (environment or .env) "
         f'or api_key = "${{VAR}}" in batchrunner.toml'

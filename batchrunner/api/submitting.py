@@ -73,6 +73,7 @@ async def submit_into(
         default_provider=settings.run.provider,
         default_model=settings.run.model,
         known_providers=settings.known_providers,
+        kinds={name: entry.kind for name, entry in settings.providers.items()},
     )
     source = Path(jobs) if isinstance(jobs, str | os.PathLike) else None
     rejects = _RejectsFile(source) if skip_invalid and source is not None else None

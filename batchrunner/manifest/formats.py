@@ -142,7 +142,7 @@ def _job(
     options: ManifestOptions,
 ) -> JobSpec | list[Problem]:
     """Check the provider can serve the line, serialise body and metadata once, and build the job."""
-    if provider not in options.known_providers or endpoint not in served_by(provider):
+    if provider not in options.known_providers or endpoint not in served_by(provider, options):
         return [provider_problem(provider, endpoint, _origin(obj, fmt, options), options)]
     custom_id: str = obj.get("custom_id") or obj.get("id") or f"line-{line_number}"
     metadata = obj.get("metadata")

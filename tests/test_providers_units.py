@@ -7,10 +7,12 @@ import asyncio
 import json
 import pickle
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batchrunner.config import load_settings
 from batchrunner.errors import (
     ConfigError,
     InvalidResponse,
@@ -36,7 +38,7 @@ from batchrunner.providers.errors import (
 )
 from batchrunner.providers.fake import FakeProvider
 from batchrunner.providers.openai import OpenAIProvider
-from batchrunner.providers.registry import ProviderSettings, build_provider, provider_settings_from_env
+from batchrunner.providers.registry import ProviderSettings, build_provider
 from batchrunner.secret import Secret
 
 CANARY = "sk-canary-7f3a9c1e5b2d4680aa"
@@ -183,6 +185,11 @@ def test_secret_never_shows_its_value() -> None:
         Secret(123)  # type: ignore[arg-type]
 
 
+def resolved(name: str, env: dict[str, str], **flags: object) -> ProviderSettings:
+    """Provider ``name`` as a run resolves it from ``env`` (and flags), with no config file."""
+    return load_settings(flags=flags, env=env, cwd=Path.cwd()).provider_settings(name)
+
+
 @pytest.mark.parametrize(
     ("name", "env", "kind", "base_url"),
     [
@@ -195,7 +202,7 @@ def test_secret_never_shows_its_value() -> None:
     ],
 )  # fmt: skip
 def test_presets(name: str, env: dict[str, str], kind: str, base_url: str | None) -> None:
-    settings = provider_settings_from_env(name, env)
+    settings = resolved(name, env)
     assert (settings.name, settings.kind, settings.base_url) == (name, kind, base_url)
     key = PRESETS[name].key_env
     assert settings.api_key == (Secret(env[key]) if key else None)
@@ -203,24 +210,24 @@ def test_presets(name: str, env: dict[str, str], kind: str, base_url: str | None
 
 def test_an_explicit_base_url_wins_over_the_environment() -> None:
     env = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://env/v1"}
-    assert provider_settings_from_env("openai", env, base_url="http://flag/v1").base_url == "http://flag/v1"
+    assert resolved("openai", env, base_url="http://flag/v1").base_url == "http://flag/v1"
 
 
 def test_a_missing_key_is_an_actionable_error() -> None:
     with pytest.raises(ConfigError) as caught:
-        provider_settings_from_env("openai", {"OPENAI_API_KEY": "  "})
+        resolved("openai", {"OPENAI_API_KEY": "  "})
     assert str(caught.value) == (
         'no API key for provider openai: set OPENAI_API_KEY (environment or .env) or api_key = "${VAR}" '
         "in batchrunner.toml"
     )
     with pytest.raises(ConfigError, match="set GEMINI_API_KEY"):
-        provider_settings_from_env("gemini", {"OPENAI_API_KEY": "k"})
+        resolved("gemini", {"OPENAI_API_KEY": "k"})
     with pytest.raises(ConfigError, match="set ANTHROPIC_API_KEY"):
         build_provider(
             "anthropic", ProviderSettings(name="anthropic", kind="anthropic", key_env="ANTHROPIC_API_KEY")
         )
     with pytest.raises(ConfigError, match="unknown provider 'mistral'"):
-        provider_settings_from_env("mistral", {})
+        resolved("mistral", {})
 
 
 def test_settings_are_validated() -> None:
@@ -232,9 +239,9 @@ def test_settings_are_validated() -> None:
 
 async def test_build_provider_builds_each_kind() -> None:
     built: list[Provider] = [
-        build_provider("fake", provider_settings_from_env("fake", {})),
-        build_provider("gemini", provider_settings_from_env("gemini", {"GEMINI_API_KEY": CANARY})),
-        build_provider("claude", provider_settings_from_env("anthropic", {"ANTHROPIC_API_KEY": CANARY})),
+        build_provider("fake", resolved("fake", {})),
+        build_provider("gemini", resolved("gemini", {"GEMINI_API_KEY": CANARY})),
+        build_provider("claude", resolved("anthropic", {"ANTHROPIC_API_KEY": CANARY})),
     ]
     try:
         assert [type(p) for p in built] == [FakeProvider, OpenAIProvider, AnthropicProvider]

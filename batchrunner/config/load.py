@@ -14,7 +14,6 @@ from batchrunner.config.schema import (
     Loc,
     ProviderSection,
     RunOverrides,
-    default_key_env,
     file_location,
     problems,
 )
@@ -30,7 +29,7 @@ from batchrunner.config.sources import (
 )
 from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
-from batchrunner.providers.catalog import PRESETS, ProviderKind, ProviderPreset
+from batchrunner.providers.catalog import KINDS, PRESETS, ProviderKind, ProviderPreset, default_key_env
 from batchrunner.secret import Secret
 
 _OPTION_NAMES: Final = {"timeout_s": "timeout", "max_cost_usd": "max_cost"}
@@ -206,7 +205,7 @@ def _kind(name: str, preset: ProviderPreset | None, section: ProviderSection, la
         if section.kind is None:
             raise ConfigError(
                 f"{where}: required for a provider that is not a preset ({', '.join(PRESETS)}): "
-                "openai, anthropic or fake"
+                f"{' or '.join(sorted(KINDS))}"
             )
         return section.kind
     if section.kind is not None and section.kind != preset.kind:

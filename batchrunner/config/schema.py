@@ -16,24 +16,12 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchrunner.config.sources import REFERENCE, dotted
-from batchrunner.providers.catalog import PRESETS, ProviderKind
+from batchrunner.providers.catalog import ProviderKind, default_key_env
 
 PROVIDER_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 """A provider name: it becomes part of a variable name (``LOCAL_VLLM_API_KEY``), so no dots or spaces."""
 
 Loc = tuple[int | str, ...]
-
-
-def default_key_env(name: str) -> str:
-    """The key variable of a provider that names none: ``local-vllm`` -> ``LOCAL_VLLM_API_KEY``.
-
-    The same rule as :func:`batchrunner.providers.registry.missing_key_error`, so the variable that
-    error tells users to set is the one that is read.
-    """
-    preset = PRESETS.get(name)
-    if preset is not None and preset.key_env is not None:
-        return preset.key_env
-    return f"{name.upper().replace('-', '_')}_API_KEY"
 
 
 def _no_bool(value: object) -> object:

@@ -100,5 +100,10 @@ PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
 
 
 def default_key_env(name: str) -> str:
-    """The variable for the key of a provider that names none: ``local-vllm`` -> ``LOCAL_VLLM_API_KEY``."""
+    """The variable for the key of a provider that names none: a preset's own (``OPENAI_API_KEY``), else
+    ``local-vllm`` -> ``LOCAL_VLLM_API_KEY``. The config file reads it, and the missing-key error names
+    it, so the variable users are told to set is the one that is read."""
+    preset = PRESETS.get(name)
+    if preset is not None and preset.key_env is not None:
+        return preset.key_env
     return f"{name.upper().replace('-', '_')}_API_KEY"

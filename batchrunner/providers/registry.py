@@ -3,7 +3,7 @@
 Which providers exist (kinds, presets, their key variables and base URLs, the endpoints each kind
 serves) is declared once, in :mod:`batchrunner.providers.catalog`; this module turns a provider's
 settings into an adapter. Configuration is resolved at the edge (STYLE habit 19): nothing here reads
-``os.environ``; :func:`provider_settings_from_env` takes the environment as a plain mapping. The resulting
+``os.environ`` (:mod:`batchrunner.config` resolves a provider's settings). The resulting
 :class:`ProviderSettings` holds the key as a :class:`~batchrunner.secret.Secret`, which the adapter
 unwraps only when it hands it to the SDK.
 
@@ -14,19 +14,17 @@ either SDK.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from batchrunner.errors import ConfigError
 from batchrunner.providers.base import Provider
-from batchrunner.providers.catalog import KINDS, PRESETS, ProviderKind, default_key_env
+from batchrunner.providers.catalog import KINDS, ProviderKind, default_key_env
 from batchrunner.secret import Secret
 
 __all__ = [
     "ProviderSettings",
     "build_provider",
     "missing_key_error",
-    "provider_settings_from_env",
 ]
 
 
@@ -68,33 +66,6 @@ def missing_key_error(name: str, key_env: str | None) -> ConfigError:
     return ConfigError(
         f"no API key for provider {name}: set {variable} (environment or .env) "
         f'or api_key = "${{VAR}}" in batchrunner.toml'
-    )
-
-
-def provider_settings_from_env(
-    name: str, env: Mapping[str, str], base_url: str | None = None
-) -> ProviderSettings:
-    """Settings for the preset ``name``, with its key and base URL looked up in ``env``.
-
-    ``base_url`` (from a flag or the config file) wins over the preset's variable, which wins over its
-    default. Raises :class:`~batchrunner.errors.ConfigError` for an unknown name or a missing key.
-    """
-    preset = PRESETS.get(name)
-    if preset is None:
-        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(PRESETS)})")
-    api_key: Secret | None = None
-    if preset.key_env is not None:
-        raw_key = env.get(preset.key_env, "").strip()
-        if not raw_key:
-            raise missing_key_error(name, preset.key_env)
-        api_key = Secret(raw_key)
-    from_env = env.get(preset.base_url_env, "").strip() if preset.base_url_env else ""
-    return ProviderSettings(
-        name=name,
-        kind=preset.kind,
-        api_key=api_key,
-        key_env=preset.key_env,
-        base_url=base_url or from_env or preset.base_url,
     )
 
 

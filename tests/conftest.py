@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fake_server_fixtures", "store_fixtures"]
+pytest_plugins = ["helpers.fake_server_fixtures", "helpers.store_fixtures"]
 
 
 @pytest.fixture(autouse=True)

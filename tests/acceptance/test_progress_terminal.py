@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_server_fixtures import StartFakeServer
-from run_helpers import prompts, wait_until, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import prompts, wait_until, write_manifest
 
 WIDTH = 80
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_server_fixtures import StartFakeServer
-from run_helpers import (
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import (
     CANARY,
     RunnerProcess,
     assert_no_canary,

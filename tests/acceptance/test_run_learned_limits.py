@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_server_fixtures import StartFakeServer
-from run_helpers import RunnerProcess, check_invariants, prompts, snapshot, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import RunnerProcess, check_invariants, prompts, snapshot, write_manifest
 
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 

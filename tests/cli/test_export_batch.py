@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from fake_server_fixtures import StartFakeServer
-from run_helpers import CANARY, prompts, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import CANARY, prompts, write_manifest
 from sqlalchemy import select
 
 from batchrunner.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 from click.testing import CliRunner
-from fake_server_fixtures import StartFakeServerProcess
+from helpers.fake_server_fixtures import StartFakeServerProcess
 from openai.types.chat import ChatCompletionMessageParam
 
 from batchrunner.cli.fakeserver import fake_server

@@ -7,7 +7,7 @@ import re
 import socket
 from pathlib import Path
 
-from run_helpers import RunnerProcess, prompts, write_manifest
+from helpers.invariants import RunnerProcess, prompts, write_manifest
 
 JOBS = 12
 ATTEMPTS = 2

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_server_fixtures import StartFakeServer
-from run_helpers import RunnerProcess, prompts, wait_until, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import RunnerProcess, prompts, wait_until, write_manifest
 from sqlalchemy import text
 
 from batchrunner.store.store import Store
 
-JOBS = Path(__file__).resolve().parent.parent / "jobs"
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 def rows(db: str, sql: str) -> list[tuple[Any, ...]]:

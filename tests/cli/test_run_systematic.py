@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner, Result
-from fake_server_fixtures import StartFakeServer
-from run_helpers import prompts, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import prompts, write_manifest
 from sqlalchemy.engine import make_url
 
 from batchrunner.cli import main

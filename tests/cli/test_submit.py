@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from tmpfs import remount_read_only, tmpfs
+from helpers.tmpfs import remount_read_only, tmpfs
 
 from batchrunner.cli import main
 from batchrunner.store.store import Store
 
-JOBS = Path(__file__).resolve().parent.parent / "jobs"
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
 MIB = 1024 * 1024
 
 

@@ -5,7 +5,7 @@ The coordination's clock is a controlled one, so holds and shares are checked wi
 
 from __future__ import annotations
 
-from test_store import queue, success
+from helpers.store_data import queue, success
 
 from batchrunner.engine.coordination import RunCoordination
 from batchrunner.errors import StoreError

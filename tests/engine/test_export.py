@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tmpfs import tmpfs
+from helpers.tmpfs import tmpfs
 
 from batchrunner import api
 from batchrunner.cli import main

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_store import live_runners, queue
+from helpers.store_data import live_runners, queue
 
 from batchrunner.engine.leases import LeaseGuard
 from batchrunner.errors import StoreError

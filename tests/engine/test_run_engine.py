@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fake_server_fixtures import StartFakeServer
-from run_helpers import check_invariants, prompts, settings_for, snapshot, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import check_invariants, prompts, settings_for, snapshot, write_manifest
 
 from batchrunner import api
 from batchrunner.config import Settings

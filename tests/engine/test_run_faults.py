@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_server_fixtures import StartFakeServer
-from run_helpers import (
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import (
     Snapshot,
     check_invariants,
     prompt_of,

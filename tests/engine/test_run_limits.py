@@ -6,8 +6,15 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from fake_server_fixtures import StartFakeServer
-from run_helpers import check_invariants, prompts, reference_answers, settings_for, snapshot, write_manifest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.invariants import (
+    check_invariants,
+    prompts,
+    reference_answers,
+    settings_for,
+    snapshot,
+    write_manifest,
+)
 
 from batchrunner import api
 from batchrunner.config import Settings

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers.store_data import attempt, queue, states, success
 from sqlalchemy import select
-from test_store import attempt, queue, states, success
 
 from batchrunner.models import JobState, Outcome
 from batchrunner.store import tables

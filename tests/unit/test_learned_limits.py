@@ -1,6 +1,6 @@
 """Limits learned from the provider's headers: the probe, adoption, following changes, the ceiling, parts.
 
-On the virtual clock of ``test_ratelimit`` (``FakeTime``): exact times, no sleeps.
+On the virtual clock of ``helpers.limiter`` (``FakeTime``): exact times, no sleeps.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_ratelimit import SPAN, FakeTime, acquire_times, make, max_in_any_window
+from helpers.limiter import SPAN, FakeTime, acquire_times, make, max_in_any_window
 
 from batchrunner.models import RateLimitInfo
 from batchrunner.policy.learnedlimits import PROBE_REQUESTS

@@ -12,7 +12,7 @@ from batchrunner.errors import ManifestIssue, UsageError
 from batchrunner.manifest import DEFAULT_PROVIDERS, ManifestOptions, iter_manifest, parse_line
 from batchrunner.models import Endpoint, JobSpec, ManifestFormat
 
-JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 EMBEDDINGS = {"model": "text-embedding-3-small", "input": ["a", "b"]}

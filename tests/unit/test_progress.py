@@ -18,7 +18,7 @@ from batchrunner.models import RunStats
 from batchrunner.store import tables
 from batchrunner.store.store import Store
 
-JOBS = Path(__file__).resolve().parent.parent / "jobs"
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 class Clock:

@@ -11,86 +11,14 @@ import asyncio
 import math
 import random
 import time
-from heapq import heappop, heappush
-from itertools import count, pairwise
+from itertools import pairwise
 
 import pytest
+from helpers.limiter import SPAN, FakeTime, acquire_times, make, max_in_any_window, run_ready
 
 from batchrunner.fakeserver.limits import SlidingWindowLimiter
 from batchrunner.models import RateLimitInfo
 from batchrunner.policy.ratelimit import ProviderLimiter, RateLimits, Reservation, Slot
-
-SPAN = 1.025  # the default window (1 s) plus guard (25 ms)
-
-
-class FakeTime:
-    """A virtual clock. With ``autojump`` a sleep just moves time forward (one task at a time);
-    without it, sleepers wait until :meth:`advance` moves time past their deadline."""
-
-    def __init__(self, *, autojump: bool = False) -> None:
-        self.now = 0.0
-        self.autojump = autojump
-        self.sleeps: list[float] = []
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        assert delay > 0 and math.isfinite(delay), delay  # never a zero, negative, NaN or infinite sleep
-        self.sleeps.append(delay)
-        if self.autojump:
-            self.now += delay
-            await asyncio.sleep(0)
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        heappush(self._sleepers, (self.now + delay, next(self._order), waiter))
-        await waiter
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, waking each sleeper at its deadline and letting the woken tasks run."""
-        target = self.now + seconds
-        await _run_ready()
-        while self._sleepers and self._sleepers[0][0] <= target:
-            when, _, waiter = heappop(self._sleepers)
-            self.now = max(self.now, when)
-            if not waiter.done():
-                waiter.set_result(None)
-            await _run_ready()
-        self.now = target
-        await _run_ready()
-
-
-async def _run_ready() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
-def make(clock: FakeTime, **limits: float | int | bool | None) -> ProviderLimiter:
-    """A limiter on the virtual clock; windows are tested with bursts (``pace=False``) unless asked."""
-    limits.setdefault("pace", False)
-    return ProviderLimiter(
-        RateLimits(**limits),  # type: ignore[arg-type]
-        clock=clock,
-        sleep=clock.sleep,
-        rng=random.Random(42),
-    )
-
-
-def max_in_any_window(stamps: list[float], amounts: list[int] | None = None, width: float = 1.0) -> int:
-    weights = amounts or [1] * len(stamps)
-    return max(
-        sum(w for s, w in zip(stamps, weights, strict=True) if start <= s < start + width) for start in stamps
-    )
-
-
-async def acquire_times(limiter: ProviderLimiter, clock: FakeTime, tokens: list[int]) -> list[float]:
-    stamps = []
-    for amount in tokens:
-        await limiter.acquire(amount)
-        stamps.append(clock.now)
-    return stamps
 
 
 async def test_a_burst_is_one_quantum_then_one_quantum_per_window() -> None:
@@ -342,7 +270,7 @@ async def test_slots_wait_for_a_free_one_in_order() -> None:
             await release.wait()
 
     tasks = [asyncio.create_task(worker(n)) for n in range(4)]
-    await _run_ready()
+    await run_ready()
     assert entered == [0, 1] and limiter.in_flight == 2
     release.set()
     await asyncio.gather(*tasks)
@@ -355,10 +283,10 @@ async def test_a_cut_blocks_new_slots_and_recovery_wakes_them() -> None:
         limiter.on_rate_limited(slot)
         assert limiter.concurrency_limit == 1
         waiter = asyncio.create_task(_enter_and_leave(limiter))
-        await _run_ready()
+        await run_ready()
         assert not waiter.done()  # 1 in flight, limit 1
         limiter.on_success(slot)  # limit back to 2: the waiter gets in
-        await _run_ready()
+        await run_ready()
         assert waiter.done()
     assert limiter.in_flight == 0
 
@@ -372,9 +300,9 @@ async def test_a_cancelled_slot_waiter_does_not_leak_a_slot() -> None:
     limiter = make(FakeTime(), max_concurrency=1)
     async with limiter.slot():
         waiter = asyncio.create_task(_enter_and_leave(limiter))
-        await _run_ready()
+        await run_ready()
         waiter.cancel()
-        await _run_ready()
+        await run_ready()
     assert waiter.cancelled()
     assert limiter.in_flight == 0
     await _enter_and_leave(limiter)  # the slot is free again
@@ -384,9 +312,9 @@ async def test_a_slot_granted_then_cancelled_is_given_back() -> None:
     limiter = make(FakeTime(), max_concurrency=1)
     async with limiter.slot():
         waiter = asyncio.create_task(_enter_and_leave(limiter))
-        await _run_ready()
+        await run_ready()
     waiter.cancel()  # granted at the exit above, cancelled before it could run
-    await _run_ready()
+    await run_ready()
     assert waiter.cancelled()
     assert limiter.in_flight == 0
 

@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 from anthropic.types import Message, MessageParam
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 from openai.types.responses import Response

@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 from anthropic.types import Message, MessageParam
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from batchrunner.fakeserver import FakeServerConfig, FaultKind, parse_plan

@@ -9,7 +9,7 @@ import anthropic
 import openai
 import pytest
 from anthropic.types import MessageParam
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 from openai.types.chat import ChatCompletionMessageParam
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 
 from batchrunner.errors import (
     InvalidResponse,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.invariants import prompts, write_manifest
+from helpers.manifests import prompts, write_manifest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 

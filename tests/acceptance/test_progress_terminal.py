@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import prompts, wait_until, write_manifest
+from helpers.manifests import prompts, write_manifest
+from helpers.running import wait_until
 
 WIDTH = 80
 

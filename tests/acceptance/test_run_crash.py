@@ -1,10 +1,10 @@
 """Crash, signal and resume: ``batchrunner run`` as a subprocess against the fake server (RELIABILITY.md).
 
 Each test kills, interrupts or pauses a real runner process and then resumes the run, and checks the
-invariants afterwards (run_helpers.check_invariants): every job one result, answers equal to a fault-free
-reference, server calls per job within the attempts counted, no result twice, an intact database. Server
-calls that a dead runner sent but never recorded are bounded by the jobs it held (``running`` rows right
-after the kill): only those can be sent again.
+invariants afterwards (``helpers.invariants.check_invariants``): every job one result, answers equal to a
+fault-free reference, server calls per job within the attempts counted, no result twice, an intact
+database. Server calls that a dead runner sent but never recorded are bounded by the jobs it held
+(``running`` rows right after the kill): only those can be sent again.
 
 Resumes run with the default ``--timeout`` (300 s, so a 335 s lease): they finish in seconds only because
 a dead runner's jobs are reclaimed by liveness (its pid is gone), not by lease expiry.
@@ -22,22 +22,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.database import connect, snapshot
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import (
-    CANARY,
-    RunnerProcess,
-    assert_no_canary,
-    check_invariants,
-    connect,
-    prompt_of,
-    prompts,
-    reference_answers,
-    run_args,
-    settings_for,
-    snapshot,
-    wait_until,
-    write_manifest,
-)
+from helpers.invariants import CANARY, assert_no_canary, check_invariants, prompt_of, reference_answers
+from helpers.manifests import prompts, write_manifest
+from helpers.running import RunnerProcess, run_args, settings_for, wait_until
 
 from batchrunner import api
 from batchrunner.cli import main

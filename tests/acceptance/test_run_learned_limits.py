@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.database import snapshot
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import RunnerProcess, check_invariants, prompts, snapshot, write_manifest
+from helpers.invariants import check_invariants
+from helpers.manifests import prompts, write_manifest
+from helpers.running import RunnerProcess
 
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 

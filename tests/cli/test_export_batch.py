@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import CANARY, prompts, write_manifest
+from helpers.invariants import CANARY
+from helpers.manifests import prompts, write_manifest
 from sqlalchemy import select
 
 from batchrunner.cli import main

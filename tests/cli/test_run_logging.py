@@ -7,7 +7,8 @@ import re
 import socket
 from pathlib import Path
 
-from helpers.invariants import RunnerProcess, prompts, write_manifest
+from helpers.manifests import prompts, write_manifest
+from helpers.running import RunnerProcess
 
 JOBS = 12
 ATTEMPTS = 2

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import RunnerProcess, prompts, wait_until, write_manifest
+from helpers.manifests import prompts, write_manifest
+from helpers.running import RunnerProcess, wait_until
 from sqlalchemy import text
 
 from batchrunner.store.store import Store

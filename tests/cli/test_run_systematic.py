@@ -16,7 +16,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner, Result
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import prompts, write_manifest
+from helpers.manifests import prompts, write_manifest
 from sqlalchemy.engine import make_url
 
 from batchrunner.cli import main

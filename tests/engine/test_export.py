@@ -1,123 +1,21 @@
-"""Exports: manifest order, formula neutralisation, formats, atomic writes and full disks."""
+"""Exports through ``api.export`` from a real SQLite file: manifest order, formula neutralisation, formats,
+atomic writes and full disks. The ``export`` command itself is in ``cli/test_export_cli.py``."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers.store_data import OUTPUTS, seed
 from helpers.tmpfs import tmpfs
 
 from batchrunner import api
-from batchrunner.cli import main
 from batchrunner.errors import ExportError
-from batchrunner.models import (
-    AttemptRecord,
-    Endpoint,
-    JobSpec,
-    JobState,
-    ManifestFormat,
-    Outcome,
-    ResultRecord,
-)
-from batchrunner.store.store import Store
-
-OUTPUTS = [
-    "=1+2",
-    "plain answer",
-    "+cmd|' /C calc'!A0",
-    "-5 degrees",
-    "@SUM(A1)",
-    "\tindented",
-    'ok, "quoted"\n2',
-    "-5",
-    "-0.5",
-    "+3",
-    "-.5e-3",
-    "-2.5E+10",
-    "-1+2",
-    "-5 ",
-    "- 5",
-    "-1e",
-    "-",
-    "-inf",
-]
-
-
-async def seed(
-    db: str,
-    outputs: list[str] = OUTPUTS,
-    failed: int = 1,
-    *,
-    custom_ids: list[str] | None = None,
-    metadata: list[dict[str, object]] | None = None,
-) -> None:
-    """A run whose jobs succeeded with ``outputs`` (in order), then ``failed`` permanently failed jobs.
-
-    ids are ``id-001``... and metadata ``{"lang": "en", "n": N}`` unless given (one per job).
-    """
-    total = len(outputs) + failed
-    ids = custom_ids or [f"id-{n:03d}" for n in range(1, total + 1)]
-    metas = metadata or [{"lang": "en", "n": n} for n in range(1, total + 1)]
-    specs = [
-        JobSpec(
-            custom_id=ids[n - 1],
-            line_number=n,
-            format=ManifestFormat.SIMPLE,
-            provider="fake",
-            endpoint=Endpoint.CHAT_COMPLETIONS,
-            model="fake-model",
-            request_json='{"model":"fake-model"}',
-            metadata_json=json.dumps(metas[n - 1]),
-        )
-        for n in range(1, total + 1)
-    ]
-    store = await Store.open(db)
-    try:
-        async with store.bulk_insert("seeded", source="seed.jsonl") as inserter:
-            await inserter.add(specs)
-        run = await store.find_run("seeded")
-        claimed = await store.claim(run.id, "seeder", len(specs), lease_seconds=60)
-        now = datetime.now(UTC)
-        outcomes = []
-        for job in claimed:
-            attempt = AttemptRecord(number=1, runner_id="seeder", started_at=now, finished_at=now)
-            index = job.line_number - 1
-            if index < len(outputs):
-                result = ResultRecord(
-                    output_text=outputs[index],
-                    response_json='{"id":"r"}',
-                    input_tokens=10,
-                    output_tokens=5,
-                    cached_tokens=2,
-                    cost_usd=0.001,
-                    latency_ms=12.5,
-                )
-                outcomes.append(
-                    Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
-                )
-            else:
-                outcomes.append(
-                    Outcome(
-                        lease=job.lease,
-                        attempt=attempt,
-                        state=JobState.FAILED,
-                        error_class="permanent",
-                        error="400 bad request",
-                    )
-                )
-        await store.record_outcomes(outcomes)
-    finally:
-        await store.close()
 
 
 @pytest.fixture
@@ -247,17 +145,6 @@ async def test_export_to_dev_full_fails_cleanly(db: str) -> None:
         await api.export(db=db, format="csv", output="/dev/full")
 
 
-def test_cli_export_to_dev_full_exits_non_zero(db: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "batchrunner", "export", "--db", db, "-o", "/dev/full"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 4
-    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
-
-
 @pytest.fixture
 def full_dir(tmp_path: Path) -> Iterator[Path]:
     """A directory on a 64 KiB tmpfs: a real full disk."""
@@ -273,10 +160,3 @@ async def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path: Path, full
         await api.export(db=db, format="csv", output=str(full_dir / "results.csv"))
     assert os.listdir(full_dir) == ["results.csv"]  # no temp file left behind
     assert (full_dir / "results.csv").read_text() == "previous export\n"  # the old export is intact
-
-
-def test_cli_export_to_stdout_is_pure_data(db: str) -> None:
-    result = CliRunner().invoke(main, ["export", "--db", db, "--format", "csv", "-o", "-"])
-    assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0][0] == "custom_id" and len(rows) == len(OUTPUTS) + 2

@@ -14,8 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers.database import snapshot
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import check_invariants, prompts, settings_for, snapshot, write_manifest
+from helpers.invariants import check_invariants
+from helpers.manifests import prompts, write_manifest
+from helpers.running import settings_for
 
 from batchrunner import api
 from batchrunner.config import Settings

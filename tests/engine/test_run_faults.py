@@ -3,7 +3,8 @@
 Each job carries its own fault plan as a ``[[fault:PLAN]]`` directive in its prompt, so one run exercises
 many error classes at once and every job's books are its own. The engine runs in-process through
 ``api.run`` with settings resolved as ``batchrunner run`` resolves them; signals and kills are in
-``test_run_crash.py``. After every run the invariants of RELIABILITY.md are checked (run_helpers).
+``acceptance/test_run_crash.py``. After every run the invariants of RELIABILITY.md are checked
+(``helpers.invariants``).
 """
 
 from __future__ import annotations
@@ -14,17 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.database import Snapshot, snapshot
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import (
-    Snapshot,
-    check_invariants,
-    prompt_of,
-    prompts,
-    reference_answers,
-    settings_for,
-    snapshot,
-    write_manifest,
-)
+from helpers.invariants import check_invariants, prompt_of, reference_answers
+from helpers.manifests import prompts, write_manifest
+from helpers.running import settings_for
 
 from batchrunner import api
 from batchrunner.fakeserver import FaultKind

@@ -6,15 +6,11 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+from helpers.database import snapshot
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.invariants import (
-    check_invariants,
-    prompts,
-    reference_answers,
-    settings_for,
-    snapshot,
-    write_manifest,
-)
+from helpers.invariants import check_invariants, reference_answers
+from helpers.manifests import prompts, write_manifest
+from helpers.running import settings_for
 
 from batchrunner import api
 from batchrunner.config import Settings

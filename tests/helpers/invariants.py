@@ -1,206 +1,29 @@
-"""Helpers for the run engine's end-to-end tests (``tests/test_run_*.py``).
+"""Checking a run's outcome against RELIABILITY.md's invariants I1-I7.
 
-- manifests: :func:`write_manifest` writes simple lines, one prompt per id (the prompt is the fake server's
-  prompt key, so every job has its own books and its own fault directive);
-- running: :func:`settings_for` (in-process ``api.run``) and :class:`RunnerProcess` (``batchrunner run`` as
-  a subprocess, for signals and kills), output captured to files under ``tmp_path``;
-- reading the outcome: :func:`snapshot` reads the database with the standard library's ``sqlite3`` (what
-  is durably there, not what the engine believes);
-- checking it: :func:`reference_answers` asks a fault-free fake server for every job's answer (the fake
-  server's answers are deterministic per prompt), and :func:`check_invariants` checks RELIABILITY.md's
-  I1-I7 against the snapshot and the server's books.
+- :func:`reference_answers` asks a fault-free fake server for every job's answer (the fake server's answers
+  are deterministic per prompt);
+- :func:`check_invariants` checks I1-I7 against a :class:`~helpers.database.Snapshot` and the server's
+  books; :func:`assert_no_canary` checks that the canary key leaked nowhere.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from batchrunner.config import Settings, load_settings
 from batchrunner.fakeserver import parse_plan
 from batchrunner.fakeserver.testing import FakeServerHandle
+from helpers.database import Snapshot, connect
 
-MODEL = "gpt-4o-mini"
 CANARY = "sk-canary-run-7c1e9d2b4a6f8e0d3c5b"
 TERMINAL = {"succeeded", "failed", "cancelled"}
 REFUNDED_CLASSES = {"run_stopping", "systematic"}
 """Error classes of attempts given back with their attempt refunded (they do not count against the job)."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-# -- manifests ------------------------------------------------------------------------------------------
-
-
-def prompts(n: int, tag: str, faults: Mapping[int, str] | None = None) -> dict[str, str]:
-    """``n`` jobs ``{tag}-000``... with distinct prompts; ``faults`` adds a ``[[fault:PLAN]]`` by index."""
-    faults = faults or {}
-    jobs = {}
-    for i in range(n):
-        directive = f" [[fault:{faults[i]}]]" if i in faults else ""
-        jobs[f"{tag}-{i:03d}"] = f"{tag} prompt number {i}{directive}"
-    return jobs
-
-
-def write_manifest(
-    path: Path, jobs: Mapping[str, str], *, model: str = MODEL, max_tokens: int | None = None
-) -> Path:
-    """Simple manifest lines ``{"id", "prompt", "model"}`` (and ``max_tokens``), in the order given."""
-    with path.open("w", encoding="utf-8") as out:
-        for custom_id, prompt in jobs.items():
-            line: dict[str, Any] = {"id": custom_id, "prompt": prompt, "model": model}
-            if max_tokens is not None:
-                line["max_tokens"] = max_tokens
-            out.write(json.dumps(line) + "\n")
-    return path
-
-
-# -- running --------------------------------------------------------------------------------------------
-
-
-def settings_for(base_url: str | None, db: Path, **flags: Any) -> Settings:
-    """Settings as ``batchrunner run --base-url URL --db DB --FLAG ...`` resolves them (the real path)."""
-    given = {"db": str(db), "base_url": base_url, **flags}
-    return load_settings(flags=given, env=os.environ, cwd=Path.cwd())
-
-
-class RunnerProcess:
-    """``python -m batchrunner run ARGS`` in a subprocess; stdout and stderr go to files in ``workdir``."""
-
-    def __init__(
-        self, workdir: Path, args: Iterable[str], *, env: Mapping[str, str] | None = None, name: str = "run"
-    ) -> None:
-        self.stdout_path = workdir / f"{name}.stdout"
-        self.stderr_path = workdir / f"{name}.stderr"
-        self._out: IO[bytes] = self.stdout_path.open("wb")
-        self._err: IO[bytes] = self.stderr_path.open("wb")
-        full_env = {**os.environ, **(env or {})}
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchrunner", "run", *args],
-            stdout=self._out,
-            stderr=self._err,
-            env=full_env,
-            cwd=workdir,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait(self, timeout: float = 60.0) -> int:
-        """Wait for the exit (killing it after ``timeout``) and return the exit code (``-9``: SIGKILL)."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"the runner did not exit within {timeout} s:\n{self.stderr()}") from None
-        finally:
-            self._out.close()
-            self._err.close()
-        return code
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def kill(self) -> int:
-        """SIGKILL and reap (so that its pid is gone, as after a real crash)."""
-        self.process.send_signal(signal.SIGKILL)
-        return self.wait()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        """Test cleanup: make sure the process is gone (SIGCONT first, in case it was stopped)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-        self.wait()
-
-
-def run_args(manifest: Path | None, server: FakeServerHandle, *extra: str) -> list[str]:
-    """``[FILE] --base-url URL --no-progress ...``; without ``manifest``: resume the latest run."""
-    head = [str(manifest)] if manifest is not None else []
-    return [*head, "--base-url", server.openai_base_url, "--no-progress", *extra]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-# -- reading the outcome --------------------------------------------------------------------------------
-
-
-@dataclass
-class Snapshot:
-    """What the database holds, by custom_id."""
-
-    jobs: dict[str, dict[str, Any]]
-    attempts: dict[str, list[dict[str, Any]]]
-    results: dict[str, list[dict[str, Any]]]
-    result_rows: int
-    integrity: str
-    runners: list[dict[str, Any]] = field(default_factory=list)
-
-    def states(self) -> Counter[str]:
-        return Counter(job["state"] for job in self.jobs.values())
-
-    def in_state(self, state: str) -> set[str]:
-        return {cid for cid, job in self.jobs.items() if job["state"] == state}
-
-
-def connect(db: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def snapshot(db: Path) -> Snapshot:
-    conn = connect(db)
-    try:
-        jobs = {row["custom_id"]: dict(row) for row in conn.execute("SELECT * FROM jobs ORDER BY id")}
-        by_id = {job["id"]: cid for cid, job in jobs.items()}
-        attempts: dict[str, list[dict[str, Any]]] = {cid: [] for cid in jobs}
-        for row in conn.execute("SELECT * FROM attempts ORDER BY id"):
-            attempts[by_id[row["job_id"]]].append(dict(row))
-        results: dict[str, list[dict[str, Any]]] = {cid: [] for cid in jobs}
-        rows = conn.execute("SELECT * FROM results ORDER BY id").fetchall()
-        for row in rows:
-            results[by_id[row["job_id"]]].append(dict(row))
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        runners = [dict(row) for row in conn.execute("SELECT * FROM runners ORDER BY started_at")]
-    finally:
-        conn.close()
-    return Snapshot(
-        jobs=jobs,
-        attempts=attempts,
-        results=results,
-        result_rows=len(rows),
-        integrity=integrity,
-        runners=runners,
-    )
-
-
-# -- checking it ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

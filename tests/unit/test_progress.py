@@ -1,24 +1,14 @@
-"""The rate and ETA a user sees: over the recent past (progress) and only while a runner is live (status)."""
+"""The progress line's rate and ETA, over the recent past, and its last line, on a clock the test moves.
+
+That ``status`` shows an ETA only while a runner is live is in ``cli/test_runs_status.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
-import socket
-from datetime import UTC, datetime
-from pathlib import Path
 
-from click.testing import CliRunner
-from sqlalchemy import update
-
-from batchrunner.cli import main
 from batchrunner.engine.progress import Progress
 from batchrunner.models import RunStats
-from batchrunner.store import tables
-from batchrunner.store.store import Store
-
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 class Clock:
@@ -44,51 +34,6 @@ def test_the_rate_is_the_last_30_seconds_not_the_whole_run() -> None:
         progress.rate()
     assert progress.rate() == 10.0  # not (60 + 300) / 90 = 4 jobs/s
     assert "eta 64s" in progress.line()  # 640 left at 10 a second
-
-
-def test_status_shows_an_eta_only_while_a_runner_is_live(tmp_path: Path) -> None:
-    db = str(tmp_path / "eta.db")
-    assert (
-        CliRunner()
-        .invoke(main, ["run", str(JOBS / "simple.jsonl"), "--provider", "fake", "--db", db])
-        .exit_code
-        == 0
-    )
-
-    async def reopen_as_running(alive_pid: int) -> None:
-        store = await Store.open(db, create=False)
-        try:
-            run = await store.find_run(None)
-            await store.register_runner(
-                runner_id="r", host=socket.gethostname(), pid=alive_pid, run_id=run.id
-            )
-            await asyncio.sleep(0.1)
-            async with store.db.write() as conn:  # half the jobs back in the queue, finished just now
-                await conn.execute(
-                    update(tables.jobs)
-                    .where(tables.jobs.c.id <= 10)
-                    .values(state="pending", finished_at=None)
-                )
-                await conn.execute(
-                    update(tables.jobs).values(finished_at=datetime.now(UTC)).where(tables.jobs.c.id > 10)
-                )
-        finally:
-            await store.close()
-
-    asyncio.run(reopen_as_running(os.getpid()))  # this process: alive
-    live = CliRunner().invoke(main, ["status", "--db", db]).stdout
-    assert "eta " in live and "live: " in live
-
-    async def stop(store_path: str) -> None:
-        store = await Store.open(store_path, create=False)
-        try:
-            await store.mark_stopped(["r"])
-        finally:
-            await store.close()
-
-    asyncio.run(stop(db))
-    stopped = CliRunner().invoke(main, ["status", "--db", db]).stdout
-    assert "eta" not in stopped and "rate" not in stopped  # nobody is running it: no promise of an end
 
 
 def test_the_last_line_shows_the_runs_figures_as_status_does() -> None:

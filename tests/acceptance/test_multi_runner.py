@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 from helpers.manifests import prompts, write_manifest
+from helpers.store_fixtures import POSTGRES
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from batchrunner import api
 from batchrunner.fakeserver.testing import ThreadedFakeServer
+
+pytestmark = pytest.mark.slow  # runner subprocesses, hundreds of jobs each
 
 
 def sync_url(db: str) -> str:
@@ -77,7 +80,7 @@ def start_runner(
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
     """(database, number of runners): two runners on one SQLite file, three on PostgreSQL."""
     if request.param == "sqlite":
@@ -101,7 +104,6 @@ def submit(db: str, tmp_path: Path, n: int) -> dict[str, str]:
     return jobs
 
 
-@pytest.mark.slow
 def test_runners_share_a_run_and_answer_every_job_once(
     shared_db: tuple[str, int], tmp_path: Path, fake_server: object
 ) -> None:
@@ -122,7 +124,6 @@ def test_runners_share_a_run_and_answer_every_job_once(
     assert count_rows(db, "SELECT count(DISTINCT runner_id) FROM attempts") == runner_count
 
 
-@pytest.mark.slow
 def test_a_killed_runners_jobs_are_finished_by_the_others(
     shared_db: tuple[str, int], tmp_path: Path, fake_server: object
 ) -> None:
@@ -170,7 +171,6 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     assert status.stats.attempts == count_rows(db, "SELECT count(*) FROM attempts")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["configured", "learned"])
 def test_runners_together_stay_under_the_providers_limit(
     shared_db: tuple[str, int], tmp_path: Path, fake_server: object, limit: str

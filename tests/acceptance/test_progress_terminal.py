@@ -20,6 +20,8 @@ from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import prompts, write_manifest
 from helpers.running import wait_until
 
+pytestmark = pytest.mark.slow  # the CLI in a tmux pane
+
 WIDTH = 80
 
 

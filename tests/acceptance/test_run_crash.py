@@ -33,6 +33,8 @@ from batchrunner.cli import main
 from batchrunner.engine.options import RunReport
 from batchrunner.fakeserver.testing import FakeServerHandle
 
+pytestmark = pytest.mark.slow  # runner subprocesses killed, interrupted, paused and resumed
+
 StartRunner = Callable[..., RunnerProcess]
 RESUME_WITHIN_S = 20.0
 """A resume must finish well inside the lease (335 s) and the heartbeat staleness (30 s)."""
@@ -132,7 +134,6 @@ def calling_or_done(process: RunnerProcess, server: FakeServerHandle, seen: int)
     return check
 
 
-@pytest.mark.slow
 def test_sigkill_in_a_loop_at_random_moments(
     fake_server: StartFakeServer, runner: StartRunner, tmp_path: Path
 ) -> None:

@@ -22,6 +22,8 @@ from helpers.running import RunnerProcess
 
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 
+pytestmark = pytest.mark.slow  # runner subprocesses held to real-time limits
+
 StartRunner = Callable[..., RunnerProcess]
 
 

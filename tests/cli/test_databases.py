@@ -36,6 +36,7 @@ def test_a_database_without_runs_or_an_unknown_run_is_a_clear_error(tmp_path: Pa
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
 
+@pytest.mark.slow  # the CLI as a subprocess
 def test_unknown_run_through_the_real_command(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "none.db").close()  # a database, without that run
     done = subprocess_cli("status", "--run", "nope", "--db", str(tmp_path / "none.db"), cwd=tmp_path)
@@ -43,6 +44,7 @@ def test_unknown_run_through_the_real_command(tmp_path: Path) -> None:
     assert done.stderr == "error: no run named 'nope' (batchrunner runs lists them)\n" and done.stdout == ""
 
 
+@pytest.mark.slow  # the CLI as a subprocess
 def test_db_flag_and_environment_variable_both_select_the_database(tmp_path: Path, db: Path) -> None:
     source = write_lines(tmp_path / "jobs.jsonl", fake_lines(2))
     from_env = tmp_path / "env.db"

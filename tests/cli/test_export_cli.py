@@ -23,6 +23,7 @@ async def seeded(tmp_path: Path) -> str:
     return target
 
 
+@pytest.mark.slow  # the CLI as a subprocess
 def test_cli_export_to_dev_full_exits_non_zero(seeded: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "batchrunner", "export", "--db", seeded, "-o", "/dev/full"],

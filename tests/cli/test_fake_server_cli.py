@@ -61,6 +61,7 @@ def test_a_bad_schedule_file_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown fault 'teapot'" in result.output
 
 
+@pytest.mark.slow  # the fake server as a subprocess
 async def test_subprocess_prints_its_port_serves_and_stops_cleanly(
     fake_server_process: StartFakeServerProcess, tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ async def test_subprocess_prints_its_port_serves_and_stops_cleanly(
     assert server.stop() == 0
 
 
+@pytest.mark.slow  # the fake server as a subprocess
 def test_sigint_stops_the_subprocess_cleanly(fake_server_process: StartFakeServerProcess) -> None:
     server = fake_server_process()
     assert server.process is not None

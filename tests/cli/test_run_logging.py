@@ -7,8 +7,11 @@ import re
 import socket
 from pathlib import Path
 
+import pytest
 from helpers.manifests import prompts, write_manifest
 from helpers.running import RunnerProcess
+
+pytestmark = pytest.mark.slow  # the CLI as a subprocess
 
 JOBS = 12
 ATTEMPTS = 2

@@ -26,6 +26,8 @@ from sqlalchemy import text
 
 from batchrunner.store.store import Store
 
+pytestmark = pytest.mark.slow  # every test runs the CLI as subprocesses
+
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 

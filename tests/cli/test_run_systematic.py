@@ -62,6 +62,7 @@ def states(rows: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow  # 200 jobs run, stopped and resumed
 def test_every_answer_404_stops_the_run_with_every_job_pending(
     fake_server: StartFakeServer, tmp_path: Path, db_target: str
 ) -> None:
@@ -101,6 +102,7 @@ def test_every_answer_404_stops_the_run_with_every_job_pending(
     assert all(row["attempts"] == 1 for row in job_rows(db_target))
 
 
+@pytest.mark.slow  # 200 jobs run to failure
 def test_no_stop_on_systematic_fails_every_job(
     fake_server: StartFakeServer, tmp_path: Path, db_target: str
 ) -> None:

@@ -129,6 +129,7 @@ def test_an_invalid_line_is_reported_and_nothing_is_inserted(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # the CLI as a subprocess
 def test_every_invalid_line_is_reported_in_one_go_through_the_real_command(tmp_path: Path, db: Path) -> None:
     lines: list[bytes | str | dict[str, Any]] = [{"id": "first", "prompt": "a", "provider": "fake"}]
     lines += [bad for _, bad, _, _ in CASES if len(bad) < MIB]
@@ -199,6 +200,7 @@ def test_without_invalid_lines_skip_invalid_writes_no_rejects_file(tmp_path: Pat
 # --- idempotence and conflicts ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the CLI as a subprocess, twice
 def test_resubmitting_the_same_file_inserts_nothing_and_says_so(tmp_path: Path, db: Path) -> None:
     source = shutil.copy(JOBS / "simple.jsonl", tmp_path / "simple.jsonl")
     first = subprocess_cli("submit", str(source), "--provider", "fake", cwd=tmp_path)
@@ -259,6 +261,7 @@ def fill_the_disk(tmp_path: Path, tiny_fs: Path) -> tuple[Path, subprocess.Compl
     return db, subprocess_cli("submit", str(big), "--db", str(db), cwd=tmp_path)
 
 
+@pytest.mark.slow  # a tmpfs, subprocesses, a big file
 def test_a_full_disk_fails_the_submit_and_keeps_the_database_whole(tmp_path: Path, tiny_fs: Path) -> None:
     db, done = fill_the_disk(tmp_path, tiny_fs)
     assert done.returncode != 0
@@ -267,6 +270,7 @@ def test_a_full_disk_fails_the_submit_and_keeps_the_database_whole(tmp_path: Pat
     assert count(db) == 20 and query(db, "SELECT name FROM runs") == [("simple",)]  # the big run is not there
 
 
+@pytest.mark.slow  # a tmpfs, subprocesses, a big file
 def test_a_full_disk_is_a_one_line_error_with_exit_code_4(tmp_path: Path, tiny_fs: Path) -> None:
     _, done = fill_the_disk(tmp_path, tiny_fs)
     assert done.returncode == 4
@@ -285,6 +289,7 @@ def read_only_db(tmp_path: Path) -> Iterator[Path]:
         yield db
 
 
+@pytest.mark.slow  # a tmpfs, the CLI as a subprocess
 def test_a_read_only_database_changes_nothing(tmp_path: Path, read_only_db: Path) -> None:
     other = write_lines(tmp_path / "other.jsonl", fake_lines(3))
     done = subprocess_cli("submit", str(other), "--db", str(read_only_db), cwd=tmp_path)
@@ -298,6 +303,7 @@ def test_a_read_only_database_changes_nothing(tmp_path: Path, read_only_db: Path
         conn.close()
 
 
+@pytest.mark.slow  # a tmpfs, the CLI as a subprocess
 def test_a_read_only_database_is_a_one_line_error(tmp_path: Path, read_only_db: Path) -> None:
     other = write_lines(tmp_path / "other.jsonl", fake_lines(3))
     done = subprocess_cli("submit", str(other), "--db", str(read_only_db), cwd=tmp_path)

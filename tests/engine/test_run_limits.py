@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from helpers.database import snapshot
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.invariants import check_invariants, reference_answers
@@ -18,6 +19,7 @@ from batchrunner.policy.pricing import FAKE_MODEL
 from batchrunner.policy.tokens import estimate_tokens
 
 
+@pytest.mark.slow  # seconds of real-time rate windows
 async def test_server_enforced_limits_give_at_most_one_percent_429s(
     fake_server: StartFakeServer, tmp_path: Path
 ) -> None:

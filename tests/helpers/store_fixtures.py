@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from batchrunner.store.store import Store
 
 PG_URL_VAR = "BATCHRUNNER_TEST_PG_URL"
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+"""The PostgreSQL parameter of a backend-parametrised fixture: its tests carry the ``postgres`` marker."""
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -27,8 +29,14 @@ def _asyncpg_dsn(url: str) -> str:
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; its SQLAlchemy URL."""
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its SQLAlchemy URL.
+
+    Only a test marked ``postgres`` may ask for one, so that ``-m postgres`` selects exactly the tests
+    that need the server (a fixture's ``postgres`` parameter carries the mark: see :data:`POSTGRES`).
+    """
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL without the postgres marker", pytrace=False)
     base = os.environ.get(PG_URL_VAR)
     if not base:
         pytest.skip(f"{PG_URL_VAR} is not set (.ci/run sets it)")
@@ -53,7 +61,7 @@ def pg_database() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database target (path or URL) for each backend."""
     if request.param == "sqlite":

@@ -370,6 +370,7 @@ def test_the_compact_encoder_is_json_dumps_compact(value: dict[str, object]) -> 
 # --- streaming ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a big file
 def test_a_big_file_streams_in_order(tmp_path: Path) -> None:
     count = 30_000
     with (tmp_path / "big.jsonl").open("wb") as out:
@@ -391,6 +392,7 @@ def peak_memory_streaming(path: Path) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # big files
 def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     """Lines without ids cost one bit each in the duplicate check; nothing else is kept."""
     line = b'{"prompt": "Classify the sentiment: the battery lasts all day and the screen is great"}\n'

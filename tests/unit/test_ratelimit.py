@@ -387,6 +387,7 @@ async def _real_time_run(limiter: ProviderLimiter, tokens: int, seconds: float) 
     return [s for s in stamps if s < seconds]
 
 
+@pytest.mark.slow  # 2 s of real time
 async def test_real_time_rpm() -> None:
     # 1,200 RPM = 20 per second: over 2 s, 95-100 % of 40 requests, never more than 20 (+1) in a second
     stamps = await _real_time_run(ProviderLimiter(RateLimits(rpm=1200)), tokens=0, seconds=2.0)
@@ -394,6 +395,7 @@ async def test_real_time_rpm() -> None:
     assert max_in_any_window(stamps) <= 20 + 1
 
 
+@pytest.mark.slow  # 2 s of real time
 async def test_real_time_tpm() -> None:
     # 60,000 TPM = 1,000 tokens per second in 250-token requests: 95-100 % of 2,000 tokens in 2 s
     stamps = await _real_time_run(ProviderLimiter(RateLimits(tpm=60_000)), tokens=250, seconds=2.0)

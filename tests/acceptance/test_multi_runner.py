@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import prompts, write_manifest
 from helpers.store_fixtures import POSTGRES
 from sqlalchemy import text
@@ -33,7 +35,7 @@ def sync_url(db: str) -> str:
     return make_url(db).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def query(db: str, sql: str) -> list[tuple[object, ...]]:
+def query(db: str, sql: str) -> list[tuple[Any, ...]]:
     if "://" not in db:
         import sqlite3
 
@@ -41,7 +43,7 @@ def query(db: str, sql: str) -> list[tuple[object, ...]]:
             return [tuple(row) for row in conn.execute(sql)]
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    async def fetch() -> list[tuple[object, ...]]:
+    async def fetch() -> list[tuple[Any, ...]]:
         engine = create_async_engine(sync_url(db))
         try:
             async with engine.connect() as conn:
@@ -54,7 +56,7 @@ def query(db: str, sql: str) -> list[tuple[object, ...]]:
 
 def count_rows(db: str, sql: str) -> int:
     [(count,)] = query(db, sql)
-    return int(count)  # type: ignore[call-overload]
+    return int(count)
 
 
 def start_runner(
@@ -105,10 +107,10 @@ def submit(db: str, tmp_path: Path, n: int) -> dict[str, str]:
 
 
 def test_runners_share_a_run_and_answer_every_job_once(
-    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: StartFakeServer
 ) -> None:
     db, runner_count = shared_db
-    server: ThreadedFakeServer = fake_server(latency_ms=50, jitter_ms=10)  # type: ignore[operator]
+    server: ThreadedFakeServer = fake_server(latency_ms=50, jitter_ms=10)
     submit(db, tmp_path, 600)  # a few seconds of work, so that a runner that starts last still gets some
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     codes = [runner.wait(timeout=120) for runner in runners]
@@ -125,10 +127,10 @@ def test_runners_share_a_run_and_answer_every_job_once(
 
 
 def test_a_killed_runners_jobs_are_finished_by_the_others(
-    shared_db: tuple[str, int], tmp_path: Path, fake_server: object
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: StartFakeServer
 ) -> None:
     db, runner_count = shared_db
-    server: ThreadedFakeServer = fake_server(latency_ms=40, jitter_ms=20)  # type: ignore[operator]
+    server: ThreadedFakeServer = fake_server(latency_ms=40, jitter_ms=20)
     jobs = submit(db, tmp_path, 300)
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     deadline = time.monotonic() + 60
@@ -173,12 +175,12 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
 
 @pytest.mark.parametrize("limit", ["configured", "learned"])
 def test_runners_together_stay_under_the_providers_limit(
-    shared_db: tuple[str, int], tmp_path: Path, fake_server: object, limit: str
+    shared_db: tuple[str, int], tmp_path: Path, fake_server: StartFakeServer, limit: str
 ) -> None:
     """``--rpm`` given to every runner, or learned by each from the server's headers: split alike."""
     db, runner_count = shared_db
     rpm = 1200  # 20 requests in any 1 s window, enforced by the server
-    server: ThreadedFakeServer = fake_server(latency_ms=10, rpm=rpm)  # type: ignore[operator]
+    server: ThreadedFakeServer = fake_server(latency_ms=10, rpm=rpm)
     submit(db, tmp_path, 200)
     flags = ["--rpm", str(rpm)] if limit == "configured" else []
     runners = [start_runner(db, server, tmp_path, f"runner-{n}", *flags) for n in range(runner_count)]

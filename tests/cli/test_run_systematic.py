@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 from helpers.fake_server_fixtures import StartFakeServer

@@ -92,7 +92,13 @@ async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) ->
     numbers are not altered; metadata text that a spreadsheet would run is still neutralised."""
     db = str(tmp_path / "ids.db")
     ids = ['=HYPERLINK("http://x")', "-5", "+cmd", "@id", "plain"]
-    metadata = [{"score": -5}, {"score": -0.25}, {"score": "=1+1"}, {"score": "-3 apples"}, {"score": 7}]
+    metadata: list[dict[str, object]] = [
+        {"score": -5},
+        {"score": -0.25},
+        {"score": "=1+1"},
+        {"score": "-3 apples"},
+        {"score": 7},
+    ]
     await seed(db, outputs=["a"] * len(ids), failed=0, custom_ids=ids, metadata=metadata)
     target = tmp_path / "ids.csv"
     await api.export(db=db, format="csv", output=str(target))

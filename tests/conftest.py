@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets an isolated environment (database, config, dummy keys)."""
+"""Shared fixtures: every test gets an isolated environment (database, config, dummy keys).
+
+The fixture plugins and helpers live in ``tests/helpers`` (importable as ``helpers.*``: ``pythonpath`` in
+pyproject.toml); see ``tests/README.md`` for the tiers and markers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("helpers")  # a failed check in a helper shows its values, as in a test
 pytest_plugins = ["helpers.fake_server_fixtures", "helpers.store_fixtures"]
 
 

@@ -125,32 +125,33 @@ def _as_is(cell: str) -> str:
 
 
 def jsonl_page(rows: list[ExportRow]) -> str:
-    lines = []
-    for row in rows:
-        record = {
-            "custom_id": row.custom_id,
-            "status": row.state,
-            "provider": row.provider,
-            "endpoint": row.endpoint,
-            "model": row.model,
-            "request": json.loads(row.request_json),
-            "response": json.loads(row.response_json) if row.response_json else None,
-            "output": row.output_text,
-            "usage": None
-            if row.input_tokens is None
-            else {
-                "input_tokens": row.input_tokens,
-                "output_tokens": row.output_tokens,
-                "cached_tokens": row.cached_tokens,
-            },
-            "cost_usd": row.cost_usd,
-            "attempts": row.attempts,
-            "latency_ms": row.latency_ms,
-            "error": _error_object(row),
-            "metadata": json.loads(row.metadata_json) if row.metadata_json else None,
-        }
-        lines.append(json.dumps(record, ensure_ascii=False))
-    return "\n".join(lines) + "\n"
+    return "\n".join(json.dumps(jsonl_record(row), ensure_ascii=False) for row in rows) + "\n"
+
+
+def jsonl_record(row: ExportRow) -> dict[str, Any]:
+    """One job as a JSONL export line (and as ``batchrunner.results`` yields it)."""
+    return {
+        "custom_id": row.custom_id,
+        "status": row.state,
+        "provider": row.provider,
+        "endpoint": row.endpoint,
+        "model": row.model,
+        "request": json.loads(row.request_json),
+        "response": json.loads(row.response_json) if row.response_json else None,
+        "output": row.output_text,
+        "usage": None
+        if row.input_tokens is None
+        else {
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "cached_tokens": row.cached_tokens,
+        },
+        "cost_usd": row.cost_usd,
+        "attempts": row.attempts,
+        "latency_ms": row.latency_ms,
+        "error": _error_object(row),
+        "metadata": json.loads(row.metadata_json) if row.metadata_json else None,
+    }
 
 
 def openai_batch_page(rows: list[ExportRow], run_key: str) -> str:

@@ -22,6 +22,7 @@ from batchrunner.cli.common import (
     verbose_option,
 )
 from batchrunner.cli.render import render_runs, render_status, status_json
+from batchrunner.config import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,15 +79,7 @@ def submit(
     """
     settings = resolve_settings({"db": db, "provider": provider, "model": model}, config_path, verbose)
     report = run_verb(
-        api.submit(
-            file,
-            db=settings.run.db,
-            run=run_name,
-            provider=settings.run.provider,
-            model=settings.run.model,
-            skip_invalid=skip_invalid,
-            known_providers=settings.known_providers,
-        ),
+        api.submit(file, settings=settings, run=run_name, skip_invalid=skip_invalid),
         verbose,
     )
     click.echo(
@@ -108,7 +101,7 @@ def status(
     run_name: str | None, as_json: bool, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
     """Show a run's jobs by state, attempts, tokens, cost, activity and top errors."""
-    stats = run_verb(api.status(db=_db(db, config_path, verbose), run=run_name), verbose)
+    stats = run_verb(api.status(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(status_json(stats) if as_json else render_status(stats))
 
 
@@ -118,7 +111,7 @@ def status(
 @verbose_option
 def runs(db: str | None, config_path: Path | None, verbose: bool) -> None:
     """List the runs in the database."""
-    click.echo(render_runs(run_verb(api.runs(db=_db(db, config_path, verbose)), verbose)))
+    click.echo(render_runs(run_verb(api.runs(settings=_settings(db, config_path, verbose)), verbose)))
 
 
 @main.command()
@@ -157,7 +150,7 @@ def export(
     """Export a run's results in manifest order (written to a temp file and renamed into place)."""
     count = run_verb(
         api.export(
-            db=_db(db, config_path, verbose),
+            settings=_settings(db, config_path, verbose),
             run=run_name,
             format=fmt,
             output=output,
@@ -180,7 +173,7 @@ def retry(
     failed: bool, run_name: str | None, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
     """Give a run's failed jobs another go (then: batchrunner run)."""
-    count = run_verb(api.retry_failed(db=_db(db, config_path, verbose), run=run_name), verbose)
+    count = run_verb(api.retry_failed(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} failed job(s) requeued", err=True)
 
 
@@ -191,18 +184,19 @@ def retry(
 @verbose_option
 def cancel(run_name: str | None, db: str | None, config_path: Path | None, verbose: bool) -> None:
     """Cancel a run's pending and running jobs."""
-    count = run_verb(api.cancel(db=_db(db, config_path, verbose), run=run_name), verbose)
+    count = run_verb(api.cancel(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} job(s) cancelled", err=True)
 
 
-def _db(db: str | None, config_path: Path | None, verbose: bool) -> str:
-    """``--db`` / ``BATCHRUNNER_DB``, else the config file's, else the default."""
-    return resolve_settings({"db": db}, config_path, verbose).run.db
+def _settings(db: str | None, config_path: Path | None, verbose: bool) -> Settings:
+    """The settings, with the database of ``--db`` / ``BATCHRUNNER_DB``, else the config file's, else
+    the default."""
+    return resolve_settings({"db": db}, config_path, verbose)
 
 
 def _register_commands() -> None:
-    from batchrunner.cli.fakeserver import fake_server
     from batchrunner.cli.run import run
+    from batchrunner.fakeserver.command import fake_server
 
     main.add_command(run)
     main.add_command(fake_server)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from batchrunner import api
+from batchrunner.api import RunReport
 from batchrunner.cli.common import (
     EXIT_INTERRUPTED,
     config_option,
@@ -20,8 +21,6 @@ from batchrunner.cli.common import (
     resolve_settings,
     run_verb,
 )
-from batchrunner.engine.crashpoints import from_spec
-from batchrunner.engine.options import RunReport
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
 """Test-only: kill the runner at a named point (see batchrunner.engine.crashpoints)."""
@@ -147,16 +146,15 @@ def run(
     progress = None
     if not (no_progress or quiet):
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
-    crash_point = from_spec(os.environ.get(CRASH_VARIABLE))
     report = run_verb(
         api.run(
-            settings,
-            file=file,
+            file,
+            settings=settings,
             run=run_name,
             skip_invalid=skip_invalid,
             progress=progress,
             handle_signals=True,
-            crash_point=crash_point,
+            crash_at=os.environ.get(CRASH_VARIABLE),
             notify=lambda message: click.echo(message, err=True),
         ),
         verbose > 0,

@@ -74,16 +74,7 @@ def load_settings(
     label = file.label if file is not None else "(no config file)"
 
     from_env, from_flags = _from_env(full_env), _from_flags(flags)
-    layers: list[tuple[dict[str, object], Callable[[str], str]]] = [
-        (schema.run.model_dump(exclude_none=True), lambda name: f"{label}: run.{name}"),
-        (from_env, lambda name: RUN_ENV_VARS[name]),
-        (from_flags, _flag_name),
-    ]
-    values: dict[str, object] = {}
-    origins: dict[str, str] = {}
-    for layer, origin in layers:
-        values.update(layer)
-        origins.update({name: origin(name) for name in layer})
+    values, origins = _layered(schema, label, from_env, from_flags)
     run = _run_defaults(values)
 
     run_timeout = "timeout_s" in from_env or "timeout_s" in from_flags
@@ -110,6 +101,23 @@ def load_settings(
         known = ", ".join(sorted(settings.known_providers))
         raise error(f"{origins['provider']}: unknown provider {run.provider!r} (known: {known})")
     return settings
+
+
+def _layered(
+    schema: ConfigSchema, label: str, from_env: dict[str, object], from_flags: dict[str, object]
+) -> tuple[dict[str, object], dict[str, str]]:
+    """The run options, file < environment < flags, and where each came from (``--rpm``...)."""
+    layers: list[tuple[dict[str, object], Callable[[str], str]]] = [
+        (schema.run.model_dump(exclude_none=True), lambda name: f"{label}: run.{name}"),
+        (from_env, lambda name: RUN_ENV_VARS[name]),
+        (from_flags, _flag_name),
+    ]
+    values: dict[str, object] = {}
+    origins: dict[str, str] = {}
+    for layer, origin in layers:
+        values.update(layer)
+        origins.update({name: origin(name) for name in layer})
+    return values, origins
 
 
 def _validate_file(file: ConfigFile, env: Mapping[str, str]) -> ConfigSchema:

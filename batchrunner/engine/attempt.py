@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from batchrunner.engine.options import OUTER_DEADLINE_MARGIN_S, EngineOptions, Wiring
 from batchrunner.engine.systematic import failure_class
 from batchrunner.errors import (
     PermanentError,
@@ -27,17 +28,12 @@ from batchrunner.errors import (
 )
 from batchrunner.models import AttemptRecord, ClaimedJob, JobState, Lease, Outcome, ResultRecord
 from batchrunner.policy.budget import Budget
-from batchrunner.policy.pricing import PriceTable
 from batchrunner.policy.ratelimit import ProviderLimiter, Reservation
-from batchrunner.policy.retry import RetryAction, RetryPolicy, decide
+from batchrunner.policy.retry import RetryAction, decide
 from batchrunner.policy.tokens import estimate_tokens
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
 
 log = logging.getLogger(__name__)
-
-OUTER_DEADLINE_MARGIN_S = 5.0
-"""The outer per-attempt deadline is the client timeout plus this: an SDK that hangs past its own
-timeout is still cut off, and reported (RELIABILITY.md rule 8)."""
 
 MAX_ERROR_CHARS = 2000
 
@@ -56,14 +52,15 @@ class AttemptContext:
     """What every attempt of one runner shares."""
 
     runner_id: str
+    options: EngineOptions
+    """The runner's options (the timeout, the retry policy)."""
+    wiring: Wiring
+    """The runner's parts (prices, the crash point)."""
     providers: Callable[[str], Provider]
+    """The provider of a name, built once per runner (so are the limiters)."""
     limiters: Callable[[str], ProviderLimiter]
-    prices: PriceTable
-    policy: RetryPolicy
     budget: Budget
-    timeout_s: float
     rng: random.Random
-    crash_point: Callable[[str], None]
     unknown_price_models: set[str]
     on_pause: Callable[[str, float], None] = lambda _provider, _seconds: None
     """Told of every 429/529 pause (provider, seconds), so the other runners of the run pause too."""
@@ -104,11 +101,11 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
     """Send ``job`` once, within its provider's limits, and say what becomes of it."""
     body = json.loads(job.request_json)
     estimate = estimate_tokens(job.endpoint, body)
-    worst_case = ctx.prices.worst_case_cost(job.model, estimate.prompt_tokens, estimate.output_tokens)
+    worst_case = ctx.wiring.prices.worst_case_cost(job.model, estimate.prompt_tokens, estimate.output_tokens)
     if not await _reserve(ctx, worst_case):
         return Stop(reason=_budget_reason(ctx.budget, job.model, worst_case), outcome=None)
     limiter = ctx.limiters(job.provider)
-    request = ProviderRequest(endpoint=job.endpoint, body=body, timeout_s=ctx.timeout_s)
+    request = ProviderRequest(endpoint=job.endpoint, body=body, timeout_s=ctx.options.timeout_s)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     cost: Decimal | None = None
@@ -127,7 +124,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
             sent = True
             ctx.in_flight += 1
             try:
-                response = await _call(ctx.providers(job.provider), request, ctx.timeout_s)
+                response = await _call(ctx.providers(job.provider), request, ctx.options.timeout_s)
             except RateLimited as exc:
                 limiter.settle(reservation, 0)
                 deadline = limiter.on_rate_limited(slot, retry_after=exc.retry_after)
@@ -143,7 +140,7 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
             limiter.settle(reservation, usage.input_tokens + usage.output_tokens)
             limiter.on_success(slot)
             limiter.observe_headers(response.rate_limits)
-        ctx.crash_point("after-response")
+        ctx.wiring.crash_point("after-response")
         cost = _cost(ctx, job.model or response.model, response)
         return _success(job, ctx, response, cost, started_at, started)
     except ProviderError as exc:
@@ -207,7 +204,7 @@ async def _call(provider: Provider, request: ProviderRequest, timeout_s: float) 
 
 
 def _cost(ctx: AttemptContext, model: str | None, response: ProviderResponse) -> Decimal | None:
-    cost = ctx.prices.cost(model, response.usage)
+    cost = ctx.wiring.prices.cost(model, response.usage)
     if cost is None and model not in ctx.unknown_price_models:
         ctx.unknown_price_models.add(model or "")
         log.warning("no price for model %r: its cost is unknown (add it under [prices] in the config)", model)
@@ -265,7 +262,7 @@ def _failure(
         request_id=error.request_id,
         error_body=error.error_body,
     )
-    decision = decide(error, job.attempt, ctx.rng, ctx.policy)
+    decision = decide(error, job.attempt, ctx.rng, ctx.options.retry)
     common = {"lease": job.lease, "attempt": attempt, "error_class": error.error_class, "error": message}
     if decision.action is RetryAction.STOP or isinstance(error, RunStoppingError):
         outcome = Outcome(state=JobState.PENDING, refund_attempt=True, **common)  # type: ignore[arg-type]

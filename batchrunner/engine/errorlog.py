@@ -76,7 +76,7 @@ class ErrorLog:
         self._summarise()
 
     def _error(self, provider: str, kind_label: str, outcome: Outcome) -> None:
-        text = _without_prefix(outcome.error or outcome.attempt.error_message or "", f"{provider}: ")
+        text = (outcome.error or outcome.attempt.error_message or "").removeprefix(f"{provider}: ")
         kind = self._kinds.get((provider, kind_label))
         if kind is None:
             kind = self._kinds[provider, kind_label] = _Kind(url=safe_url(self._where(provider)))
@@ -113,7 +113,3 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "(an invalid URL)"
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _without_prefix(text: str, prefix: str) -> str:
-    return text[len(prefix) :] if text.startswith(prefix) else text

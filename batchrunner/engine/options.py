@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from batchrunner.engine.attempt import OUTER_DEADLINE_MARGIN_S
 from batchrunner.engine.crashpoints import CrashPoint, never
 from batchrunner.engine.liveness import STALE_AFTER_S
 from batchrunner.engine.progress import Progress
@@ -19,6 +18,9 @@ from batchrunner.policy.retry import RetryPolicy
 from batchrunner.providers.base import Provider
 
 LEASE_MARGIN_S = 30.0
+OUTER_DEADLINE_MARGIN_S = 5.0
+"""The outer per-attempt deadline is the client timeout plus this: an SDK that hangs past its own
+timeout is still cut off, and reported (RELIABILITY.md rule 8)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

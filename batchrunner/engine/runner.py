@@ -28,16 +28,15 @@ import signal
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from batchrunner.engine.attempt import AttemptContext, LeaseLost, NotSent, Stop, perform
 from batchrunner.engine.checkpoint import Checkpointer
 from batchrunner.engine.coordination import RunCoordination
 from batchrunner.engine.errorlog import ErrorLog
 from batchrunner.engine.leases import LeaseGuard
-from batchrunner.engine.liveness import pid_alive
 from batchrunner.engine.options import EngineOptions, RunReport, Wiring
-from batchrunner.engine.sendjournal import SendJournal, default_directory, journals_of_dead_runners
+from batchrunner.engine.reclaim import Reclaimer
+from batchrunner.engine.sendjournal import SendJournal, default_directory
 from batchrunner.engine.sendmarks import SendMarks
 from batchrunner.engine.systematic import OutcomeFilter
 from batchrunner.models import ClaimedJob, Outcome, RunInfo
@@ -79,10 +78,15 @@ class Runner:
             fresh_s=options.stale_after_s / 2,
             on_return=self._coordination.hold,  # the others may have stopped counting this runner
         )
-        self._journal_dir = wiring.journal_dir or default_directory()
-        self._journal = SendJournal(self._journal_dir, self.runner_id)
-        self._journals_applied: set[Path] = set()
-        """Journals of dead runners read once (another database's are left in place, not read again)."""
+        journal_dir = wiring.journal_dir or default_directory()
+        self._journal = SendJournal(journal_dir, self.runner_id)
+        self._reclaimer = Reclaimer(
+            store,
+            run.id,
+            journal_dir=journal_dir,
+            max_attempts=options.max_attempts,
+            stale_after_s=options.stale_after_s,
+        )
         self._marks = SendMarks(store, self._journal)
         self._checkpointer = Checkpointer(
             store,
@@ -153,51 +157,23 @@ class Runner:
             run_id=run.id,
             limits=self._limits_in_force(providers),
         )
-        await self._reclaim()
+        await self._reclaimer.take_back()
         # a sum over every result of the run: only worth its time at start-up when there is a cap
         spent = Decimal(0) if options.max_cost_usd is None else await self.store.spent_usd(run)
         self._context = AttemptContext(
             runner_id=self.runner_id,
             providers=self._provider,
             limiters=self._limiter,
-            prices=self.wiring.prices,
-            policy=options.retry,
+            options=options,
+            wiring=self.wiring,
             budget=Budget(options.max_cost_usd, spent),
-            timeout_s=options.timeout_s,
             rng=self.wiring.rng or random.Random(),
-            crash_point=self.wiring.crash_point,
             unknown_price_models=set(),
             on_pause=self._coordination.publish_pause,
             stop_requested=self._stop_requested,
             lease_check=self._guard.still_ours,
             mark_sent=self._marks.mark,
         )
-
-    async def _reclaim(self) -> None:
-        journals = [
-            journal
-            for journal in journals_of_dead_runners(self._journal_dir, pid_alive)
-            if journal[0] not in self._journals_applied
-        ]
-        for path, _, leases in journals:  # what they had sent, as the store's marks may lag
-            for start in range(0, len(leases), 500):
-                await self.store.mark_sent(leases[start : start + 500])
-            self._journals_applied.add(path)
-        reclaimed, dead = await self.store.take_back_from_dead(
-            self.run_info.id,
-            self.options.max_attempts,
-            host=socket.gethostname(),
-            is_alive=pid_alive,
-            stale_after_s=self.options.stale_after_s,
-            journaled=[runner_id for _, runner_id, _ in journals],
-        )
-        for path, runner_id, _ in journals:  # another database's runner's journal is left to its own
-            if runner_id in dead:
-                path.unlink(missing_ok=True)
-        if reclaimed:
-            log.info("took back %d job(s) from %d stopped runner(s)", reclaimed, len(dead))
-
-    # -- the parts ----------------------------------------------------------------------------------
 
     async def _feed(self) -> None:
         """Claim jobs while there is room; return when the run is done or a stop was requested."""
@@ -305,7 +281,7 @@ class Runner:
             await asyncio.sleep(self.options.heartbeat_s)
             try:
                 await self._guard.beat()
-                await self._reclaim()
+                await self._reclaimer.take_back()
             except Exception as exc:  # a failed heartbeat is retried next beat; the lease has margin
                 log.warning("heartbeat failed: %s", exc)
             if self._checkpointer.error is not None:

@@ -74,7 +74,7 @@ class Systematic:
         """The one line the user reads (``stopped: ...``)."""
         provider, model = self.key
         answers = f"the first {self.count} answers all" if self.count > 1 else "the only answer"
-        text = _without_prefix(self.message, f"{provider}: ", f"{self.failure}: ")
+        text = self.message.removeprefix(f"{provider}: ").removeprefix(f"{self.failure}: ")
         return (
             f"{provider}: model {model!r}: {answers} failed with {self.failure}: {text} "
             "(the jobs are left pending: fix the model or request and run again; "
@@ -254,10 +254,3 @@ def given_back(outcome: Outcome) -> Outcome:
         not_before=None,
         error_class=REFUNDED_CLASS,
     )
-
-
-def _without_prefix(text: str, *prefixes: str) -> str:
-    for prefix in prefixes:
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text

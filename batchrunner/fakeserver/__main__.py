@@ -1,5 +1,5 @@
 """``python -m batchrunner.fakeserver --port 0 ...``: the ``fake-server`` command without the main CLI."""
 
-from batchrunner.cli.fakeserver import fake_server
+from batchrunner.fakeserver.command import fake_server
 
 fake_server(prog_name="python -m batchrunner.fakeserver")

@@ -21,7 +21,7 @@ field checks are ~1.0 and the rest is bookkeeping (ids, provider, simple bodies)
 
 from batchrunner.manifest.checks import MAX_ID_LENGTH
 from batchrunner.manifest.options import DEFAULT_PROVIDERS, ManifestOptions
-from batchrunner.manifest.reader import iter_manifest, parse_line
+from batchrunner.manifest.reader import iter_jobs, iter_manifest, parse_line
 from batchrunner.manifest.strictjson import MAX_DEPTH, MAX_LINE_BYTES
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_LINE_BYTES",
     "ManifestOptions",
+    "iter_jobs",
     "iter_manifest",
     "parse_line",
 ]

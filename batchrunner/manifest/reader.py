@@ -7,8 +7,9 @@ record of ids already seen (for duplicate detection), kept compact by :class:`_S
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from io import BufferedReader, FileIO
 
 from batchrunner.errors import ManifestIssue, UsageError
@@ -76,6 +77,34 @@ def iter_manifest(
                     yield result
     except OSError as exc:
         raise UsageError(f"cannot read manifest {file}: {exc.strerror or exc}") from exc
+
+
+def iter_jobs(
+    items: Iterable[Mapping[str, object]], options: ManifestOptions = _DEFAULT_OPTIONS, *, label: str = "jobs"
+) -> Iterator[JobSpec | list[ManifestIssue]]:
+    """Jobs given as Python mappings (the Python API's ``run(jobs=[...])``), checked as manifest lines are.
+
+    Each item is encoded as JSON and validated exactly like a line of a file, so the rules, automatic ids
+    (``line-<n>``) and duplicate checks are the same; ``n`` is the item's 1-based position and issues name
+    ``label:n``. An item that is not a mapping, or not JSON-encodable, is an issue of its own.
+    """
+    seen = _SeenIds()
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, Mapping):
+            reason = f"expected a mapping (a job dict), not {type(item).__name__}"
+            yield [ManifestIssue(file=label, line=number, field="line", reason=reason)]
+            continue
+        try:
+            raw = json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            yield [ManifestIssue(file=label, line=number, field="line", reason=f"not JSON: {exc}")]
+            continue
+        result = _parse(raw, number, label, options)
+        if type(result) is JobSpec:
+            first = seen.add(result.custom_id, number)
+            if first is not None:
+                result = [_duplicate(result, first, label)]
+        yield result
 
 
 def _lines(stream: BufferedReader[FileIO]) -> Iterator[bytes | None]:

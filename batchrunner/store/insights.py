@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 
 from batchrunner.models import JobState, RunInfo
 from batchrunner.store.database import Database, utcnow
@@ -51,32 +52,8 @@ class RunInsights:
 
 async def run_insights(db: Database, run: RunInfo) -> RunInsights:
     now = utcnow()
-    resent = select(func.count(func.distinct(attempts.c.job_id))).where(
-        attempts.c.job_id.in_(select(jobs.c.id).where(jobs.c.run_id == run.id)),
-        attempts.c.error_class == INTERRUPTED,
-        or_(
-            exists().where(later.c.job_id == attempts.c.job_id, later.c.id > attempts.c.id),
-            exists().where(jobs.c.id == attempts.c.job_id, jobs.c.state == JobState.RUNNING, jobs.c.sent),
-        ),
-    )
-    billed = (
-        select(func.count())
-        .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
-        .where(jobs.c.run_id == run.id, attempts.c.possibly_billed.is_(True))
-    )
-    held = (
-        select(func.count())
-        .where(jobs.c.run_id == run.id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner == runners.c.id)
-        .correlate(runners)
-        .scalar_subquery()
-    )
-    live = (
-        select(runners, held.label("jobs_held"))
-        .where(runners.c.run_id == run.id, runners.c.stopped_at.is_(None))
-        .order_by(runners.c.started_at, runners.c.id)
-    )
     async with db.read() as conn:
-        runner_rows = (await conn.execute(live)).mappings().all()
+        runner_rows = (await conn.execute(_live_runners(run))).mappings().all()
         starts = [row["started_at"] for row in runner_rows]
         window = RECENT_WINDOW.total_seconds()
         if starts:  # a runner that started 5 s ago finished its jobs in 5 s, not in 30
@@ -87,8 +64,8 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
             jobs.c.finished_at >= now - timedelta(seconds=window),
         )
         finished_recently = int((await conn.execute(recent)).scalar_one())
-        resent_count = int((await conn.execute(resent)).scalar_one())
-        billed_count = int((await conn.execute(billed)).scalar_one())
+        resent_count = int((await conn.execute(_resent(run))).scalar_one())
+        billed_count = int((await conn.execute(_possibly_billed(run))).scalar_one())
     return RunInsights(
         finished_recently=finished_recently,
         window_s=window,
@@ -107,4 +84,39 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
             )
             for row in runner_rows
         ],
+    )
+
+
+def _resent(run: RunInfo) -> Select[Any]:
+    """Jobs sent again after an interrupted attempt (possibly paid for twice)."""
+    return select(func.count(func.distinct(attempts.c.job_id))).where(
+        attempts.c.job_id.in_(select(jobs.c.id).where(jobs.c.run_id == run.id)),
+        attempts.c.error_class == INTERRUPTED,
+        or_(
+            exists().where(later.c.job_id == attempts.c.job_id, later.c.id > attempts.c.id),
+            exists().where(jobs.c.id == attempts.c.job_id, jobs.c.state == JobState.RUNNING, jobs.c.sent),
+        ),
+    )
+
+
+def _possibly_billed(run: RunInfo) -> Select[Any]:
+    return (
+        select(func.count())
+        .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
+        .where(jobs.c.run_id == run.id, attempts.c.possibly_billed.is_(True))
+    )
+
+
+def _live_runners(run: RunInfo) -> Select[Any]:
+    """The run's runners not stopped, each with the number of jobs it holds."""
+    held = (
+        select(func.count())
+        .where(jobs.c.run_id == run.id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner == runners.c.id)
+        .correlate(runners)
+        .scalar_subquery()
+    )
+    return (
+        select(runners, held.label("jobs_held"))
+        .where(runners.c.run_id == run.id, runners.c.stopped_at.is_(None))
+        .order_by(runners.c.started_at, runners.c.id)
     )

@@ -147,6 +147,22 @@ async def export_pages(
     bounds = await _id_bounds(db, run)
     if bounds is None:
         return
+    query = _export_query(run, only, page_size, last_attempt=last_attempt, last_id_of_run=bounds[1])
+
+    async def page_after(last_id: int) -> Sequence[Sequence[Any]]:
+        async with db.read() as conn:
+            return await _fetch_all(db, conn, query.where(jobs.c.id > last_id))
+
+    last_id = bounds[0] - 1
+    while rows := await page_after(last_id):
+        yield list(map(ExportRow._make, rows))
+        last_id = rows[-1][0]
+
+
+def _export_query(
+    run: RunInfo, only: Only, page_size: int, *, last_attempt: bool, last_id_of_run: int
+) -> Select[Any]:
+    """One page of the export, from the first job after an id the caller adds (``jobs.id > last``)."""
     tried: Any = jobs.outerjoin(results, results.c.job_id == jobs.c.id)
     attempt_columns: list[ColumnElement[Any]]
     if last_attempt:
@@ -177,7 +193,7 @@ async def export_pages(
             *attempt_columns,
         )
         .select_from(tried)
-        .where(jobs.c.id <= bounds[1])
+        .where(jobs.c.id <= last_id_of_run)
         .order_by(jobs.c.id)
         .limit(page_size)
     )
@@ -187,15 +203,7 @@ async def export_pages(
         query = query.where(jobs.c.run_id == run.id, jobs.c.state == only)
     if tuple(query.selected_columns.keys()) != ExportRow._fields:  # pragma: no cover - a programming error
         raise AssertionError("the export query's columns must be ExportRow's fields, in order")
-
-    async def page_after(last_id: int) -> Sequence[Sequence[Any]]:
-        async with db.read() as conn:
-            return await _fetch_all(db, conn, query.where(jobs.c.id > last_id))
-
-    last_id = bounds[0] - 1
-    while rows := await page_after(last_id):
-        yield list(map(ExportRow._make, rows))
-        last_id = rows[-1][0]
+    return query
 
 
 def _in_run(run: RunInfo) -> ColumnElement[bool]:

@@ -163,7 +163,7 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     # status tells the same story as the server's books: the jobs that reached it twice, and as possibly
     # billed every call the killed runner had sent and not recorded (in flight, or answered and not yet
     # checkpointed), which are the ones sent again
-    status = asyncio.run(api.status(db=db))
+    status = asyncio.run(api.status(settings=api.settings(db=db)))
     sent_twice = sum(1 for calls in stats["attempts"].values() if calls > 1)
     assert abs(status.insights.resent_after_interruption - sent_twice) <= 3, (status.insights, sent_twice)
     assert status.insights.possibly_billed == count_rows(

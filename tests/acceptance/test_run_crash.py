@@ -81,7 +81,7 @@ def sent_twice(stats: dict[str, Any]) -> int:
 def resume(server: FakeServerHandle, db: Path) -> RunReport:
     """Restart the run in-process (as ``batchrunner run`` would) at once; it must finish, and fast."""
     started = time.monotonic()
-    report = asyncio.run(api.run(settings_for(server.openai_base_url, db, concurrency=4)))
+    report = asyncio.run(api.run(settings=settings_for(server.openai_base_url, db, concurrency=4)))
     assert report.exit_code == 0, report
     assert time.monotonic() - started < RESUME_WITHIN_S
     return report
@@ -120,7 +120,7 @@ def test_named_crash_point_then_resume(
     assert stats["duplicates"] <= held
     if crash_at == "after-claim":
         assert stats["duplicates"] == 0
-    status = asyncio.run(api.status(db=str(db)))
+    status = asyncio.run(api.status(settings=api.settings(db=str(db))))
     assert abs(status.insights.resent_after_interruption - sent_twice(stats)) <= 3
     check_invariants(
         snap, stats, ids=jobs, reference=reference_answers(fake_server, db), in_flight_at_kills=held
@@ -176,7 +176,7 @@ def test_sigkill_in_a_loop_at_random_moments(
     # status tells the truth about what the kills cost: re-sent = the server's duplicates (within 3 a
     # kill: a request marked sent the instant before the kill may never have left), and every call the
     # server had in flight at a kill is counted as possibly billed
-    status = asyncio.run(api.status(db=str(db)))
+    status = asyncio.run(api.status(settings=api.settings(db=str(db))))
     assert abs(status.insights.resent_after_interruption - sent_twice(stats)) <= 3 * kills, (
         status.insights,
         stats["duplicates"],
@@ -279,7 +279,7 @@ async def test_sigstopped_runner_past_its_lease_cannot_write_back(
     conn.close()
     assert expired == 6  # three in flight, three in its local queue
 
-    report = await api.run(settings_for(server.openai_base_url, db, concurrency=3))  # takes over
+    report = await api.run(settings=settings_for(server.openai_base_url, db, concurrency=3))  # takes over
 
     assert report.exit_code == 0
     # away for longer than a runner trusts its last heartbeat (half of the 30 s after which others may
@@ -298,7 +298,7 @@ async def test_sigstopped_runner_past_its_lease_cannot_write_back(
     assert all(a["possibly_billed"] for a in paused_rows)
     # answered twice: only the calls in flight at the pause (3), not the three in its local queue
     assert stats["duplicates"] == sent_twice(stats) == 3
-    status = await api.status(db=str(db))
+    status = await api.status(settings=api.settings(db=str(db)))
     assert status.insights.resent_after_interruption == 3 and status.insights.possibly_billed == 3
     check_invariants(
         snap, stats, ids=jobs, reference=reference_answers(fake_server, db), in_flight_at_kills=3

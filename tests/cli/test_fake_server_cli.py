@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from helpers.fake_server_fixtures import StartFakeServerProcess
 from openai.types.chat import ChatCompletionMessageParam
 
-from batchrunner.cli.fakeserver import fake_server
 from batchrunner.fakeserver import FaultKind
+from batchrunner.fakeserver.command import fake_server
 
 
 def chat(text: str) -> list[ChatCompletionMessageParam]:

@@ -32,7 +32,9 @@ def read_csv(path: Path) -> list[list[str]]:
 
 async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_path: Path) -> None:
     target = tmp_path / "out.csv"
-    assert await api.export(db=db, format="csv", output=str(target)) == len(OUTPUTS) + 1
+    assert (
+        await api.export(settings=api.settings(db=db), format="csv", output=str(target)) == len(OUTPUTS) + 1
+    )
     header, *rows = read_csv(target)
     assert header[:12] == [
         "custom_id",
@@ -101,7 +103,7 @@ async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) ->
     ]
     await seed(db, outputs=["a"] * len(ids), failed=0, custom_ids=ids, metadata=metadata)
     target = tmp_path / "ids.csv"
-    await api.export(db=db, format="csv", output=str(target))
+    await api.export(settings=api.settings(db=db), format="csv", output=str(target))
     header, *rows = read_csv(target)
     assert header[-1] == "metadata.score"
     assert [row[0] for row in rows] == ids
@@ -110,13 +112,15 @@ async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) ->
 
 async def test_no_sanitize_keeps_cells(db: str, tmp_path: Path) -> None:
     target = tmp_path / "raw.csv"
-    await api.export(db=db, format="csv", output=str(target), sanitize=False)
+    await api.export(settings=api.settings(db=db), format="csv", output=str(target), sanitize=False)
     assert read_csv(target)[1][4] == "=1+2"
 
 
 async def test_only_filters_and_jsonl_carries_everything(db: str, tmp_path: Path) -> None:
     target = tmp_path / "ok.jsonl"
-    assert await api.export(db=db, format="jsonl", output=str(target), only="succeeded") == len(OUTPUTS)
+    assert await api.export(
+        settings=api.settings(db=db), format="jsonl", output=str(target), only="succeeded"
+    ) == len(OUTPUTS)
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["output"] for r in records] == OUTPUTS
     first = records[0]
@@ -125,14 +129,16 @@ async def test_only_filters_and_jsonl_carries_everything(db: str, tmp_path: Path
     assert first["metadata"] == {"lang": "en", "n": 1} and first["error"] is None
 
     failed = tmp_path / "failed.jsonl"
-    assert await api.export(db=db, format="jsonl", output=str(failed), only="failed") == 1
+    assert (
+        await api.export(settings=api.settings(db=db), format="jsonl", output=str(failed), only="failed") == 1
+    )
     [record] = [json.loads(line) for line in failed.read_text().splitlines()]
     assert record["error"] == {"class": "permanent", "message": "400 bad request"} and record["usage"] is None
 
 
 async def test_openai_batch_format(db: str, tmp_path: Path) -> None:
     target = tmp_path / "batch.jsonl"
-    await api.export(db=db, format="openai-batch", output=str(target))
+    await api.export(settings=api.settings(db=db), format="openai-batch", output=str(target))
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert records[0]["custom_id"] == "id-001" and records[0]["response"]["status_code"] == 200
     assert records[0]["response"]["body"] == {"id": "r"} and records[0]["error"] is None
@@ -142,13 +148,13 @@ async def test_openai_batch_format(db: str, tmp_path: Path) -> None:
     ids = [record["id"] for record in records]
     assert all(re.fullmatch(r"batch_req_[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == len(ids)
     again = tmp_path / "again.jsonl"
-    await api.export(db=db, format="openai-batch", output=str(again), only="failed")
+    await api.export(settings=api.settings(db=db), format="openai-batch", output=str(again), only="failed")
     assert json.loads(again.read_text())["id"] == ids[-1]  # the same job, the same id, whatever the filter
 
 
 async def test_export_to_dev_full_fails_cleanly(db: str) -> None:
     with pytest.raises(ExportError, match="No space left on device"):
-        await api.export(db=db, format="csv", output="/dev/full")
+        await api.export(settings=api.settings(db=db), format="csv", output="/dev/full")
 
 
 @pytest.fixture
@@ -163,6 +169,6 @@ async def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path: Path, full
     await seed(db, outputs=["x" * 2000] * 200, failed=0)  # ~400 KB of CSV into a 64 KiB filesystem
     (full_dir / "results.csv").write_text("previous export\n")
     with pytest.raises(ExportError, match="No space left on device"):
-        await api.export(db=db, format="csv", output=str(full_dir / "results.csv"))
+        await api.export(settings=api.settings(db=db), format="csv", output=str(full_dir / "results.csv"))
     assert os.listdir(full_dir) == ["results.csv"]  # no temp file left behind
     assert (full_dir / "results.csv").read_text() == "previous export\n"  # the old export is intact

@@ -33,7 +33,7 @@ from batchrunner.providers.registry import build_provider
 @asynccontextmanager
 async def engine(settings: Settings, manifest: Path, options: EngineOptions) -> AsyncIterator[Runner]:
     """A Runner for ``manifest``'s run, built as ``api.run`` builds it but with ``options``."""
-    submitted = await api.submit(manifest, db=settings.run.db)
+    submitted = await api.submit(manifest, settings=api.settings(db=settings.run.db))
     async with api.open_store(settings.run.db) as store:
         wiring = Wiring(
             provider_for=lambda name: build_provider(name, settings.provider_settings(name)),
@@ -71,7 +71,7 @@ async def test_calls_cut_off_at_the_grace_deadline_go_back_to_the_queue(
     check_invariants(snap, server.stats(), ids=jobs, reference=None, stopped=True, in_flight_at_kills=2)
 
     # the next run takes them at once (no lease to wait out); the hang was only their first attempt
-    report = await api.run(settings)
+    report = await api.run(settings=settings)
     assert report.exit_code == 0
     check_invariants(snapshot(db), server.stats(), ids=jobs, reference=None, in_flight_at_kills=2)
 

@@ -75,7 +75,7 @@ async def test_every_openai_error_class(fake_server: StartFakeServer, tmp_path: 
     db = tmp_path / "errors.db"
     settings = settings_for(server.openai_base_url, db, concurrency=8, timeout_s=0.5, max_attempts=3)
 
-    report = await api.run(settings, file=manifest)
+    report = await api.run(manifest, settings=settings)
 
     assert report.exit_code == 1 and report.stopped is None
     snap, stats = snapshot(db), server.stats()
@@ -95,7 +95,7 @@ async def test_no_usage_answer_is_kept_with_zero_tokens(fake_server: StartFakeSe
     server = fake_server()
     db = tmp_path / "nousage.db"
     report = await api.run(
-        settings_for(server.openai_base_url, db), file=write_manifest(tmp_path / "n.jsonl", jobs)
+        write_manifest(tmp_path / "n.jsonl", jobs), settings=settings_for(server.openai_base_url, db)
     )
     assert report.exit_code == 0
     snap, stats = snapshot(db), server.stats()
@@ -121,7 +121,7 @@ async def test_anthropic_error_classes(
     manifest = write_manifest(tmp_path / "ant.jsonl", jobs, model="claude-3-5-haiku-latest", max_tokens=64)
     settings = settings_for(None, db, provider="anthropic", concurrency=4)
 
-    report = await api.run(settings, file=manifest)
+    report = await api.run(manifest, settings=settings)
 
     assert report.exit_code == 1
     snap, stats = snapshot(db), server.stats()
@@ -151,7 +151,7 @@ async def test_retry_after_is_honoured(fake_server: StartFakeServer, tmp_path: P
     try:
         db = tmp_path / "wait.db"
         report = await api.run(
-            settings_for(server.openai_base_url, db), file=write_manifest(tmp_path / "w.jsonl", jobs)
+            write_manifest(tmp_path / "w.jsonl", jobs), settings=settings_for(server.openai_base_url, db)
         )
     finally:
         done.set()
@@ -197,7 +197,7 @@ async def test_run_stopping_errors_stop_after_at_most_concurrency_calls(
     settings = settings_for(base_url, db, concurrency=concurrency, provider=provider)
     model = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
 
-    report = await api.run(settings, file=write_manifest(tmp_path / "stop.jsonl", jobs, model=model))
+    report = await api.run(write_manifest(tmp_path / "stop.jsonl", jobs, model=model), settings=settings)
 
     assert report.exit_code == 3 and report.stopped is not None and error_text in report.stopped
     stats = server.stats()
@@ -218,7 +218,7 @@ async def test_401_mid_run_leaves_jobs_pending_then_resumes(
     manifest = write_manifest(tmp_path / "auth.jsonl", jobs)
     settings = settings_for(server.openai_base_url, db, concurrency=2)
 
-    report = await api.run(settings, file=manifest)
+    report = await api.run(manifest, settings=settings)
 
     assert report.exit_code == 3 and "Incorrect API key" in (report.stopped or "")
     snap, stats = snapshot(db), server.stats()
@@ -230,7 +230,7 @@ async def test_401_mid_run_leaves_jobs_pending_then_resumes(
     assert stats["requests"] <= len(succeeded) + 2  # after the 401, at most the other call in flight
     check_invariants(snap, stats, ids=jobs, reference=None, stopped=True)
 
-    report = await api.run(settings)
+    report = await api.run(settings=settings)
 
     assert report.exit_code == 0
     snap, stats = snapshot(db), server.stats()

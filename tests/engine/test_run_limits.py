@@ -32,7 +32,7 @@ async def test_server_enforced_limits_give_at_most_one_percent_429s(
     manifest = write_manifest(tmp_path / "limit.jsonl", jobs, max_tokens=50)
     settings = settings_for(server.openai_base_url, db, concurrency=16, rpm=rpm, tpm=tpm)
 
-    report = await api.run(settings, file=manifest)
+    report = await api.run(manifest, settings=settings)
 
     assert report.exit_code == 0
     stats = server.stats()
@@ -71,13 +71,13 @@ async def test_max_cost_stops_dispatch_before_the_cap(tmp_path: Path) -> None:
     jobs = prompts(40, "cost")
     db = tmp_path / "cost.db"
     manifest = write_manifest(tmp_path / "cost.jsonl", jobs, model=FAKE_MODEL, max_tokens=1000)
-    await api.submit(manifest, db=str(db), provider="fake")
+    await api.submit(manifest, settings=api.settings(db=str(db), provider="fake"))
     probe = settings_for(None, db, provider="fake")
     worst = _worst_case(db, "cost-000", probe)  # about $0.0006: 1,000 output tokens at $0.60/M
     cap = worst + Decimal("0.0001")  # room for the worst case plus a handful of real (tiny) calls
     settings = settings_for(None, db, provider="fake", concurrency=1, max_cost_usd=cap)
 
-    report = await api.run(settings)
+    report = await api.run(settings=settings)
 
     assert report.exit_code == 3 and "budget reached" in (report.stopped or "")
     snap = snapshot(db)
@@ -94,13 +94,13 @@ async def test_max_cost_stops_dispatch_before_the_cap(tmp_path: Path) -> None:
     # that does not fit *while others are in flight* waits for them to settle instead of stopping the run
     (tmp_path / "batchrunner.toml").write_text("[providers.fake]\nfake_latency_ms = 20\n")  # overlap
     cap = spent + worst + Decimal("0.0001")
-    report = await api.run(settings_for(None, db, provider="fake", concurrency=8, max_cost_usd=cap))
+    report = await api.run(settings=settings_for(None, db, provider="fake", concurrency=8, max_cost_usd=cap))
     assert report.exit_code == 3
     snap, spent_now = snapshot(db), _spent(db)
     assert len(snap.in_state("succeeded")) > len(done) + 1
     assert spent_now <= cap
     assert spent_now + _worst_case(db, min(snap.in_state("pending")), probe) > cap
 
-    report = await api.run(settings_for(None, db, provider="fake", max_cost_usd=Decimal(1)))
+    report = await api.run(settings=settings_for(None, db, provider="fake", max_cost_usd=Decimal(1)))
     assert report.exit_code == 0
     assert snapshot(db).states() == {"succeeded": len(jobs)}

@@ -1,4 +1,9 @@
-"""``batchrunner fake-server``: parse the flags into a FakeServerConfig, serve until SIGINT/SIGTERM."""
+"""``batchrunner fake-server`` (and ``python -m batchrunner.fakeserver``): parse the flags into a
+FakeServerConfig, serve until SIGINT/SIGTERM.
+
+The fake server is self-contained (it imports nothing else of batchrunner), so its command line lives
+with it; the main CLI registers this command.
+"""
 
 from __future__ import annotations
 

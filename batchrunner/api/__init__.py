@@ -1,0 +1,32 @@
+"""The library verbs: the CLI is a thin shell over these, and Python programs call them directly.
+
+Every verb takes ``settings`` (:class:`batchrunner.config.Settings`; default: resolved from the
+environment, ``.env`` and the config file as the CLI does, see :func:`settings`) and opens the store
+once. They are coroutines::
+
+    import asyncio
+    from batchrunner import api
+
+    settings = api.settings(provider="fake", db="demo.db")
+    report = asyncio.run(api.run("jobs/simple.jsonl", settings=settings))
+    print(report.stats.by_state, asyncio.run(api.status(settings=settings)).remaining)
+
+``batchrunner.run`` / ``batchrunner.results`` are the short, blocking forms (:mod:`.simple`). Modules:
+``session`` (settings, the store), ``submitting``, ``running`` (where the engine is wired),
+``reading`` (status, runs, export, results), ``changing`` (retry, cancel).
+"""
+
+from batchrunner.api.changing import cancel, retry_failed
+from batchrunner.api.reading import StatusReport, export, results, runs, status
+from batchrunner.api.running import ProgressOptions, Tune, run
+from batchrunner.api.session import DEFAULT_DB, open_store, settings
+from batchrunner.api.submitting import JobsSource, submit
+from batchrunner.engine.options import RunReport
+from batchrunner.export import ExportFormat
+from batchrunner.store.reports import Only
+
+__all__ = [
+    "DEFAULT_DB", "ExportFormat", "JobsSource", "Only", "ProgressOptions", "RunReport", "StatusReport",
+    "Tune", "cancel", "export", "open_store", "results", "retry_failed", "run", "runs", "settings",
+    "status", "submit",
+]  # fmt: skip

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 
 import batchrunner
 from batchrunner import api
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def jobs_dicts(n: int, tag: str = "q") -> list[dict[str, object]]:
@@ -69,7 +69,7 @@ def test_a_bad_job_dict_names_it_and_queues_nothing(tmp_path: Path) -> None:
     db = tmp_path / "bad.db"
     jobs = [{"id": "ok", "prompt": "fine"}, {"id": "bad", "prompt": 5}, "not a dict"]
     with pytest.raises(batchrunner.ManifestError) as raised:
-        batchrunner.run(jobs, run="bad", provider="fake", db=str(db))  # type: ignore[list-item]
+        batchrunner.run(jobs, run="bad", provider="fake", db=str(db))  # type: ignore[arg-type]  # on purpose
     message = str(raised.value)
     assert re.search(r"jobs:2: prompt: ", message), message
     assert "jobs:3: line: expected a mapping" in message, message
@@ -83,6 +83,7 @@ def test_job_dicts_need_a_run_name_and_options_or_settings_not_both(tmp_path: Pa
         batchrunner.run(jobs_dicts(1), run="x", settings=api.settings(), provider="fake")
 
 
+@pytest.mark.slow  # a subprocess running 50 jobs
 def test_the_readme_python_example_runs(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
     block = re.search(r"<!-- python-example -->\n```python\n(.*?)```\n<!-- /python-example -->", text, re.S)
@@ -110,6 +111,7 @@ def test_the_readme_python_example_runs(tmp_path: Path) -> None:
     assert counts == {"succeeded": 50} and results == 50
 
 
+@pytest.mark.slow  # a subprocess
 def test_help_shows_the_public_api() -> None:
     done = subprocess.run(
         [sys.executable, "-c", "import batchrunner; help(batchrunner)"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
+PACKAGE = Path(__file__).resolve().parents[2] / "batchrunner"
 
 LAYERS: dict[str, int] = {
     "cli": 7,

@@ -1,4 +1,4 @@
-"""Checking a run's outcome against RELIABILITY.md's invariants I1-I7.
+"""Checking a run's outcome against docs/reliability.md's invariants I1-I7.
 
 - :func:`reference_answers` asks a fault-free fake server for every job's answer (the fake server's answers
   are deterministic per prompt);
@@ -87,7 +87,7 @@ def check_invariants(
     in_flight_at_kills: int = 0,
     stopped: bool = False,
 ) -> None:
-    """RELIABILITY.md I1-I7 (the canary grep is :func:`assert_no_canary`).
+    """docs/reliability.md I1-I7 (the canary grep is :func:`assert_no_canary`).
 
     ``in_flight_at_kills``: calls that may have been sent without an attempt row being written (runners
     killed or paused past their lease); 0 means every server call must have its attempt row (I6 exact).

@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets an isolated environment (database, config, dummy keys)."""
+"""Shared fixtures: every test gets an isolated environment (database, config, dummy keys).
+
+The fixture plugins and helpers live in ``tests/helpers`` (importable as ``helpers.*``: ``pythonpath`` in
+pyproject.toml); see ``tests/README.md`` for the tiers and markers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fake_server_fixtures", "store_fixtures"]
+pytest.register_assert_rewrite("helpers")  # a failed check in a helper shows its values, as in a test
+pytest_plugins = ["helpers.fake_server_fixtures", "helpers.store_fixtures"]
 
 
 @pytest.fixture(autouse=True)

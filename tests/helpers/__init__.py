@@ -1,0 +1,1 @@
+"""Shared test helpers, importable from every tier (``pythonpath = ["tests"]`` in pyproject.toml)."""

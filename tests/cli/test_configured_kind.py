@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
-from fake_server_fixtures import StartFakeServer
+from helpers.fake_server_fixtures import StartFakeServer
 
 from batchrunner.cli import main
 
-JOBS = Path(__file__).resolve().parent.parent / "jobs"
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 def test_a_configured_anthropic_kind_runs_anthropic_lines(

@@ -7,7 +7,7 @@
 - reading the outcome: :func:`snapshot` reads the database with the standard library's ``sqlite3`` (what
   is durably there, not what the engine believes);
 - checking it: :func:`reference_answers` asks a fault-free fake server for every job's answer (the fake
-  server's answers are deterministic per prompt), and :func:`check_invariants` checks RELIABILITY.md's
+  server's answers are deterministic per prompt), and :func:`check_invariants` checks docs/reliability.md's
   I1-I7 against the snapshot and the server's books.
 """
 
@@ -264,7 +264,7 @@ def check_invariants(
     in_flight_at_kills: int = 0,
     stopped: bool = False,
 ) -> None:
-    """RELIABILITY.md I1-I7 (the canary grep is :func:`assert_no_canary`).
+    """docs/reliability.md I1-I7 (the canary grep is :func:`assert_no_canary`).
 
     ``in_flight_at_kills``: calls that may have been sent without an attempt row being written (runners
     killed or paused past their lease); 0 means every server call must have its attempt row (I6 exact).

@@ -3,7 +3,7 @@
 Each job carries its own fault plan as a ``[[fault:PLAN]]`` directive in its prompt, so one run exercises
 many error classes at once and every job's books are its own. The engine runs in-process through
 ``api.run`` with settings resolved as ``batchrunner run`` resolves them; signals and kills are in
-``test_run_crash.py``. After every run the invariants of RELIABILITY.md are checked (run_helpers).
+``test_run_crash.py``. After every run the invariants of docs/reliability.md are checked (run_helpers).
 """
 
 from __future__ import annotations

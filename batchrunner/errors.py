@@ -1,7 +1,7 @@
 """The one exception tree of batchrunner.
 
 Every error the library raises on purpose derives from :class:`BatchrunnerError`; the CLI maps each
-branch to one exit code (see DESIGN.md "Exit codes"). The docstring of each class is its default message.
+branch to one exit code (see docs/design.md "Exit codes"). The docstring of each class is its default message.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Streaming exports: CSV, JSONL and the OpenAI Batch API output format (DESIGN.md "Exports").
+"""Streaming exports: CSV, JSONL and the OpenAI Batch API output format (docs/design.md "Exports").
 
 CSV cells are neutralised against formula injection (OWASP "CSV injection") by this rule, which the
 README's "Exports" paragraph states too: a text cell that starts with ``= + - @``, a tab or a carriage

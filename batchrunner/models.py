@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 
 class JobState(StrEnum):
-    """Where a job is in its life (DESIGN.md "Job life")."""
+    """Where a job is in its life (docs/design.md "Job life")."""
 
     PENDING = "pending"
     """Waiting to be claimed; ``not_before`` may hold it back for a backoff."""
@@ -30,7 +30,7 @@ class JobState(StrEnum):
 
 
 class ManifestFormat(StrEnum):
-    """The three manifest line formats of DESIGN.md, detected per line."""
+    """The manifest line formats of docs/design.md "Manifest formats", detected per line."""
 
     OPENAI_BATCH = "openai-batch"
     ANTHROPIC_BATCH = "anthropic-batch"

@@ -1,4 +1,4 @@
-"""``Secret``: an API key that cannot leak by accident (RELIABILITY.md rule 11, STYLE habit 18).
+"""``Secret``: an API key that cannot leak by accident (docs/reliability.md rule 11, STYLE habit 18).
 
 Its ``repr`` and ``str`` show ``'***'``, so a key that ends up in a log line, an f-string, a dataclass
 ``repr`` or a traceback's locals is masked; the value is read only on purpose, with

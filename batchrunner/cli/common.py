@@ -31,7 +31,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 1, 2
 
 
 def exit_code_for(error: BatchrunnerError) -> int:
-    """DESIGN.md "Exit codes": 2 bad usage or input, 3 auth/config errors; 4 when the machine failed us."""
+    """docs/design.md "Exit codes": 2 bad usage or input, 3 auth/config errors, 4 the machine failed us."""
     if isinstance(error, RunStoppingError | ConfigError):
         return EXIT_STOPPED
     if isinstance(error, UsageError | ManifestError | ConflictError):

@@ -45,7 +45,7 @@ class RunDefaults:
     max_cost_usd: Decimal | None = None
     """Budget cap; ``None``: no cap."""
     provider: str | None = None
-    """The provider of lines that name none (DESIGN.md "Manifest formats")."""
+    """The provider of lines that name none (docs/design.md "Manifest formats")."""
     model: str | None = None
     """The model of simple lines that name none."""
     db: str = "batchrunner.db"

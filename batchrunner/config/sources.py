@@ -3,7 +3,7 @@
 Everything here turns bytes into plain Python data (or a :class:`~batchrunner.errors.ConfigError` that
 names the file and the dotted key) and never looks at ``os.environ``: the environment arrives as a
 mapping from the caller (STYLE habit 19). Error messages carry file names, key paths and variable names
-but never values, because a value may be a key (RELIABILITY.md rule 11); that is also why a YAML syntax
+but never values, because a value may be a key (docs/reliability.md rule 11); that is also why a YAML syntax
 error is reported from its line and column instead of PyYAML's own message, which quotes the line.
 """
 

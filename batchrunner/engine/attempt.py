@@ -156,7 +156,7 @@ async def _admit(limiter: ProviderLimiter, tokens: int, stop: asyncio.Event) -> 
     """The limiter's permission to send, or None when a stop is requested first.
 
     A worker may wait here for seconds (a 429 pause, a tight RPM); after Ctrl-C it must not send when
-    the wait ends (RELIABILITY.md rule 9: stop claiming, finish only what is in flight).
+    the wait ends (docs/reliability.md rule 9: stop claiming, finish only what is in flight).
     """
     if stop.is_set():
         return None

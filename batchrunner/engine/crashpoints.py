@@ -1,4 +1,4 @@
-"""Named crash points, for tests that kill a runner at an exact moment (RELIABILITY.md scenarios).
+"""Named crash points, for tests that kill a runner at an exact moment (docs/reliability.md "Scenarios").
 
 ``batchrunner run`` reads ``BATCHRUNNER_TEST_CRASH_AT=NAME[:N]`` (in the CLI, the one place that reads the
 environment) and the runner calls ``crash_point(NAME)`` at: ``after-claim`` (jobs leased, nothing sent),

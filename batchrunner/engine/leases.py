@@ -1,6 +1,6 @@
 """Send only under leases still ours, so that a runner that was frozen does not pay for jobs it lost.
 
-Other runners take a runner's jobs back once its heartbeat is ``stale_after_s`` old (RELIABILITY.md rule
+Other runners take a runner's jobs back once its heartbeat is ``stale_after_s`` old (docs/reliability.md rule
 3). A runner frozen for longer than that (SIGSTOP, a laptop lid, a paused VM, a database out of reach)
 wakes up with workers about to send jobs that may belong to someone else by now: the lease fence refuses
 their answers, but the provider bills them all the same. So the heartbeat here also learns which jobs

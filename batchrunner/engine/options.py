@@ -20,7 +20,7 @@ from batchrunner.providers.base import Provider
 LEASE_MARGIN_S = 30.0
 OUTER_DEADLINE_MARGIN_S = 5.0
 """The outer per-attempt deadline is the client timeout plus this: an SDK that hangs past its own
-timeout is still cut off, and reported (RELIABILITY.md rule 8)."""
+timeout is still cut off, and reported (docs/reliability.md rule 8)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,7 +77,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md "Exit codes"."""
+        """docs/design.md "Exit codes"."""
         if self.interrupted:
             return 130
         if self.stopped:

@@ -1,6 +1,6 @@
 """The run loop: claim jobs under leases, run them on bounded workers, checkpoint, resume after a crash.
 
-A runner registers itself, takes back the jobs of runners that died (RELIABILITY.md rule 3), then:
+A runner registers itself, takes back the jobs of runners that died (docs/reliability.md rule 3), then:
 
 - the **feeder** claims jobs in batches (attempts counted in the claim, rule 1) into a local queue of at
   most twice the concurrency, and decides when the run is done (nothing pending or running in the

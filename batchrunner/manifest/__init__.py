@@ -6,7 +6,7 @@
         if isinstance(item, JobSpec): ...            # a valid line, ready to insert
         else: ...                                    # list[ManifestIssue]: everything wrong with one line
 
-Modules, from the bottom up: ``strictjson`` (bytes -> a JSON object under RELIABILITY.md rule 10),
+Modules, from the bottom up: ``strictjson`` (bytes -> a JSON object under docs/reliability.md rule 10),
 ``checks`` (table-driven field checks), ``options`` (run options, provider resolution), ``formats``
 (the three line formats -> JobSpec) and ``reader`` (streaming a file, duplicate ids).
 

@@ -1,4 +1,4 @@
-"""The three line formats of DESIGN.md: detect a parsed line's format and turn it into a :class:`JobSpec`.
+"""The line formats of docs/design.md "Manifest formats": detect a line's format, make it a :class:`JobSpec`.
 
 * OpenAI Batch API: ``{"custom_id", "method": "POST", "url", "body"}``; the body is sent as it is.
 * Anthropic Message Batches: ``{"custom_id", "params"}``; ``params`` is the ``/v1/messages`` body.
@@ -124,7 +124,7 @@ def _simple_body(obj: dict[str, Any], model: str, endpoint: Endpoint) -> dict[st
 
 
 def _origin(obj: dict[str, Any], fmt: ManifestFormat, options: ManifestOptions) -> str:
-    """Where the provider of a line came from, for messages (the order of DESIGN.md's rule)."""
+    """Where a line's provider came from, for messages (the order of docs/design.md "Manifest formats")."""
     if fmt is _SIMPLE and "provider" in obj:
         return "the line's provider"
     if options.default_provider is not None:

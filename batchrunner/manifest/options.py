@@ -1,4 +1,4 @@
-"""Run options for reading a manifest, and which provider serves a line (DESIGN.md "Manifest formats")."""
+"""Run options for reading a manifest; which provider serves a line (docs/design.md "Manifest formats")."""
 
 from __future__ import annotations
 

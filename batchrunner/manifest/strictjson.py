@@ -1,6 +1,6 @@
 """Strict JSON for one manifest line: bytes in, a ``dict`` or a ``(field, reason)`` problem out.
 
-RELIABILITY.md rule 10 says manifest input is hostile. The standard library's decoder is lenient in ways
+docs/reliability.md rule 10 says manifest input is hostile. The standard library's decoder is lenient in ways
 that matter here, so this module closes each gap at (almost) no cost on the fast path:
 
 * **UTF-8 only**: the bytes are decoded explicitly (``json.loads(bytes)`` would also take UTF-16/32).

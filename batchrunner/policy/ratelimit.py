@@ -22,7 +22,7 @@ The rules, in one place:
   ``Retry-After`` (default 1 s, capped at 300 s) plus jitter (``uniform(0, min(pause_jitter_s,
   delay))``), and halves the concurrency limit, once per burst (AIMD,
   :mod:`batchrunner.policy.concurrency`). An *isolated*
-  429 delays only its own job: the retry policy waits at least its ``Retry-After`` (RELIABILITY.md
+  429 delays only its own job: the retry policy waits at least its ``Retry-After`` (docs/reliability.md
   rule 6). Why: real providers answer a few 429s from an overloaded shared backend far from our own
   limit; pausing everything for each of them made a run with 5% random 429s 41x slower than a clean
   one (BENCHMARKS.md). When we are at a real limit, the 429s come in a storm (and the provider's

@@ -1,4 +1,4 @@
-"""The pure retry policy: what to do after a failed attempt, as data (RELIABILITY.md rule 6).
+"""The pure retry policy: what to do after a failed attempt, as data (docs/reliability.md rule 6).
 
 The SDK clients are built with ``max_retries=0`` so that every attempt passes through batchrunner's
 limiter and is counted, costed and recorded. The provider adapters translate SDK errors into the

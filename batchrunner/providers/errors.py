@@ -3,7 +3,7 @@
 The adapters catch their SDK's exceptions and hand the plain facts (status, headers, decoded body, the
 failing transport exception) to the functions here, so both providers classify alike and the rules are
 tested without an SDK. The headers' hints (``x-should-retry``, ``Retry-After``) are read by
-:mod:`batchrunner.providers.headers`. The rules (DESIGN.md "Job life", RELIABILITY.md rules 6-8), first
+:mod:`batchrunner.providers.headers`. Rules (docs/design.md "Job life", docs/reliability.md rules 6-8), first
 match wins:
 
 ====================================================================  =============================

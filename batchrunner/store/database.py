@@ -1,6 +1,6 @@
 """Connecting to the job database, and every dialect-specific detail in one place.
 
-SQLite (the embedded default) follows RELIABILITY.md rule 4: WAL, ``synchronous=FULL``, a busy timeout,
+SQLite (the embedded default) follows docs/reliability.md rule 4: WAL, ``synchronous=FULL``, a busy timeout,
 foreign keys, and ``BEGIN IMMEDIATE`` for every transaction that may write, through one writer connection
 per process; reads use their own pool and plain (deferred) transactions so that status and export never
 wait for the writer. The database file and its ``-wal``/``-shm`` companions are created with mode 0600,
@@ -109,7 +109,7 @@ class Database:
             await self.reader.dispose()
 
     def clock(self, offset_s: float = 0.0) -> ColumnElement[datetime]:
-        """Now (plus ``offset_s``) as SQL, for leases and heartbeats (RELIABILITY.md rule 3).
+        """Now (plus ``offset_s``) as SQL, for leases and heartbeats (docs/reliability.md rule 3).
 
         On PostgreSQL it is the database's clock, the one clock every machine's runners share; on SQLite
         (one machine) it is this process's clock, bound as a value.

@@ -39,7 +39,7 @@ class Queue:
         stale_after_s: float,
         journaled: Sequence[str] = (),
     ) -> tuple[int, list[str]]:
-        """Take back the jobs of dead runners and of expired leases (RELIABILITY.md rule 3).
+        """Take back the jobs of dead runners and of expired leases (docs/reliability.md rule 3).
 
         A runner is dead when its heartbeat is older than ``stale_after_s`` or, on this ``host``, its pid
         is gone (``is_alive``); one marked stopped counts only while it still holds jobs. Dead runners

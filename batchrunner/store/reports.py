@@ -1,7 +1,7 @@
 """Read-only queries for ``status`` and ``export``: aggregates, and jobs page by page in manifest order.
 
 Exports read in short transactions of one page each, so a long export never pins an old snapshot and
-SQLite's WAL can checkpoint meanwhile (RELIABILITY.md rule 4).
+SQLite's WAL can checkpoint meanwhile (docs/reliability.md rule 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The runners table: who is working on a run, and how to tell that one of them died (RELIABILITY rule 3).
+"""The runners table: who works on a run, and how to tell that one of them died (docs/reliability.md rule 3).
 
 A runner registers on start, heartbeats while it runs (the same transaction renews the leases it holds),
 and marks itself stopped on a clean exit. A runner is dead when its heartbeat lapsed, or at once when it

@@ -1,4 +1,4 @@
-"""Crash, signal and resume: ``batchrunner run`` as a subprocess against the fake server (RELIABILITY.md).
+"""Crash, signal, resume: ``batchrunner run`` as a subprocess against the fake server (docs/reliability.md).
 
 Each test kills, interrupts or pauses a real runner process and then resumes the run, and checks the
 invariants afterwards (``helpers.invariants.check_invariants``): every job one result, answers equal to a

@@ -1,4 +1,4 @@
-"""Reading manifests: strict JSON on hostile input, harmless oddities, ids, streaming (RELIABILITY rule 10).
+"""Reading manifests: strict JSON on hostile input, oddities, ids, streaming (docs/reliability.md rule 10).
 
 The line formats and provider rules are in ``test_manifest_formats.py``.
 """

@@ -1,4 +1,4 @@
-"""The three manifest line formats, their checks, and which provider serves a line (DESIGN.md)."""
+"""Manifest line formats, their checks, which provider serves a line (docs/design.md "Manifest formats")."""
 
 from __future__ import annotations
 

@@ -355,4 +355,4 @@ async def test_fake_latency_and_timeout() -> None:
 
 
 def test_invalid_response_is_transient() -> None:
-    assert issubclass(InvalidResponse, TransientError)  # retried, never stored (RELIABILITY.md rule 6)
+    assert issubclass(InvalidResponse, TransientError)  # retried, never stored (docs/reliability.md rule 6)

@@ -318,7 +318,7 @@ async def test_an_echoed_key_is_redacted(oai: OpenAIProvider, ant: AnthropicProv
 async def test_the_key_stays_out_of_debug_logs(
     oai: OpenAIProvider, ant: AnthropicProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """RELIABILITY.md rule 11 covers the SDKs' own debug logs too (they log request options and headers)."""
+    """docs/reliability.md rule 11 covers the SDKs' debug logs too (they log request options and headers)."""
     caplog.set_level(logging.DEBUG)  # every logger: openai, anthropic, httpx2, httpcore, batchrunner
     await oai.call(chat("log me"))
     await ant.call(message("log me"))

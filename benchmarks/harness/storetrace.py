@@ -35,7 +35,7 @@ def statement_head(sql: str) -> str:
         return "?"
     verb = words[0].upper()
     for before, word in itertools.pairwise(words):
-        if before.upper() in _HEAD_WORDS:
+        if before.upper() in _HEAD_WORDS and word.upper() != "SELECT":  # not a subquery
             table = word.strip('"')
             return f"{verb} {table}"
     return verb

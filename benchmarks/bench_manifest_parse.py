@@ -228,24 +228,29 @@ class _SimpleLine(TypedDict):
     metadata: NotRequired[dict[str, Any]]
 
 
-_ANTHROPIC = TypeAdapter(_AnthropicLine)
-_OPENAI = TypeAdapter(_OpenAILine)
-_SIMPLE = TypeAdapter(_SimpleLine)
-_BODIES: dict[str, TypeAdapter[Any]] = {
-    "/v1/chat/completions": TypeAdapter(_ChatBody),
-    "/v1/embeddings": TypeAdapter(_InputBody),
-    "/v1/responses": TypeAdapter(_InputBody),
-}
+def pydantic_validator() -> Callable[[dict[str, Any]], object]:
+    """The line checks done with pydantic (``validate_python`` on the parsed dict); the adapters are built
+    here, when ``--pydantic`` asks for them, not on import."""
+    anthropic, openai, simple = (
+        TypeAdapter(_AnthropicLine),
+        TypeAdapter(_OpenAILine),
+        TypeAdapter(_SimpleLine),
+    )
+    bodies: dict[str, TypeAdapter[Any]] = {
+        "/v1/chat/completions": TypeAdapter(_ChatBody),
+        "/v1/embeddings": TypeAdapter(_InputBody),
+        "/v1/responses": TypeAdapter(_InputBody),
+    }
 
+    def validate(obj: dict[str, Any]) -> object:
+        if "params" in obj:
+            return anthropic.validate_python(obj)
+        if "body" in obj:
+            line = openai.validate_python(obj)
+            return bodies[line["url"]].validate_python(line["body"])
+        return simple.validate_python(obj)
 
-def pydantic_validate(obj: dict[str, Any]) -> object:
-    """The line checks done with pydantic (``validate_python`` on the parsed dict)."""
-    if "params" in obj:
-        return _ANTHROPIC.validate_python(obj)
-    if "body" in obj:
-        line = _OPENAI.validate_python(obj)
-        return _BODIES[line["url"]].validate_python(line["body"])
-    return _SIMPLE.validate_python(obj)
+    return validate
 
 
 def table_validator() -> Callable[[dict[str, Any]], object]:
@@ -275,7 +280,7 @@ def bench_checks(path: Path, repeat: int) -> None:
     n = len(objs)
     for name, validate in (
         ("checks: batchrunner table", table_validator()),
-        ("checks: pydantic", pydantic_validate),
+        ("checks: pydantic", pydantic_validator()),
     ):
         rate = best_rate(n, repeat, lambda validate=validate: _each(validate, objs))  # type: ignore[misc]
         print(f"{name:34s} {rate:12,.0f} lines/s  {1e6 / rate:6.2f} us/line")

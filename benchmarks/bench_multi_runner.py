@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -30,18 +31,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.engine import make_url
-
-from batchrunner.fakeserver.testing import FakeServerProcess
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness.snapshot import code_path
 
 
 def pg_dsn(url: str, database: str | None = None) -> str:
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url).set(drivername="postgresql")
     if database:
         parsed = parsed.set(database=database)
@@ -49,6 +48,8 @@ def pg_dsn(url: str, database: str | None = None) -> str:
 
 
 async def admin(url: str, sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
     conn = await asyncpg.connect(pg_dsn(url))
     try:
         await conn.execute(sql)
@@ -64,19 +65,33 @@ def write_manifest(path: Path, jobs: int, tag: str) -> None:
             )
 
 
-def code_path(ref: str) -> str | None:
-    """A directory holding ``batchrunner/`` as of ``ref`` (None: the working tree)."""
-    if ref == "live":
-        return None
-    commit = subprocess.run(
-        ["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    target = Path(tempfile.gettempdir()) / f"br-bench-snapshot-{commit[:12]}"
-    if not (target / "batchrunner" / "__init__.py").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "batchrunner"], cwd=ROOT, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return str(target)
+@contextlib.contextmanager
+def fresh_database(pg: str) -> Iterator[tuple[str, str]]:
+    """A new database on the PostgreSQL server of ``pg`` (dropped afterwards): its name, its asyncpg URL."""
+    from sqlalchemy.engine import make_url
+
+    name = f"br_bench_{secrets.token_hex(4)}"
+    asyncio.run(admin(pg, f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(pg).set(database=name, drivername="postgresql+asyncpg")
+        yield name, url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run_runners(runners: int, args: list[str], env: dict[str, str], workdir: Path) -> float:
+    """``runners`` processes of ``args`` started together; the wall time until the last exits."""
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(args, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(runners)
+    ]
+    errors = [proc.communicate(timeout=900)[1] for proc in procs]
+    wall = time.monotonic() - started
+    codes = [proc.returncode for proc in procs]
+    if any(codes):
+        raise RuntimeError(f"runner exit codes {codes}: {errors}")
+    return wall
 
 
 def run_case(
@@ -89,59 +104,30 @@ def run_case(
     rpm: int | None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    name = f"br_bench_{secrets.token_hex(4)}"
-    asyncio.run(admin(pg, f'CREATE DATABASE "{name}"'))
-    db = (
-        make_url(pg).set(database=name, drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    )
-    server = FakeServerProcess(server_args).start()
-    try:
-        with tempfile.TemporaryDirectory() as work:
+    """One sample: a fresh database, the jobs submitted, ``runners`` runners draining them."""
+    from batchrunner.fakeserver.testing import FakeServerProcess
+
+    with fresh_database(pg) as (name, db), tempfile.TemporaryDirectory() as work:
+        server = FakeServerProcess(server_args).start()
+        try:
             workdir = Path(work)
             manifest = workdir / "jobs.jsonl"
             write_manifest(manifest, jobs, name)
             env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "BATCHRUNNER_DB": db}
             if code is not None:
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, os.environ.get("PYTHONPATH")]))
-            subprocess.run(
-                [sys.executable, "-m", "batchrunner", "submit", str(manifest)],
-                env=env,
-                cwd=workdir,
-                check=True,
-                capture_output=True,
-            )
+            submit = [sys.executable, "-m", "batchrunner", "submit", str(manifest)]
+            subprocess.run(submit, env=env, cwd=workdir, check=True, capture_output=True)
             server.reset()
-            args = [
-                sys.executable,
-                "-m",
-                "batchrunner",
-                "run",
-                "--base-url",
-                server.openai_base_url,
-                "--concurrency",
-                str(concurrency),
-                "--no-progress",
-            ]
+            args = [sys.executable, "-m", "batchrunner", "run", "--base-url", server.openai_base_url]
+            args += ["--concurrency", str(concurrency), "--no-progress"]
             if rpm:
                 args += ["--rpm", str(rpm)]
-            started = time.monotonic()
-            procs = [
-                subprocess.Popen(
-                    args, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-                )
-                for _ in range(runners)
-            ]
-            errors = [proc.communicate(timeout=900)[1] for proc in procs]
-            wall = time.monotonic() - started
-            codes = [proc.returncode for proc in procs]
-            if any(codes):
-                raise RuntimeError(f"runner exit codes {codes}: {errors}")
+            wall = run_runners(runners, args, env, workdir)
             stats = server.stats(prompts=False)
-    finally:
-        server.stop()
-        asyncio.run(admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            server.stop()
     answered = stats["answers_total"]
-    refused = stats["by_status"].get("429", 0)
     span = stats["answer_span_s"] or wall
     return {
         "runners": runners,
@@ -150,7 +136,7 @@ def run_case(
         "answered": answered,
         "duplicates": stats["duplicates"],
         "requests": stats["requests"],
-        "refused_429": refused,
+        "refused_429": stats["by_status"].get("429", 0),
         "span_s": span,
         "jobs_per_s": answered / span,
     }

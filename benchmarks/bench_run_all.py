@@ -4,7 +4,7 @@
 
 Runs ``bench_run_latency.py``, ``bench_run_cpu.py``, ``bench_run_ratelimit.py``, ``bench_run_faults.py
 --reps 1`` and ``bench_run_million.py`` as subprocesses with their defaults; each prints its figures and
-saves them to ``benchmarks/data/run_results/NAME.json``. RUN_RESULTS.md quotes those files.
+saves them to ``benchmarks/data/run_results/NAME.json``; BENCHMARKS.md ("Run engine") quotes those files.
 """
 
 from __future__ import annotations

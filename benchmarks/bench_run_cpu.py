@@ -10,22 +10,19 @@ submit included), with the active span (first request to last answer) and CPU pe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run_common as rc
+from harness import report
+from harness.compare import compare
+from harness.options import make_parser
 
 TARGET = 0.85
 
 
 def main() -> None:
-    parser = rc.make_parser(__doc__, reps=3)
+    parser = make_parser(__doc__, reps=3)
     parser.add_argument("--jobs", type=int, default=10_000)
     args = parser.parse_args()
     jobs, reps = (2000, 1) if args.quick else (args.jobs, args.reps)
-    result = rc.compare(
+    result = compare(
         name="cpu",
         server_args=[],
         jobs=jobs,
@@ -43,13 +40,13 @@ def main() -> None:
         "cpu_per_job_ratio": ours["cpu_ms_per_job"] / base["cpu_ms_per_job"],
         "pass": wall_ratio >= TARGET and ours["all_done"] and ours["duplicates"] == 0,
     }
-    rc.print_pair(result)
+    report.print_pair(result)
     v = result["verdict"]
     print(
         f"batchrunner / bare loop: wall {v['wall_ratio']:.0%}, active {v['active_ratio']:.0%}, CPU per job "
-        f"{v['cpu_per_job_ratio']:.0%}; target >= {TARGET:.0%} -> {rc.verdict(v['pass'])}"
+        f"{v['cpu_per_job_ratio']:.0%}; target >= {TARGET:.0%} -> {report.verdict(v['pass'])}"
     )
-    print(f"saved {rc.save(rc.result_name('cpu', args), result)}")
+    print(f"saved {report.save(report.result_name('cpu', args), result)}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ pinned to CPU 0. Steps:
    and their first checkpoint. Also reported: process start to its
    runner row (registered) and to its first claim (a job leased to it). Target (the issue): <= 3 s.
    The resumed run goes on for 10 s, then gets SIGINT; the time it takes to exit is reported.
-   This step runs under ``run_common.py patched-run --trace-store``, which times every Store call
-   (nothing else changes) to break the start-up down.
+   This step runs under ``python -m harness.launcher --trace-store``, which times every database
+   transaction through SQLAlchemy's events (nothing else changes; ``harness/storetrace.py``) to break
+   the start-up down.
 
 With ``--drain`` the first run is not killed but drains every job (about 13 minutes for 1M on this
 machine); the resume step then uses a copy of the freshly submitted database, run for ``--resume-after``
@@ -32,21 +33,24 @@ seconds and killed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run_common as rc
+from harness import machine, pinning, pyspy, report, snapshot
+from harness.clients import batchrunner_argv
+from harness.manifests import write_manifest
+from harness.options import make_parser
+from harness.paths import DATA, RESULTS_DIR
+from harness.processes import Exited, Sampler, client_env, harness_env, run_process, vm_rss_mb
 
 RSS_TARGET_MB = 150
 RESUME_TARGET_S = 3.0
@@ -75,28 +79,28 @@ class DoneCounter:
             self._conn = None
 
 
-def submit(manifest: Path, db: Path, pinned: bool) -> rc.Exited:
-    argv = rc.batchrunner_argv("submit", str(manifest), "--db", str(db), "--provider", "fake")
-    return rc.run_process(rc.pin(rc.CLIENT_CPU, argv, pinned), cwd=db.parent, env=rc.client_env())
+def submit(manifest: Path, db: Path, pinned: bool) -> Exited:
+    argv = batchrunner_argv("submit", str(manifest), "--db", str(db), "--provider", "fake")
+    return run_process(pinning.pin(pinning.CLIENT_CPU, argv, pinned), cwd=db.parent, env=client_env())
 
 
 def run_phase(
     db: Path, *, seconds: float | None, pinned: bool, profile: Path | None = None
 ) -> dict[str, Any]:
     """``batchrunner run`` on ``db``, sampled; SIGKILLed after ``seconds`` (None: until it exits)."""
-    argv = rc.pin(
-        rc.CLIENT_CPU,
-        rc.batchrunner_argv("run", "--db", str(db), "--concurrency", "100"),
+    argv = pinning.pin(
+        pinning.CLIENT_CPU,
+        batchrunner_argv("run", "--db", str(db), "--concurrency", "100"),
         pinned,
     )
     counter = DoneCounter(db)
     before = counter() or 0
     start = time.perf_counter()
     with open(db.parent / "run-stderr.txt", "w") as err:
-        proc = subprocess.Popen(argv, cwd=db.parent, env=rc.client_env(), stderr=err)
+        proc = subprocess.Popen(argv, cwd=db.parent, env=client_env(), stderr=err)
     if profile is not None:
-        rc.start_profiler(profile, rate=100)(proc.pid)
-    sampler = rc.Sampler(proc.pid, counter, interval_s=0.5)
+        pyspy.start_profiler(profile, rate=100)(proc.pid)
+    sampler = Sampler(proc.pid, counter, interval_s=0.5)
     killed = False
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -180,43 +184,40 @@ def _startup_marks(
     return marks
 
 
+def _go_on_then_stop(child: Child, go_on_s: float) -> tuple[float | None, float | None]:
+    """Let the resumed run go on for ``go_on_s``, then SIGINT it: its RSS then, and the time to exit."""
+    deadline = time.perf_counter() + go_on_s
+    while not child.reap() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    rss = vm_rss_mb(child.proc.pid)
+    if child.reap():
+        return rss, None
+    sent = time.perf_counter()
+    child.proc.send_signal(signal.SIGINT)
+    while not child.reap():
+        time.sleep(0.01)
+    return rss, round(time.perf_counter() - sent, 2)
+
+
 def resume(db: Path, *, pinned: bool, go_on_s: float = 10.0, profile: Path | None = None) -> dict[str, Any]:
     """Restart ``batchrunner run`` after a SIGKILL and time its start-up (module docstring, step 3)."""
     trace = db.parent / "store-trace.jsonl"
     trace.unlink(missing_ok=True)
-    argv = rc.pin(
-        rc.CLIENT_CPU,
-        rc.batchrunner_argv(
-            "run",
-            "--db",
-            str(db),
-            "--concurrency",
-            "100",
-            launcher=["--trace-store", str(trace)],
-        ),
-        pinned,
+    run_args = ["run", "--db", str(db), "--concurrency", "100"]
+    argv = pinning.pin(
+        pinning.CLIENT_CPU, batchrunner_argv(*run_args, launcher=["--trace-store", str(trace)]), pinned
     )
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     results_before = conn.execute("SELECT max(id) FROM results").fetchone()[0] or 0
     running_before = conn.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0]
     start_epoch, start = time.time(), time.perf_counter()
     with open(db.parent / "resume-stderr.txt", "w") as err:
-        proc = subprocess.Popen(argv, cwd=db.parent, env=rc.client_env(), stderr=err)
+        proc = subprocess.Popen(argv, cwd=db.parent, env=harness_env(), stderr=err)
     if profile is not None:
-        rc.start_profiler(profile, rate=500, idle=True)(proc.pid)
+        pyspy.start_profiler(profile, rate=500, idle=True)(proc.pid)
     child = Child(proc)
     marks = _startup_marks(conn, child, results_before, start)
-    deadline = time.perf_counter() + go_on_s
-    while not child.reap() and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    rss = rc.vm_rss_mb(proc.pid)
-    stop_s = None
-    if not child.reap():
-        sent = time.perf_counter()
-        proc.send_signal(signal.SIGINT)
-        while not child.reap():
-            time.sleep(0.01)
-        stop_s = round(time.perf_counter() - sent, 2)
+    rss, stop_s = _go_on_then_stop(child, go_on_s)
     assert child.exited is not None
     status, usage = child.exited
     results_after = conn.execute("SELECT max(id) FROM results").fetchone()[0] or 0
@@ -235,35 +236,59 @@ def resume(db: Path, *, pinned: bool, go_on_s: float = 10.0, profile: Path | Non
 
 
 def _startup_calls(events: list[dict[str, Any]], start_epoch: float, until_s: float | None) -> list[Any]:
-    """The store calls (offset from process start, seconds) before the first result, longest first kept
-    in order: ``[name, start_s, duration_s]``; the first entry is the end of the imports."""
-    calls = []
+    """The database transactions (offset from process start, seconds) before the first result, as
+    ``[label, start_s, duration_s]``; past the first 40, only labels not seen yet. The first entry is the
+    end of the imports (``harness/storetrace.py`` says what a label is)."""
+    calls: list[Any] = []
+    seen: set[str] = set()
     for event in events:
         offset = event["t"] - start_epoch
         if until_s is not None and offset > until_s:
             break
-        if event["event"] in ("claim", "record_outcomes") and len(calls) > 40:
+        if len(calls) > 40 and event["event"] in seen:
             continue
+        seen.add(event["event"])
         calls.append([event["event"], round(offset, 3), event.get("s")])
     return calls
 
 
-def main() -> None:
-    parser = rc.make_parser(__doc__, reps=1)
+def parse_args() -> argparse.Namespace:
+    parser = make_parser(__doc__, reps=1)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=120.0, help="how long the first run goes on")
     parser.add_argument("--drain", action="store_true", help="let the first run finish every job")
     parser.add_argument("--resume-after", type=float, default=15.0, help="with --drain: kill point")
-    args = parser.parse_args()
-    jobs = 100_000 if args.quick else args.jobs
-    seconds = 20.0 if args.quick else args.seconds
+    return parser.parse_args()
+
+
+def print_run(first: dict[str, Any]) -> None:
+    marks = first["rss"]
+    print(
+        f"run: {first['jobs_done']:,} jobs in {first['wall_s']:.1f} s "
+        f"({first['jobs_per_s']:.0f} jobs/s), "
+        f"{'killed' if first['killed'] else 'exit ' + str(first['exit_code'])}; peak RSS "
+        f"{first['maxrss_mb']:.1f} MB; RSS at 10/50/90% of those jobs: "
+        + ", ".join(f"{marks[k]['rss_mb']:.1f}" for k in ("10%", "50%", "90%") if k in marks)
+        + f" MB; drift from 10% to the end {marks.get('drift_mb')} MB"
+    )
+
+
+def print_resume(again: dict[str, Any]) -> None:
+    print(
+        f"resume: {again['running_before']} running jobs left by the killed runner; registered at "
+        f"{again.get('registered_s')} s, first claim at {again.get('first_claim_s')} s, first new result "
+        f"at {again.get('first_result_s')} s; then {again['jobs_done']:,} jobs in 10 s; SIGINT to exit "
+        f"{again['stop_after_sigint_s']} s; peak RSS {again['maxrss_mb']:.1f} MB"
+    )
+    print("  start-up, database transactions [label, start s, duration s]:")
+    for call in again["store_calls"][:30]:
+        print(f"    {call}")
+
+
+def phases(args: argparse.Namespace, manifest: Path, jobs: int, seconds: float) -> dict[str, Any]:
+    """Submit, run (killed or drained), resume, in one temporary directory."""
     pinned = not args.no_pin
-    manifest = rc.DATA / f"run-million-{jobs}.jsonl"
-    if not manifest.exists():
-        print(f"writing {manifest} ...")
-        rc.write_manifest(manifest, jobs, f"million-{jobs}")
-    info = rc.machine_info(pinned)
-    result: dict[str, Any] = {"name": "million", "machine": info, "jobs": jobs}
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="br-bench-million-") as tmp:
         db = Path(tmp) / "million.db"
         done = submit(manifest, db, pinned)
@@ -277,56 +302,59 @@ def main() -> None:
             resume_db = Path(tmp) / "resume" / "million.db"
             resume_db.parent.mkdir()
             shutil.copy(db, resume_db)
-        profile = rc.RESULTS_DIR / "profile-million-run.txt" if args.profile else None
+        profile = RESULTS_DIR / "profile-million-run.txt" if args.profile else None
         first = run_phase(db, seconds=None if args.drain else seconds, pinned=pinned, profile=profile)
-        first["rss"] = rss_marks([tuple(s) for s in first["samples"]], first["jobs_done"])  # type: ignore[misc]
+        first["rss"] = rss_marks([tuple(s) for s in first["samples"]], first["jobs_done"])
         result["run"] = first
-        marks = first["rss"]
-        print(
-            f"run: {first['jobs_done']:,} jobs in {first['wall_s']:.1f} s "
-            f"({first['jobs_per_s']:.0f} jobs/s), "
-            f"{'killed' if first['killed'] else 'exit ' + str(first['exit_code'])}; peak RSS "
-            f"{first['maxrss_mb']:.1f} MB; RSS at 10/50/90% of those jobs: "
-            + ", ".join(f"{marks[k]['rss_mb']:.1f}" for k in ("10%", "50%", "90%") if k in marks)
-            + f" MB; drift from 10% to the end {marks.get('drift_mb')} MB"
-        )
+        print_run(first)
         if args.drain:
             short = run_phase(resume_db, seconds=args.resume_after, pinned=pinned)
             print(f"(resume test) run killed after {short['wall_s']:.1f} s, {short['jobs_done']:,} jobs done")
-        resume_profile = rc.RESULTS_DIR / "profile-million-resume.txt" if args.profile else None
-        again = resume(resume_db, pinned=pinned, profile=resume_profile)
-        result["resume"] = again
-        print(
-            f"resume: {again['running_before']} running jobs left by the killed runner; registered at "
-            f"{again.get('registered_s')} s, first claim at {again.get('first_claim_s')} s, first new result "
-            f"at {again.get('first_result_s')} s; then {again['jobs_done']:,} jobs in 10 s; SIGINT to exit "
-            f"{again['stop_after_sigint_s']} s; peak RSS {again['maxrss_mb']:.1f} MB"
-        )
-        print("  start-up, store calls [name, start s, duration s]:")
-        for call in again["store_calls"][:30]:
-            print(f"    {call}")
+        resume_profile = RESULTS_DIR / "profile-million-resume.txt" if args.profile else None
+        result["resume"] = resume(resume_db, pinned=pinned, profile=resume_profile)
+        print_resume(result["resume"])
+    return result
+
+
+def verdict(first: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
     peak = max(first["maxrss_mb"], again["maxrss_mb"])
-    drift = abs(marks.get("drift_mb") or 0.0)
+    drift = abs(first["rss"].get("drift_mb") or 0.0)
     first_result = again.get("first_result_s")
-    result["verdict"] = {
+    v = {
         "peak_rss_mb": peak,
         "rss_pass": peak <= RSS_TARGET_MB and drift <= 10,
         "resume_s": first_result,
         "resume_pass": first_result is not None and first_result <= RESUME_TARGET_S,
     }
-    v = result["verdict"]
+    rss_ok, resume_ok = report.verdict(v["rss_pass"]), report.verdict(v["resume_pass"])
     print(
-        f"peak RSS {peak:.1f} MB (target <= {RSS_TARGET_MB}, flat) -> {rc.verdict(v['rss_pass'])}; resume "
-        f"start-up {first_result} s (target <= {RESUME_TARGET_S}) -> {rc.verdict(v['resume_pass'])}"
+        f"peak RSS {peak:.1f} MB (target <= {RSS_TARGET_MB}, flat) -> {rss_ok}; "
+        f"resume start-up {first_result} s (target <= {RESUME_TARGET_S}) -> {resume_ok}"
     )
+    return v
+
+
+def main() -> None:
+    args = parse_args()
+    snapshot.activate()
+    jobs = 100_000 if args.quick else args.jobs
+    seconds = 20.0 if args.quick else args.seconds
+    manifest = DATA / f"run-million-{jobs}.jsonl"
+    if not manifest.exists():
+        print(f"writing {manifest} ...")
+        write_manifest(manifest, jobs, f"million-{jobs}")
+    info = machine.machine_info(not args.no_pin)
+    result: dict[str, Any] = {"name": "million", "machine": info, "jobs": jobs}
+    result.update(phases(args, manifest, jobs, seconds))
+    result["verdict"] = verdict(result["run"], result["resume"])
     if args.profile:
         for name in ("run", "resume"):
-            path = rc.RESULTS_DIR / f"profile-million-{name}.txt"
-            if rc.wait_for_file(path, 5):
-                result.setdefault("profiles", {})[name] = rc.profile_summary(path)
-                rc.print_profile(f"million {name}", result["profiles"][name])
-    info["load_after"] = rc._loadavg()
-    print(f"saved {rc.save(rc.result_name('million', args), result)}")
+            path = RESULTS_DIR / f"profile-million-{name}.txt"
+            if pyspy.wait_for_file(path, 5):
+                result.setdefault("profiles", {})[name] = pyspy.profile_summary(path)
+                pyspy.print_profile(f"million {name}", result["profiles"][name])
+    info["load_after"] = machine.loadavg()
+    print(f"saved {report.save(report.result_name('million', args), result)}")
 
 
 if __name__ == "__main__":

@@ -6,21 +6,20 @@ batchrunner is told ``--rpm 3600``; the bare-SDK loop, at the same concurrency, 
 Server: ``--rpm 3600 --window-s 1 --latency-ms 150 --jitter-ms 100`` (200 ms answers). Targets (the issue):
 batchrunner sustains >= 95% of the limit with <= 1% of its requests refused with 429. The sustained rate
 is the least-squares slope of (send time, cumulative count) over the attempts that were answered with a 200
-(``run_common.slope``), which a burst at either end of the run does not inflate; answers over the active
-span are shown too.
-The baseline retries a 429 after its ``retry-after-ms`` (``run_common`` docstring): what a script without
-a limiter gets.
+(``harness.measures.slope``), which a burst at either end of the run does not inflate; answers over the
+active span are shown too.
+The baseline retries a 429 after its ``retry-after-ms`` (``harness/baseline_client.py``): what a script
+without a limiter gets.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run_common as rc
+from harness import report
+from harness.compare import compare
+from harness.measures import median
+from harness.options import make_parser
 
 LIMIT_RPM = 3600
 RATE_TARGET, REFUSED_TARGET = 0.95, 0.01
@@ -29,22 +28,22 @@ RATE_TARGET, REFUSED_TARGET = 0.95, 0.01
 def rate_figures(figures: dict[str, Any]) -> dict[str, float | None]:
     """Medians over one client's runs: sustained answered rate, its share of the limit, 429 share."""
     runs = figures["runs"]
-    sustained = rc.median([r["extra"]["ok_slope_per_s"] for r in runs]) or 0.0
+    sustained = median([r["extra"]["ok_slope_per_s"] for r in runs]) or 0.0
     return {
         "sustained_per_s": sustained,
         "of_limit": sustained / (LIMIT_RPM / 60),
         "answers_per_active_s": figures["rate_active"],
-        "refused_share": rc.median([r["by_status"].get("429", 0) / max(r["requests"], 1) for r in runs]),
-        "requests_per_job": rc.median([r["requests"] / max(r["jobs"], 1) for r in runs]),
+        "refused_share": median([r["by_status"].get("429", 0) / max(r["requests"], 1) for r in runs]),
+        "requests_per_job": median([r["requests"] / max(r["jobs"], 1) for r in runs]),
     }
 
 
 def main() -> None:
-    parser = rc.make_parser(__doc__, reps=3)
+    parser = make_parser(__doc__, reps=3)
     parser.add_argument("--jobs", type=int, default=1200)
     args = parser.parse_args()
     jobs, reps = (300, 1) if args.quick else (args.jobs, args.reps)
-    result = rc.compare(
+    result = compare(
         name="ratelimit",
         server_args=["--rpm", str(LIMIT_RPM), "--window-s", "1", "--latency-ms", "150", "--jitter-ms", "100"],
         jobs=jobs,
@@ -72,10 +71,10 @@ def main() -> None:
         and result["batchrunner"]["all_done"]
     )
     result["verdict"] = verdict
-    rc.print_pair(result)
-    passed = rc.verdict(verdict["pass"])
+    report.print_pair(result)
+    passed = report.verdict(verdict["pass"])
     print(f"target >= {RATE_TARGET:.0%} of the limit, <= {REFUSED_TARGET:.0%} 429s -> {passed}")
-    print(f"saved {rc.save(rc.result_name('ratelimit', args), result)}")
+    print(f"saved {report.save(report.result_name('ratelimit', args), result)}")
 
 
 if __name__ == "__main__":

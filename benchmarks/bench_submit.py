@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import gen_manifest
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +48,8 @@ SUBMIT_TARGET_RATIO = 0.5
 RSS_LIMIT_MB = 300
 EXPORT_TARGET_RATE = 100_000
 BASELINE_BATCH = 10_000
+BASE_DB, OURS_DB, SMALL_DB = DATA / "baseline.db", DATA / "submit.db", DATA / "submit-small.db"
+CSV, SMALL_CSV = DATA / "export.csv", DATA / "export-small.csv"
 
 
 @dataclass(frozen=True)
@@ -184,20 +184,13 @@ def _triple(sample: Sample) -> tuple[float, float, float]:
     return (sample.seconds, sample.cpu_seconds, sample.peak_rss_mb)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    manifest = gen_manifest.ensure(args.lines)
-    small = gen_manifest.ensure(args.small)
-    DATA.mkdir(exist_ok=True)
-    base_db, ours_db, small_db = DATA / "baseline.db", DATA / "submit.db", DATA / "submit-small.db"
-    lines = args.lines
-    before = machine()
-    print(f"{lines:,} lines, {manifest.stat().st_size / lines:.0f} bytes/line: {manifest}", flush=True)
-
+def submit_rounds(manifest: Path, lines: int, repeat: int) -> tuple[list[Sample], list[Sample]]:
+    """``repeat`` rounds of the baseline and then ``batchrunner submit``, each into a fresh database."""
     base_runs: list[Sample] = []
     ours_runs: list[Sample] = []
-    for round_ in range(1, args.repeat + 1):
-        base = measure([sys.executable, __file__, "baseline", str(manifest), str(fresh(base_db))])
-        ours = measure(submit_argv(manifest, fresh(ours_db)))
+    for round_ in range(1, repeat + 1):
+        base = measure([sys.executable, __file__, "baseline", str(manifest), str(fresh(BASE_DB))])
+        ours = measure(submit_argv(manifest, fresh(OURS_DB)))
         base_runs.append(base)
         ours_runs.append(ours)
         print(
@@ -205,24 +198,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"submit {lines / ours.seconds:9,.0f} lines/s {ours.peak_rss_mb:6.0f} MB",
             flush=True,
         )
-    assert rows_in(base_db) == lines and rows_in(ours_db) == lines, "not every line was inserted"
+    assert rows_in(BASE_DB) == lines and rows_in(OURS_DB) == lines, "not every line was inserted"
+    return base_runs, ours_runs
 
-    resubmit = measure(submit_argv(manifest, ours_db))
-    assert "0 job(s) queued" in resubmit.stderr, resubmit.stderr
-    print(f"resubmit: {lines / resubmit.seconds:,.0f} lines/s {resubmit.peak_rss_mb:.0f} MB", flush=True)
 
-    answer_every_job(ours_db)
-    measure(submit_argv(small, fresh(small_db)))
-    answer_every_job(small_db)
+def export_rounds(small: Path, lines: int, args: argparse.Namespace) -> tuple[list[Sample], list[Sample]]:
+    """Every job answered; ``export --format csv`` of all of them and of the small run, ``repeat`` times."""
+    answer_every_job(OURS_DB)
+    measure(submit_argv(small, fresh(SMALL_DB)))
+    answer_every_job(SMALL_DB)
     export_runs: list[Sample] = []
     small_runs: list[Sample] = []
-    csv_path, small_csv = DATA / "export.csv", DATA / "export-small.csv"
     for round_ in range(1, args.repeat + 1):
-        big = measure(
-            batchrunner_argv("export", "--db", str(ours_db), "--format", "csv", "-o", str(csv_path))
-        )
+        big = measure(batchrunner_argv("export", "--db", str(OURS_DB), "--format", "csv", "-o", str(CSV)))
         little = measure(
-            batchrunner_argv("export", "--db", str(small_db), "--format", "csv", "-o", str(small_csv))
+            batchrunner_argv("export", "--db", str(SMALL_DB), "--format", "csv", "-o", str(SMALL_CSV))
         )
         export_runs.append(big)
         small_runs.append(little)
@@ -232,9 +222,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f" {little.peak_rss_mb:6.0f} MB",
             flush=True,
         )
-    with csv_path.open("rb") as exported:
+    with CSV.open("rb") as exported:
         assert sum(1 for _ in exported) > lines, "the CSV has fewer lines than rows"
+    return export_runs, small_runs
 
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    manifest = gen_manifest.ensure(args.lines)
+    small = gen_manifest.ensure(args.small)
+    DATA.mkdir(exist_ok=True)
+    lines = args.lines
+    before = machine()
+    print(f"{lines:,} lines, {manifest.stat().st_size / lines:.0f} bytes/line: {manifest}", flush=True)
+    base_runs, ours_runs = submit_rounds(manifest, lines, args.repeat)
+    resubmit = measure(submit_argv(manifest, OURS_DB))
+    assert "0 job(s) queued" in resubmit.stderr, resubmit.stderr
+    print(f"resubmit: {lines / resubmit.seconds:,.0f} lines/s {resubmit.peak_rss_mb:.0f} MB", flush=True)
+    export_runs, small_runs = export_rounds(small, lines, args)
     return {
         "lines": lines,
         "small": args.small,
@@ -247,7 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "resubmit": _triple(resubmit),
         "export": [_triple(s) for s in export_runs],
         "export_small": [_triple(s) for s in small_runs],
-        "csv_bytes": csv_path.stat().st_size,
+        "csv_bytes": CSV.stat().st_size,
     }
 
 

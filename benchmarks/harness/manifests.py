@@ -1,0 +1,43 @@
+"""The manifests of the run benchmarks: OpenAI Batch API chat lines, a unique prompt each (the fake server
+keys its books by prompt, so duplicates are counted), about 300 bytes a line. The baseline sends the
+``body`` of the same lines."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from harness.paths import MODEL
+
+_TEXT = (
+    "the battery lasts all day and the screen is great but the speaker is weak delivery was late support "
+    "answered quickly price is fair would buy again quality feels cheap colour faded"
+)
+_WORDS = _TEXT.split(" ")
+
+
+def chat_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
+    """The request of job ``i``."""
+    review = " ".join(rng.choices(_WORDS, k=20))
+    prompt = f"{tag} job {i}: classify the sentiment (positive/negative) of: {review}"
+    return {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
+
+
+def write_manifest(path: Path, jobs: int, tag: str) -> Path:
+    """``jobs`` lines into ``path`` (the same ``tag`` always gives the same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(tag)
+    temp = path.with_name(path.name + ".tmp")
+    with temp.open("w") as out:
+        for i in range(jobs):
+            line = {
+                "custom_id": f"{tag}-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": chat_body(i, tag, rng),
+            }
+            out.write(json.dumps(line, separators=(",", ":")) + "\n")
+    temp.replace(path)
+    return path

@@ -108,7 +108,10 @@ async def _the_run(
         name = run_name_of(jobs, name)
         before = await store.find_run_or_none(name)
         was_skipping = bool(before is not None and before.options.get("skip_invalid"))
-        report = await submit_into(store, settings, jobs, run=name, skip_invalid=skip_invalid or was_skipping)
+        as_before = settings if before is None else _as_submitted(settings, before)
+        report = await submit_into(
+            store, as_before, jobs, run=name, skip_invalid=skip_invalid or was_skipping
+        )
         if report.rejected:
             where = f"; see {report.rejects_file}" if report.rejects_file else ""
             notify(f"{report.rejected} invalid line(s) skipped{where}")
@@ -121,6 +124,13 @@ async def _the_run(
         if moved:
             notify(f"rerouted {moved} pending job(s) of run {found.name!r} to provider {provider}")
     return found
+
+
+def _as_submitted(settings: Settings, before: RunInfo) -> Settings:
+    """The settings to submit a run's file again with: its provider as it was submitted (the provider is
+    part of each job's content), so that the file adds nothing new; a given ``--provider`` then reroutes
+    the run's pending jobs instead of conflicting with them."""
+    return replace(settings, run=replace(settings.run, provider=before.options.get("provider")))
 
 
 async def _settings_of(store: Store, run: RunInfo, settings: Settings, notify: Notify) -> Settings:

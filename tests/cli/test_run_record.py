@@ -171,13 +171,28 @@ def test_a_flag_given_later_overrides_for_that_invocation_and_says_so(
     assert os.environ["OPENAI_API_KEY"] not in remembered  # the variable's name, never the key
 
 
-def test_run_provider_reroutes_a_submitted_runs_pending_jobs(db_target: str, tmp_path: Path) -> None:
-    submitted = cli(tmp_path, "submit", str(JOBS / "openai-batch.jsonl"), "--db", db_target)
+@pytest.mark.parametrize("with_file", [False, True], ids=["run", "run-FILE"])
+def test_run_provider_reroutes_a_submitted_runs_pending_jobs(
+    db_target: str, tmp_path: Path, with_file: bool
+) -> None:
+    """``run --provider fake``, and ``run FILE --provider fake`` (the file, submitted with another provider,
+    adds nothing: it is not a conflict), rehearse a submitted run with the fake provider."""
+    manifest = str(JOBS / "openai-batch.jsonl")
+    submitted = cli(tmp_path, "submit", manifest, "--db", db_target)
     assert submitted.returncode == 0, submitted.stderr
     total = sum(states(db_target).values())
 
+    file = [manifest] if with_file else []
     rehearsed = cli(
-        tmp_path, "run", "--provider", "fake", "--db", db_target, "--no-progress", env={"OPENAI_API_KEY": ""}
+        tmp_path,
+        "run",
+        *file,
+        "--provider",
+        "fake",
+        "--db",
+        db_target,
+        "--no-progress",
+        env={"OPENAI_API_KEY": ""},
     )
 
     assert rehearsed.returncode == 0, rehearsed.stderr

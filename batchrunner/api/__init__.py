@@ -16,14 +16,43 @@ once. They are coroutines::
 ``reading`` (status, runs, export, results), ``changing`` (retry, cancel).
 """
 
-from batchrunner.api.changing import cancel, retry_failed
-from batchrunner.api.reading import StatusReport, export, results, runs, status
-from batchrunner.api.running import ProgressOptions, Tune, run
-from batchrunner.api.session import DEFAULT_DB, open_store, settings
-from batchrunner.api.submitting import JobsSource, submit
-from batchrunner.engine.options import RunReport
-from batchrunner.export import ExportFormat
-from batchrunner.store.reports import Only
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchrunner.api.changing import cancel, retry_failed
+    from batchrunner.api.reading import StatusReport, export, results, runs, status
+    from batchrunner.api.running import ProgressOptions, Tune, run
+    from batchrunner.api.session import DEFAULT_DB, open_store, settings
+    from batchrunner.api.submitting import JobsSource, submit
+    from batchrunner.engine.options import RunReport
+    from batchrunner.export import ExportFormat
+    from batchrunner.store.reports import Only
+
+_HOMES = {
+    **dict.fromkeys(["cancel", "retry_failed"], "batchrunner.api.changing"),
+    **dict.fromkeys(["StatusReport", "export", "results", "runs", "status"], "batchrunner.api.reading"),
+    **dict.fromkeys(["ProgressOptions", "Tune", "run"], "batchrunner.api.running"),
+    **dict.fromkeys(["DEFAULT_DB", "open_store", "settings"], "batchrunner.api.session"),
+    **dict.fromkeys(["JobsSource", "submit"], "batchrunner.api.submitting"),
+    "RunReport": "batchrunner.engine.options",
+    "ExportFormat": "batchrunner.export",
+    "Only": "batchrunner.store.reports",
+}
+"""Where each verb lives; imported on first use, so that ``status`` does not import the engine, the
+manifest reader and the providers it does not need."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'batchrunner.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_DB", "ExportFormat", "JobsSource", "Only", "ProgressOptions", "RunReport", "StatusReport",

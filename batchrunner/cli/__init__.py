@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from batchrunner import api
 from batchrunner.cli.common import (
     config_option,
     db_option,
@@ -22,7 +22,10 @@ from batchrunner.cli.common import (
     verbose_option,
 )
 from batchrunner.cli.render import render_runs, render_status, status_json
-from batchrunner.config import Settings
+
+if TYPE_CHECKING:  # the verbs are imported when a command runs, so that --help stays light
+    from batchrunner import api
+    from batchrunner.config import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +80,8 @@ def submit(
     Every line is checked first; if any is invalid, each is reported as FILE:LINE: field: reason and
     nothing is queued (exit 2). Submitting the same file again adds nothing.
     """
+    from batchrunner import api
+
     settings = resolve_settings({"db": db, "provider": provider, "model": model}, config_path, verbose)
     report = run_verb(
         api.submit(file, settings=settings, run=run_name, skip_invalid=skip_invalid),
@@ -101,6 +106,8 @@ def status(
     run_name: str | None, as_json: bool, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
     """Show a run's jobs by state, attempts, tokens, cost, activity and top errors."""
+    from batchrunner import api
+
     stats = run_verb(api.status(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(status_json(stats) if as_json else render_status(stats))
 
@@ -111,6 +118,8 @@ def status(
 @verbose_option
 def runs(db: str | None, config_path: Path | None, verbose: bool) -> None:
     """List the runs in the database."""
+    from batchrunner import api
+
     click.echo(render_runs(run_verb(api.runs(settings=_settings(db, config_path, verbose)), verbose)))
 
 
@@ -148,6 +157,8 @@ def export(
     verbose: bool,
 ) -> None:
     """Export a run's results in manifest order (written to a temp file and renamed into place)."""
+    from batchrunner import api
+
     count = run_verb(
         api.export(
             settings=_settings(db, config_path, verbose),
@@ -173,6 +184,8 @@ def retry(
     failed: bool, run_name: str | None, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
     """Give a run's failed jobs another go (then: batchrunner run)."""
+    from batchrunner import api
+
     count = run_verb(api.retry_failed(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} failed job(s) requeued", err=True)
 
@@ -184,6 +197,8 @@ def retry(
 @verbose_option
 def cancel(run_name: str | None, db: str | None, config_path: Path | None, verbose: bool) -> None:
     """Cancel a run's pending and running jobs."""
+    from batchrunner import api
+
     count = run_verb(api.cancel(settings=_settings(db, config_path, verbose), run=run_name), verbose)
     click.echo(f"{count} job(s) cancelled", err=True)
 

@@ -9,12 +9,11 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from batchrunner.config import Settings, load_settings
 from batchrunner.errors import (
     BatchrunnerError,
     ConfigError,
@@ -23,6 +22,9 @@ from batchrunner.errors import (
     RunStoppingError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from batchrunner.config import Settings
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +68,8 @@ def run_verb(coro: Coroutine[Any, Any, T], verbose: bool) -> T:
 
 def resolve_settings(flags: Mapping[str, object | None], config_path: Path | None, verbose: bool) -> Settings:
     """Defaults < config file < environment < flags, resolved once (STYLE habit 19)."""
+    from batchrunner.config import load_settings  # pydantic, yaml: only for a command that runs
+
     with error_boundary(verbose):
         return load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
     raise AssertionError("unreachable")  # pragma: no cover - the boundary exits

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from batchrunner.api import StatusReport
 from batchrunner.models import RunInfo
 from batchrunner.policy.pricing import format_usd
+
+if TYPE_CHECKING:
+    from batchrunner.api import StatusReport
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -8,12 +8,10 @@ import shlex
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from batchrunner import api
-from batchrunner.api import RunReport
 from batchrunner.cli.common import (
     EXIT_INTERRUPTED,
     config_option,
@@ -21,6 +19,9 @@ from batchrunner.cli.common import (
     resolve_settings,
     run_verb,
 )
+
+if TYPE_CHECKING:
+    from batchrunner.api import RunReport
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
 """Test-only: kill the runner at a named point (see batchrunner.engine.crashpoints)."""
@@ -139,6 +140,8 @@ def run(
     saved; exit 130); run again to resume. Exit codes: 0 all succeeded, 1 some failed, 2 bad input,
     3 stopped (auth, quota, budget, cancel, the same permanent error on every job), 130 interrupted.
     """
+    from batchrunner import api  # the engine and the SDK adapters: only once the command runs
+
     _configure_logging(verbose, quiet)
     if flags.get("max_cost_usd") is not None:
         flags["max_cost_usd"] = Decimal(str(flags["max_cost_usd"]))
@@ -192,7 +195,9 @@ def command(verb: str, report: RunReport) -> str:
     words = ["batchrunner", verb]
     if report.runs_in_db > 1:
         words += ["--run", report.stats.run]
-    if report.db is not None and report.db != api.DEFAULT_DB:
+    from batchrunner.api.session import DEFAULT_DB
+
+    if report.db is not None and report.db != DEFAULT_DB:
         words += ["--db", report.db]
     return shlex.join(words)
 

@@ -50,10 +50,41 @@ restarted against the same server meets the same faults.
      "answers": {"prompt text": 1, ...}}     # complete answers per prompt key
 """
 
-from batchrunner.fakeserver.app import create_app
-from batchrunner.fakeserver.config import FakeServerConfig
-from batchrunner.fakeserver.faults import FaultKind, FaultPlan, load_schedule, parse_plan
-from batchrunner.fakeserver.server import FakeServer, serve_until_signalled, start_server
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchrunner.fakeserver.app import create_app
+    from batchrunner.fakeserver.config import FakeServerConfig
+    from batchrunner.fakeserver.faults import FaultKind, FaultPlan, load_schedule, parse_plan
+    from batchrunner.fakeserver.server import FakeServer, serve_until_signalled, start_server
+
+_HOMES = {
+    "create_app": "batchrunner.fakeserver.app",
+    "FakeServerConfig": "batchrunner.fakeserver.config",
+    **{
+        name: "batchrunner.fakeserver.faults"
+        for name in ("FaultKind", "FaultPlan", "load_schedule", "parse_plan")
+    },
+    **{
+        name: "batchrunner.fakeserver.server"
+        for name in ("FakeServer", "serve_until_signalled", "start_server")
+    },
+}
+"""Where each name lives; imported on first use, so that the fake server's command line (and so
+``batchrunner --help``) does not import aiohttp."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'batchrunner.fakeserver' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FakeServer",

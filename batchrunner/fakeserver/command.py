@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from batchrunner.fakeserver import (
-    FakeServer,
-    FakeServerConfig,
-    FaultKind,
-    load_schedule,
-    serve_until_signalled,
-)
+from batchrunner.fakeserver.config import FakeServerConfig
+from batchrunner.fakeserver.faults import FaultKind, load_schedule
+
+if TYPE_CHECKING:
+    from batchrunner.fakeserver.server import FakeServer
 
 EPILOG = """\
 Fault kinds (each has a --pKIND probability flag; they must sum to at most 1):
@@ -161,6 +159,8 @@ def fake_server(schedule_file: Path | None, **options: Any) -> None:
         click.echo(f"listening on {server.base_url}")  # click.echo flushes: a parent may be waiting for it
 
     try:
+        from batchrunner.fakeserver.server import serve_until_signalled  # aiohttp: only when serving
+
         asyncio.run(serve_until_signalled(config, ready))
     except OSError as exc:
         raise click.ClickException(f"cannot serve on 127.0.0.1:{config.port}: {exc}") from None

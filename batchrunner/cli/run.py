@@ -94,6 +94,13 @@ def _env(name: str) -> dict[str, Any]:
     "fail those jobs one by one.",
     **_env("NO_STOP_ON_SYSTEMATIC"),
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["http", "sdk"]),
+    help="How to speak to OpenAI and Anthropic: http (aiohttp, fast) or sdk (the official SDKs) "
+    "[default: http].",
+    **_env("TRANSPORT"),
+)
 @config_option
 @click.option(
     "--db",

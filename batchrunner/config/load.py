@@ -169,6 +169,7 @@ def _run_defaults(values: Mapping[str, object]) -> RunDefaults:
         tpm=merged.tpm,
         base_url=merged.base_url,
         no_stop_on_systematic=bool(merged.no_stop_on_systematic),
+        transport=merged.transport or default.transport,
     )
 
 

@@ -2,7 +2,8 @@
 
 A run's first ``batchrunner run`` stores its settings in ``runs.settings_json``: per provider its kind,
 base URL, the *name* of its key variable (never the key), limits and timeout; and the run's concurrency,
-max attempts, timeout, max cost and default model. A resume, a retry and any later ``run`` use them, so
+max attempts, timeout, max cost, default model and transport (a run stored before the transport
+existed has none, and takes this invocation's). A resume, a retry and any later ``run`` use them, so
 that a run started against ``--base-url http://127.0.0.1:8000/v1`` is never resumed against the
 provider's public API because the flag was not repeated.
 
@@ -24,7 +25,7 @@ from batchrunner.config import Settings
 from batchrunner.config.settings import ProviderConfig, RunDefaults
 
 VERSION: Final = 1
-RUN_FIELDS: Final = ("concurrency", "max_attempts", "timeout_s", "max_cost_usd", "model")
+RUN_FIELDS: Final = ("concurrency", "max_attempts", "timeout_s", "max_cost_usd", "model", "transport")
 """The run-wide settings a run remembers (each is also a flag of ``batchrunner run``)."""
 
 Notify = Callable[[str], None]

@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchrunner.config.sources import REFERENCE, dotted
 from batchrunner.providers.catalog import ProviderKind, default_key_env
+from batchrunner.providers.registry import Transport
 
 PROVIDER_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 """A provider name: it becomes part of a variable name (``LOCAL_VLLM_API_KEY``), so no dots or spaces."""
@@ -61,6 +62,7 @@ class RunSection(_Strict):
     provider: Text | None = None
     model: Text | None = None
     db: Text | None = None
+    transport: Transport | None = None
 
 
 class RunOverrides(RunSection):

@@ -22,7 +22,13 @@ from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
 from batchrunner.policy.ratelimit import RateLimits
 from batchrunner.providers.catalog import PRESETS, ProviderKind
-from batchrunner.providers.registry import ProviderSettings, missing_key_error
+from batchrunner.providers.registry import (
+    DEFAULT_TRANSPORT,
+    TRANSPORTS,
+    ProviderSettings,
+    Transport,
+    missing_key_error,
+)
 from batchrunner.secret import Secret
 
 _DEFAULT_CONNECT_TIMEOUT_S: Final = ProviderSettings(name="-", kind="fake").connect_timeout_s
@@ -56,6 +62,9 @@ class RunDefaults:
     no_stop_on_systematic: bool = False
     """Do not stop when a provider+model's first answers all fail alike
     (:mod:`batchrunner.engine.systematic`)."""
+    transport: Transport = DEFAULT_TRANSPORT
+    """How the OpenAI and Anthropic providers speak HTTP: ``http`` (aiohttp) or ``sdk`` (the official SDKs)
+    (:mod:`batchrunner.providers.registry`)."""
 
     def __post_init__(self) -> None:
         # The loader validates each layer with its source named; this guards values built in code.
@@ -67,6 +76,8 @@ class RunDefaults:
                 raise UsageError(f"{name} must be a finite number > 0, not {value!r}")
         if self.max_cost_usd is not None and not (self.max_cost_usd.is_finite() and self.max_cost_usd >= 0):
             raise UsageError(f"max_cost_usd must be a finite amount >= 0, not {self.max_cost_usd}")
+        if self.transport not in TRANSPORTS:
+            raise UsageError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +157,8 @@ class Settings:
             timeout_s=entry.timeout_s or self.run.timeout_s,
             connect_timeout_s=entry.connect_timeout_s or _DEFAULT_CONNECT_TIMEOUT_S,
             fake_latency_ms=entry.fake_latency_ms or 0.0,
+            transport=self.run.transport,
+            max_connections=self.run.concurrency,
         )
 
     def rate_limits(self, name: str) -> RateLimits:

@@ -101,10 +101,12 @@ _CONNECT_PHASE = frozenset(
         "UnsupportedProtocol",
         "InvalidURL",
         "ConnectionRefusedError",
+        "ClientConnectorError",  # aiohttp: refused, DNS, TLS handshake (its subclasses)
+        "ConnectionTimeoutError",  # aiohttp: the connect (sock_connect) timeout
     }
 )
-"""Exception names (httpx, httpx2, httpcore, builtins) that mean no request byte was sent."""
-_TRANSPORT_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio"})
+"""Exception names (httpx, httpx2, httpcore, aiohttp, builtins) that mean no request byte was sent."""
+_TRANSPORT_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio", "aiohttp"})
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -8,13 +8,19 @@ settings into an adapter. Configuration is resolved at the edge (STYLE habit 19)
 unwraps only when it hands it to the SDK.
 
 The adapters are imported by :func:`build_provider` only, so that importing this module does not load
-either SDK.
+either SDK (nor aiohttp).
+
+**Transports.** Each API kind has two adapters: ``http`` (the default) speaks HTTP itself through one
+shared aiohttp session per provider (:mod:`batchrunner.providers.http` says why, with figures); ``sdk``
+goes through the official SDK (``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``), the reference the
+``http`` adapters are tested against (the provider tests run over both).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final, Literal, get_args
 
 from batchrunner.errors import ConfigError
 from batchrunner.providers.base import Provider
@@ -22,10 +28,18 @@ from batchrunner.providers.catalog import KINDS, ProviderKind, default_key_env
 from batchrunner.secret import Secret
 
 __all__ = [
+    "DEFAULT_TRANSPORT",
+    "TRANSPORTS",
     "ProviderSettings",
+    "Transport",
     "build_provider",
     "missing_key_error",
 ]
+
+
+Transport = Literal["http", "sdk"]
+TRANSPORTS: Final[tuple[Transport, ...]] = get_args(Transport)
+DEFAULT_TRANSPORT: Final[Transport] = "http"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,6 +58,10 @@ class ProviderSettings:
     connect_timeout_s: float = 10.0
     fake_latency_ms: float = 0.0
     """Latency of the ``fake`` provider per call."""
+    transport: Transport = DEFAULT_TRANSPORT
+    """``http`` (aiohttp, the default) or ``sdk`` (the official SDK); see the module docstring."""
+    max_connections: int = 100
+    """The ``http`` transport's connection pool size (the run's concurrency)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -54,6 +72,12 @@ class ProviderSettings:
             value = getattr(self, field)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"provider {self.name}: {field} must be a number > 0, not {value!r}")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"provider {self.name}: unknown transport {self.transport!r} (known: {', '.join(TRANSPORTS)})"
+            )
+        if self.max_connections < 1:
+            raise ConfigError(f"provider {self.name}: max_connections must be >= 1")
         if not (math.isfinite(self.fake_latency_ms) and self.fake_latency_ms >= 0):
             raise ConfigError(
                 f"provider {self.name}: fake_latency_ms must be >= 0, not {self.fake_latency_ms!r}"
@@ -89,6 +113,17 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             connect_timeout_s=settings.connect_timeout_s,
             timeout_s=settings.timeout_s,
+        )
+    if settings.transport == "http":
+        from batchrunner.providers.openai_http import OpenAIHTTPProvider
+
+        return OpenAIHTTPProvider(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            name=name,
+            connect_timeout_s=settings.connect_timeout_s,
+            timeout_s=settings.timeout_s,
+            max_connections=settings.max_connections,
         )
     from batchrunner.providers.openai import OpenAIProvider
 

@@ -42,7 +42,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "sqlalchemy": ("batchrunner.store",),
     "openai": ("batchrunner.providers.openai",),
     "anthropic": ("batchrunner.providers.anthropic",),
-    "aiohttp": ("batchrunner.fakeserver",),
+    "aiohttp": ("batchrunner.fakeserver", "batchrunner.providers.http"),
     "pydantic": ("batchrunner.config",),
     "yaml": ("batchrunner.config",),
     "dotenv": ("batchrunner.config",),

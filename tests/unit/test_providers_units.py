@@ -38,7 +38,8 @@ from batchrunner.providers.errors import (
 )
 from batchrunner.providers.fake import FakeProvider
 from batchrunner.providers.openai import OpenAIProvider
-from batchrunner.providers.registry import ProviderSettings, build_provider
+from batchrunner.providers.openai_http import OpenAIHTTPProvider
+from batchrunner.providers.registry import TRANSPORTS, ProviderSettings, build_provider
 from batchrunner.secret import Secret
 
 CANARY = "sk-canary-7f3a9c1e5b2d4680aa"
@@ -230,6 +231,16 @@ def test_a_missing_key_is_an_actionable_error() -> None:
         resolved("mistral", {})
 
 
+def test_the_transport_is_a_run_option_and_the_pool_is_the_run_concurrency() -> None:
+    env = {"OPENAI_API_KEY": "k"}
+    assert (resolved("openai", env).transport, resolved("openai", env).max_connections) == ("http", 32)
+    assert resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "sdk"}).transport == "sdk"
+    flagged = resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "sdk"}, transport="http", concurrency=7)
+    assert (flagged.transport, flagged.max_connections) == ("http", 7)
+    with pytest.raises(ConfigError, match="BATCHRUNNER_TRANSPORT"):
+        resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "curl"})
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="unknown kind"):
         ProviderSettings(name="x", kind="azure")  # type: ignore[arg-type]
@@ -237,14 +248,22 @@ def test_settings_are_validated() -> None:
         ProviderSettings(name="x", kind="fake", timeout_s=0)
 
 
-async def test_build_provider_builds_each_kind() -> None:
+ADAPTERS: dict[str, tuple[type[Provider], type[Provider]]] = {
+    "http": (OpenAIHTTPProvider, AnthropicProvider),
+    "sdk": (OpenAIProvider, AnthropicProvider),
+}
+"""The OpenAI and Anthropic adapters of each transport."""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_build_provider_builds_each_kind(transport: str) -> None:
     built: list[Provider] = [
-        build_provider("fake", resolved("fake", {})),
-        build_provider("gemini", resolved("gemini", {"GEMINI_API_KEY": CANARY})),
-        build_provider("claude", resolved("anthropic", {"ANTHROPIC_API_KEY": CANARY})),
+        build_provider("fake", resolved("fake", {}, transport=transport)),
+        build_provider("gemini", resolved("gemini", {"GEMINI_API_KEY": CANARY}, transport=transport)),
+        build_provider("claude", resolved("anthropic", {"ANTHROPIC_API_KEY": CANARY}, transport=transport)),
     ]
     try:
-        assert [type(p) for p in built] == [FakeProvider, OpenAIProvider, AnthropicProvider]
+        assert [type(p) for p in built] == [FakeProvider, *ADAPTERS[transport]]
         assert [p.name for p in built] == ["fake", "gemini", "claude"]
         assert "generativelanguage.googleapis.com" in repr(built[1])
         assert all(CANARY not in repr(p) for p in built)

@@ -1,4 +1,7 @@
-"""The adapters end to end: the real SDKs over HTTP to the fake provider server on 127.0.0.1.
+"""The adapters end to end over HTTP to the fake provider server on 127.0.0.1, over both transports.
+
+Every test runs twice, through the real SDKs (``sdk``) and through batchrunner's own aiohttp transport
+(``http``), so the two cannot drift: the same answers, errors, timeouts and redaction.
 
 Faults are scripted with ``[[fault:*KIND]]`` directives in the prompt (every attempt of that prompt gets the
 fault). Every provider here holds a canary key, and every error is checked for it (message and the chained
@@ -32,12 +35,30 @@ from batchrunner.errors import (
 )
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 from batchrunner.models import Usage
-from batchrunner.providers.anthropic import AnthropicProvider
-from batchrunner.providers.base import ProviderRequest, ProviderResponse
-from batchrunner.providers.openai import OpenAIProvider
+from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
+from batchrunner.providers.registry import TRANSPORTS, ProviderSettings, Transport, build_provider
+from batchrunner.secret import Secret
 
 CANARY = "sk-canary-0d6f1e2a9b8c7d6e5f4a3b2c"
 LONG_PROMPT = "cache me " * 560  # 5040 chars -> 1260 input tokens; the server reports 512 of them cached
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    value: Transport = request.param
+    return value
+
+
+def make(api: str, base_url: str, transport: Transport) -> Provider:
+    """The adapter ``build_provider`` builds for ``api`` over ``transport``, holding the canary key."""
+    settings = ProviderSettings(
+        name=api,
+        kind="openai" if api == "openai" else "anthropic",
+        api_key=Secret(CANARY),
+        base_url=base_url,
+        transport=transport,
+    )
+    return build_provider(api, settings)
 
 
 @pytest.fixture
@@ -46,15 +67,15 @@ def server(fake_server: StartFakeServer) -> ThreadedFakeServer:
 
 
 @pytest.fixture
-async def oai(server: ThreadedFakeServer) -> AsyncIterator[OpenAIProvider]:
-    provider = OpenAIProvider(api_key=CANARY, base_url=server.openai_base_url)
+async def oai(server: ThreadedFakeServer, transport: Transport) -> AsyncIterator[Provider]:
+    provider = make("openai", server.openai_base_url, transport)
     yield provider
     await provider.aclose()
 
 
 @pytest.fixture
-async def ant(server: ThreadedFakeServer) -> AsyncIterator[AnthropicProvider]:
-    provider = AnthropicProvider(api_key=CANARY, base_url=server.base_url)
+async def ant(server: ThreadedFakeServer, transport: Transport) -> AsyncIterator[Provider]:
+    provider = make("anthropic", server.base_url, transport)
     yield provider
     await provider.aclose()
 
@@ -81,7 +102,7 @@ def assert_no_canary(error: BaseException) -> None:
 # --- answers -----------------------------------------------------------------------------------------
 
 
-async def test_chat_completion(oai: OpenAIProvider) -> None:
+async def test_chat_completion(oai: Provider) -> None:
     response = await oai.call(chat("What is a fake server?"))
     data = json.loads(response.response_json)
     assert response.output_text == data["choices"][0]["message"]["content"] and response.output_text
@@ -90,7 +111,7 @@ async def test_chat_completion(oai: OpenAIProvider) -> None:
     assert (response.model, response.status_code, response.rate_limits) == ("gpt-test", 200, None)
 
 
-async def test_cached_tokens_are_read_from_every_api(oai: OpenAIProvider, ant: AnthropicProvider) -> None:
+async def test_cached_tokens_are_read_from_every_api(oai: Provider, ant: Provider) -> None:
     responses_request = ProviderRequest(
         endpoint="/v1/responses", body={"model": "gpt-test", "input": LONG_PROMPT}, timeout_s=10
     )
@@ -104,7 +125,7 @@ async def test_cached_tokens_are_read_from_every_api(oai: OpenAIProvider, ant: A
         assert json.loads(response.response_json)["usage"]  # as received
 
 
-async def test_responses_api(oai: OpenAIProvider) -> None:
+async def test_responses_api(oai: Provider) -> None:
     request = ProviderRequest(
         endpoint="/v1/responses",
         body={"model": "gpt-test", "input": "Say hi", "max_output_tokens": 50},
@@ -120,7 +141,7 @@ async def test_responses_api(oai: OpenAIProvider) -> None:
     assert response.usage.output_tokens == data["usage"]["output_tokens"]
 
 
-async def test_embeddings(oai: OpenAIProvider) -> None:
+async def test_embeddings(oai: Provider) -> None:
     request = ProviderRequest(
         endpoint="/v1/embeddings",
         body={"model": "emb-test", "input": ["one", "two"], "dimensions": 3},
@@ -132,7 +153,7 @@ async def test_embeddings(oai: OpenAIProvider) -> None:
     assert response.usage == Usage(input_tokens=2)
 
 
-async def test_anthropic_message(ant: AnthropicProvider) -> None:
+async def test_anthropic_message(ant: Provider) -> None:
     response = await ant.call(message("What is a fake server?", system="Be brief."))
     data = json.loads(response.response_json)
     assert response.output_text == data["content"][0]["text"] and response.output_text
@@ -141,10 +162,10 @@ async def test_anthropic_message(ant: AnthropicProvider) -> None:
     assert response.model == "claude-test"
 
 
-async def test_rate_limit_headers_are_recorded(fake_server: StartFakeServer) -> None:
+async def test_rate_limit_headers_are_recorded(fake_server: StartFakeServer, transport: Transport) -> None:
     server = fake_server(rpm=6000, tpm=6_000_000)
-    oai = OpenAIProvider(api_key=CANARY, base_url=server.openai_base_url)
-    ant = AnthropicProvider(api_key=CANARY, base_url=server.base_url)
+    oai = make("openai", server.openai_base_url, transport)
+    ant = make("anthropic", server.base_url, transport)
     try:
         for response in (await oai.call(chat("hello")), await ant.call(message("hello"))):
             limits = response.rate_limits
@@ -158,7 +179,7 @@ async def test_rate_limit_headers_are_recorded(fake_server: StartFakeServer) -> 
         await ant.aclose()
 
 
-async def test_a_long_anthropic_request_is_streamed_and_aggregated(ant: AnthropicProvider) -> None:
+async def test_a_long_anthropic_request_is_streamed_and_aggregated(ant: Provider) -> None:
     plain = await ant.call(message("Stream me", max_tokens=100))
     streamed = await ant.call(message("Stream me", max_tokens=30_000))  # > 10 minutes by the SDK's estimate
     asked = await ant.call(message("Stream me", stream=True))
@@ -171,7 +192,7 @@ async def test_a_long_anthropic_request_is_streamed_and_aggregated(ant: Anthropi
         await ant.call(message("[[fault:*bad-json]] Stream me", max_tokens=30_000))
 
 
-async def test_a_streamed_request_fails_like_a_plain_one(ant: AnthropicProvider) -> None:
+async def test_a_streamed_request_fails_like_a_plain_one(ant: Provider) -> None:
     with pytest.raises(Overloaded):
         await ant.call(message("[[fault:*529]] x", max_tokens=30_000))
     with pytest.raises(TransientError) as caught:
@@ -184,7 +205,7 @@ async def test_a_streamed_request_fails_like_a_plain_one(ant: AnthropicProvider)
 
 
 async def test_no_usage_is_zeros_and_a_warning(
-    oai: OpenAIProvider, ant: AnthropicProvider, caplog: pytest.LogCaptureFixture
+    oai: Provider, ant: Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="batchrunner.providers")
     for provider, request in (
@@ -229,8 +250,8 @@ ERROR_TABLE: list[tuple[str, type[ProviderError], int | None]] = [
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 @pytest.mark.parametrize(("fault", "expected", "status"), ERROR_TABLE)
 async def test_each_fault_maps_to_its_error_class(
-    oai: OpenAIProvider,
-    ant: AnthropicProvider,
+    oai: Provider,
+    ant: Provider,
     api: str,
     fault: str,
     expected: type[ProviderError],
@@ -264,17 +285,13 @@ async def test_each_fault_maps_to_its_error_class(
         ("/v1/responses", {"model": "r", "input": "[[fault:*bad-json]] x"}),
     ],
 )
-async def test_invalid_bodies_on_other_endpoints(
-    oai: OpenAIProvider, endpoint: str, body: dict[str, Any]
-) -> None:
+async def test_invalid_bodies_on_other_endpoints(oai: Provider, endpoint: str, body: dict[str, Any]) -> None:
     with pytest.raises(InvalidResponse):
         await oai.call(ProviderRequest(endpoint=endpoint, body=body, timeout_s=10))
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
-async def test_a_hang_is_a_timeout_that_may_be_billed(
-    oai: OpenAIProvider, ant: AnthropicProvider, api: str
-) -> None:
+async def test_a_hang_is_a_timeout_that_may_be_billed(oai: Provider, ant: Provider, api: str) -> None:
     with pytest.raises(ProviderTimeout) as caught:
         if api == "openai":
             await oai.call(chat("[[fault:*hang]] x", timeout_s=0.3))
@@ -284,15 +301,15 @@ async def test_a_hang_is_a_timeout_that_may_be_billed(
     assert "no answer within 0.3 s" in str(caught.value)
 
 
-async def test_a_refused_connection_is_transient_and_not_billed() -> None:
+async def test_a_refused_connection_is_transient_and_not_billed(transport: Transport) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
     for provider in (
-        OpenAIProvider(api_key=CANARY, base_url=f"http://127.0.0.1:{port}/v1"),
-        AnthropicProvider(api_key=CANARY, base_url=f"http://127.0.0.1:{port}"),
+        make("openai", f"http://127.0.0.1:{port}/v1", transport),
+        make("anthropic", f"http://127.0.0.1:{port}", transport),
     ):
-        request = chat("x") if isinstance(provider, OpenAIProvider) else message("x")
+        request = chat("x") if provider.name == "openai" else message("x")
         try:
             with pytest.raises(TransientError) as caught:
                 await provider.call(request)
@@ -302,7 +319,7 @@ async def test_a_refused_connection_is_transient_and_not_billed() -> None:
         assert_no_canary(caught.value)
 
 
-async def test_an_echoed_key_is_redacted(oai: OpenAIProvider, ant: AnthropicProvider) -> None:
+async def test_an_echoed_key_is_redacted(oai: Provider, ant: Provider) -> None:
     """The 404 fault echoes the model name; a model named like the key must not leak it."""
     for provider, request in (
         (oai, chat("[[fault:*404]] x", model=CANARY)),
@@ -316,7 +333,7 @@ async def test_an_echoed_key_is_redacted(oai: OpenAIProvider, ant: AnthropicProv
 
 
 async def test_the_key_stays_out_of_debug_logs(
-    oai: OpenAIProvider, ant: AnthropicProvider, caplog: pytest.LogCaptureFixture
+    oai: Provider, ant: Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
     """docs/reliability.md rule 11 covers the SDKs' debug logs too (they log request options and headers)."""
     caplog.set_level(logging.DEBUG)  # every logger: openai, anthropic, httpx2, httpcore, batchrunner
@@ -329,7 +346,7 @@ async def test_the_key_stays_out_of_debug_logs(
     assert CANARY not in caplog.text
 
 
-async def test_unsupported_requests_fail_permanently(oai: OpenAIProvider, ant: AnthropicProvider) -> None:
+async def test_unsupported_requests_fail_permanently(oai: Provider, ant: Provider) -> None:
     with pytest.raises(PermanentError, match="not served"):
         await oai.call(ProviderRequest(endpoint="/v1/messages", body={}, timeout_s=5))
     with pytest.raises(PermanentError, match="not served"):
@@ -382,13 +399,10 @@ async def scripted() -> AsyncIterator[Scripted]:
 
 
 async def scripted_call(
-    script: Scripted, api: str, request: ProviderRequest | None = None
+    script: Scripted, api: str, transport: Transport, request: ProviderRequest | None = None
 ) -> ProviderResponse:
-    provider: OpenAIProvider | AnthropicProvider
-    if api == "openai":
-        provider = OpenAIProvider(api_key=CANARY, base_url=f"http://127.0.0.1:{script.port}/v1")
-    else:
-        provider = AnthropicProvider(api_key=CANARY, base_url=f"http://127.0.0.1:{script.port}")
+    base_url = f"http://127.0.0.1:{script.port}" + ("/v1" if api == "openai" else "")
+    provider = make(api, base_url, transport)
     try:
         return await provider.call(request or (chat("x") if api == "openai" else message("x")))
     finally:
@@ -401,32 +415,34 @@ def error_body(api: str, type_: str, message_: str, **extra: Any) -> bytes:
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
-async def test_retry_after_in_plain_seconds(scripted: Scripted, api: str) -> None:
+async def test_retry_after_in_plain_seconds(scripted: Scripted, transport: Transport, api: str) -> None:
     scripted.status, scripted.headers = 429, {"retry-after": "7"}
     scripted.body = error_body(api, "rate_limit_error", "slow down")
     with pytest.raises(RateLimited) as caught:
-        await scripted_call(scripted, api)
+        await scripted_call(scripted, api, transport)
     assert caught.value.retry_after == 7.0
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
-async def test_x_should_retry_overrides_the_status(scripted: Scripted, api: str) -> None:
+async def test_x_should_retry_overrides_the_status(
+    scripted: Scripted, transport: Transport, api: str
+) -> None:
     scripted.status, scripted.headers = 500, {"x-should-retry": "false"}
     scripted.body = error_body(api, "api_error", "do not retry this")
     with pytest.raises(PermanentError):
-        await scripted_call(scripted, api)
+        await scripted_call(scripted, api, transport)
     scripted.status, scripted.headers = 400, {"x-should-retry": "true"}
     with pytest.raises(TransientError):
-        await scripted_call(scripted, api)
+        await scripted_call(scripted, api, transport)
 
 
-async def test_an_anthropic_spend_limit_stops_the_run(scripted: Scripted) -> None:
+async def test_an_anthropic_spend_limit_stops_the_run(scripted: Scripted, transport: Transport) -> None:
     scripted.status = 429
     scripted.body = error_body(
         "anthropic", "rate_limit_error", "spend limit", details={"error_code": "enforced_spend_limit_reached"}
     )
     with pytest.raises(RunStoppingError):
-        await scripted_call(scripted, "anthropic")
+        await scripted_call(scripted, "anthropic", transport)
 
 
 @pytest.mark.parametrize(
@@ -438,21 +454,21 @@ async def test_an_anthropic_spend_limit_stops_the_run(scripted: Scripted) -> Non
     ],
 )
 async def test_a_200_without_the_promised_fields_is_invalid(
-    scripted: Scripted, api: str, body: Any, reason: str
+    scripted: Scripted, transport: Transport, api: str, body: Any, reason: str
 ) -> None:
     scripted.body = json.dumps(body).encode()
     with pytest.raises(InvalidResponse, match=reason) as caught:
-        await scripted_call(scripted, api)
+        await scripted_call(scripted, api, transport)
     assert caught.value.status_code == 200 and caught.value.possibly_billed
 
 
-async def test_a_failed_response_is_invalid(scripted: Scripted) -> None:
+async def test_a_failed_response_is_invalid(scripted: Scripted, transport: Transport) -> None:
     scripted.body = json.dumps(
         {"status": "failed", "error": {"message": "model crashed"}, "output": []}
     ).encode()
     request = ProviderRequest(endpoint="/v1/responses", body={"model": "m", "input": "x"}, timeout_s=5)
     with pytest.raises(InvalidResponse, match="model crashed"):
-        await scripted_call(scripted, "openai", request)
+        await scripted_call(scripted, "openai", transport, request)
 
 
 START = {
@@ -473,19 +489,19 @@ START = {
     ],
 )
 async def test_an_error_event_mid_stream(
-    scripted: Scripted, error_type: str, expected: type[ProviderError]
+    scripted: Scripted, transport: Transport, error_type: str, expected: type[ProviderError]
 ) -> None:
     scripted.events = [
         ("message_start", START),
         ("error", {"type": "error", "error": {"type": error_type, "message": "boom"}}),
     ]
     with pytest.raises(ProviderError) as caught:
-        await scripted_call(scripted, "anthropic", message("x", max_tokens=30_000))
+        await scripted_call(scripted, "anthropic", transport, message("x", max_tokens=30_000))
     assert type(caught.value) is expected
     assert "error event" in str(caught.value)
 
 
-async def test_a_stream_without_a_message_is_invalid(scripted: Scripted) -> None:
+async def test_a_stream_without_a_message_is_invalid(scripted: Scripted, transport: Transport) -> None:
     scripted.events = [("ping", {"type": "ping"})]
     with pytest.raises(InvalidResponse, match="event stream"):
-        await scripted_call(scripted, "anthropic", message("x", max_tokens=30_000))
+        await scripted_call(scripted, "anthropic", transport, message("x", max_tokens=30_000))

@@ -1,0 +1,155 @@
+"""The ``http`` transport's plumbing: one shared ``aiohttp.ClientSession`` per provider, and what a POST gave.
+
+Why not the SDKs: measured on the 2-core dev machine against the fake server (2,000 calls, BENCHMARKS.md
+"Issue 11"), a bare ``AsyncOpenAI`` loop manages ~250-310 calls/s at 200 ms latency and ~5.5 s of CPU,
+the SDK over its own aiohttp client ~330-400 calls/s and ~3 s, and a bare aiohttp loop ~460 calls/s
+(the ideal is 500) and ~0.9 s: the SDK's request and response machinery, not the HTTP library, costs
+most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
+:mod:`batchrunner.providers.anthropic_http` speak HTTP themselves, keeping what the SDK gave:
+
+- **one session per provider**: a ``TCPConnector`` whose limit is the run's concurrency, keep-alive
+  (connections are reused, never opened per request), created on the first call (it needs the loop);
+- **URLs** as the SDKs join them: the base URL gets a trailing slash, the path loses its leading one
+  (``http://host/v1`` + ``/chat/completions`` -> ``http://host/v1/chat/completions``);
+- **timeouts**: ``sock_connect`` is the provider's connect timeout, ``total`` the request's ``timeout_s``;
+  a timeout is a :class:`~batchrunner.errors.ProviderTimeout`, a connection failure a
+  :class:`~batchrunner.errors.TransientError`, ``possibly_billed`` unless it happened while connecting
+  (:func:`~batchrunner.providers.errors.transport_error`, which knows aiohttp's connect-phase classes);
+- **the raw text** of every answer, decoded as the SDKs do (the declared charset, else UTF-8, bad bytes
+  replaced), which the adapters store as ``response_json``;
+- **error bodies** decoded as the SDKs decode them (:func:`error_body`), so the error classification of
+  :mod:`batchrunner.providers.errors` sees the same facts over both transports.
+
+The key is in the session's default headers only; no message built here holds it (each is passed through
+:func:`~batchrunner.providers.errors.redact`, and an aiohttp exception is chained only when
+:func:`~batchrunner.providers.errors.safe_cause` finds no key in it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import aiohttp
+
+from batchrunner.providers.errors import safe_cause, transport_error
+
+__all__ = ["HttpSession", "Posted", "error_body", "join_url", "user_agent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What one POST got back: the status, the (case-insensitive) headers and the body as text."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``path`` under ``base_url`` as the SDKs join them (see the module docstring)."""
+    return with_trailing_slash(base_url) + path.lstrip("/")
+
+
+def with_trailing_slash(base_url: str) -> str:
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def user_agent() -> str:
+    try:
+        return f"batchrunner/{version('batchrunner')}"
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "batchrunner"
+
+
+def error_body(text: str) -> object:
+    """An error response's body as the SDKs hand it over: decoded JSON (an ``"error"`` object unwrapped to
+    its contents, as both SDKs' ``APIStatusError.body``), else the stripped text."""
+    stripped = text.strip()
+    try:
+        body: object = json.loads(stripped)
+    except ValueError:
+        return stripped
+    if isinstance(body, Mapping):
+        return body.get("error", body)
+    return body
+
+
+class HttpSession:
+    """A provider's connection pool and its POST; transport failures come out as ``ProviderError``\\ s."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        secrets: tuple[str, ...],
+        connect_timeout_s: float,
+        max_connections: int,
+    ) -> None:
+        self.name = name
+        self.base_url = with_trailing_slash(base_url)
+        self._headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": user_agent(),
+            **headers,
+        }
+        self._secrets = secrets
+        self._connect_timeout_s = connect_timeout_s
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, trust_env=False, raise_for_status=False
+            )
+        return self._session
+
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            connect_s = min(self._connect_timeout_s, timeout_s)
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(
+                total=timeout_s, sock_connect=connect_s
+            )
+        return timeout
+
+    async def post(self, path: str, body: dict[str, Any], timeout_s: float) -> Posted:
+        """POST ``body`` as JSON to ``path``; any HTTP status comes back, a transport failure is raised."""
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            async with self._client().post(
+                self.base_url + path.lstrip("/"), data=payload, timeout=self._timeout(timeout_s)
+            ) as response:
+                raw = await response.read()
+                status, headers, charset = response.status, response.headers, response.charset
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise transport_error(
+                self.name,
+                exc,
+                timed_out=isinstance(exc, TimeoutError),
+                timeout_s=timeout_s,
+                secrets=self._secrets,
+            ) from safe_cause(exc, self._secrets)
+        return Posted(status=status, headers=headers, text=_decode(raw, charset))
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a session never used was never opened)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset: UTF-8, as httpx falls back
+        return raw.decode("utf-8", errors="replace")

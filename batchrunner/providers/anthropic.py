@@ -12,33 +12,27 @@ and sends such a request (and any body with ``"stream": true``) with ``client.me
 aggregating the events into the final message. Its ``response_json`` is then that message serialised by
 the SDK (the wire carried events, not one JSON document).
 
-**Usage** follows one convention for every provider (:class:`~batchrunner.models.Usage`): the input count
-*includes* the cached part. Anthropic reports ``input_tokens`` without the prompt-cache reads and writes, so
-``input_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` and
-``cached_tokens = cache_read_input_tokens``. A 200 without usage is accepted with zeros and a warning, as
-in :mod:`batchrunner.providers.openai`.
+Reading a message (usage, text) is :mod:`batchrunner.providers.anthropic_wire`'s, which the aiohttp
+transport (:mod:`batchrunner.providers.anthropic_http`) shares.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Final
 
 import anthropic
 
 from batchrunner.errors import PermanentError, ProviderError
-from batchrunner.models import Endpoint, Usage
+from batchrunner.models import Endpoint
+from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
-from batchrunner.providers.catalog import ANTHROPIC_BASE_URL, ENDPOINTS
+from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
 from batchrunner.providers.errors import (
     error_from_response,
     invalid_response,
-    json_object,
     redact,
     safe_cause,
-    token_count,
     transport_error,
     transport_failure_kind,
 )
@@ -46,36 +40,6 @@ from batchrunner.providers.headers import anthropic_rate_limits
 from batchrunner.secret import Secret
 
 __all__ = ["AnthropicProvider", "needs_streaming"]
-
-logger = logging.getLogger(__name__)
-
-_SERVED: Final = frozenset(endpoint.value for endpoint in ENDPOINTS["anthropic"])
-"""The endpoints this adapter serves (the Messages API)."""
-
-_MAX_NONSTREAMING_S: Final = 600.0
-_SECONDS_PER_128K_TOKENS: Final = 3600.0
-_MODEL_NONSTREAMING_TOKENS: Final = {
-    "claude-opus-4-20250514": 8_192,
-    "claude-opus-4-0": 8_192,
-    "claude-4-opus-20250514": 8_192,
-    "anthropic.claude-opus-4-20250514-v1:0": 8_192,
-    "claude-opus-4@20250514": 8_192,
-    "anthropic.claude-opus-4-1-20250805-v1:0": 8_192,
-    "claude-opus-4-1@20250805": 8_192,
-}
-"""The SDK's per-model caps on non-streaming ``max_tokens`` (its ``MODEL_NONSTREAMING_TOKENS``)."""
-
-
-def needs_streaming(body: Mapping[str, Any]) -> bool:
-    """True when the SDK would demand streaming for ``body`` (see the module docstring), or it asks for it."""
-    if body.get("stream") is True:
-        return True
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        return False
-    expected_s = _SECONDS_PER_128K_TOKENS * max_tokens / 128_000
-    cap = _MODEL_NONSTREAMING_TOKENS.get(str(body.get("model")))
-    return expected_s > _MAX_NONSTREAMING_S or (cap is not None and max_tokens > cap)
 
 
 class AnthropicProvider:
@@ -94,7 +58,7 @@ class AnthropicProvider:
         self.name = name
         self._secrets = (key,)
         self._connect_timeout_s = connect_timeout_s
-        self._warned_no_usage = False
+        self._answers = AnthropicAnswers(name, self._secrets)
         # base_url is always passed: the SDK would otherwise read ANTHROPIC_BASE_URL itself (STYLE habit 19).
         self._client = anthropic.AsyncAnthropic(
             api_key=key,
@@ -116,7 +80,7 @@ class AnthropicProvider:
 
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
-        if request.endpoint not in _SERVED:
+        if request.endpoint not in SERVED:
             raise PermanentError(
                 f"{self.name}: endpoint {request.endpoint} is not served by the Anthropic adapter"
             )
@@ -132,7 +96,7 @@ class AnthropicProvider:
             text = await raw.text()
         except anthropic.AnthropicError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
-        return self._response(raw.status_code, raw.headers, text)
+        return self._answers.response(raw.status_code, raw.headers, text)
 
     async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
         """Stream the request and aggregate the events into the final message (see the module docstring)."""
@@ -157,7 +121,7 @@ class AnthropicProvider:
             Exception
         ) as exc:  # the SDK lets transport and decoding errors of a stream through untranslated
             raise self._stream_failure(exc, headers, request.timeout_s) from safe_cause(exc, self._secrets)
-        return self._response(200, headers, message.to_json(indent=None))
+        return self._answers.response(200, headers, message.to_json(indent=None))
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:
         return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
@@ -198,67 +162,3 @@ class AnthropicProvider:
             rate_limits=anthropic_rate_limits(headers, now=time.time()),
             secrets=self._secrets,
         )
-
-    def _response(self, status: int, headers: Mapping[str, str], text: str) -> ProviderResponse:
-        request_id = headers.get("request-id")
-        rate_limits = anthropic_rate_limits(headers, now=time.time())
-        try:
-            data = json_object(text, headers.get("content-type"))
-            output_text = _output_text(data)
-        except ValueError as exc:
-            raise invalid_response(
-                self.name,
-                str(exc),
-                status=status,
-                request_id=request_id,
-                rate_limits=rate_limits,
-                secrets=self._secrets,
-            ) from None
-        model = data.get("model")
-        return ProviderResponse(
-            output_text=output_text,
-            response_json=text,
-            usage=self._usage(data),
-            model=model if isinstance(model, str) else None,
-            status_code=status,
-            request_id=request_id,
-            rate_limits=rate_limits,
-        )
-
-    def _usage(self, data: dict[str, Any]) -> Usage:
-        usage = data.get("usage")
-        if not isinstance(usage, dict):
-            (logger.debug if self._warned_no_usage else logger.warning)(
-                "%s: a message reported no usage; its tokens are recorded as 0", self.name
-            )
-            self._warned_no_usage = True
-            return Usage()
-        return usage_of(usage)
-
-
-def usage_of(usage: dict[str, Any]) -> Usage:
-    """Anthropic usage in the convention of :class:`~batchrunner.models.Usage`: input includes cached."""
-    cache_read = token_count(usage.get("cache_read_input_tokens"))
-    return Usage(
-        input_tokens=token_count(usage.get("input_tokens"))
-        + cache_read
-        + token_count(usage.get("cache_creation_input_tokens")),
-        output_tokens=token_count(usage.get("output_tokens")),
-        cached_tokens=cache_read,
-    )
-
-
-def _output_text(data: dict[str, Any]) -> str | None:
-    """The ``text`` blocks of a message, concatenated (``None`` when it has none, e.g. only tool use).
-
-    ``ValueError`` when the body is not a message.
-    """
-    content = data.get("content")
-    if data.get("type") not in (None, "message") or not isinstance(content, list):
-        raise ValueError("a message without a 'content' list")
-    parts = [
-        block["text"]
-        for block in content
-        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
-    ]
-    return "".join(parts) if parts else None

@@ -17,7 +17,7 @@ most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
   (:func:`~batchrunner.providers.errors.transport_error`, which knows aiohttp's connect-phase classes);
 - **the raw text** of every answer, decoded as the SDKs do (the declared charset, else UTF-8, bad bytes
   replaced), which the adapters store as ``response_json``;
-- **error bodies** decoded as the SDKs decode them (:func:`error_body`), so the error classification of
+- **error bodies** decoded as each SDK decodes them (:func:`error_body`), so the error classification of
   :mod:`batchrunner.providers.errors` sees the same facts over both transports.
 
 The key is in the session's default headers only; no message built here holds it (each is passed through
@@ -65,15 +65,16 @@ def user_agent() -> str:
         return "batchrunner"
 
 
-def error_body(text: str) -> object:
-    """An error response's body as the SDKs hand it over: decoded JSON (an ``"error"`` object unwrapped to
-    its contents, as both SDKs' ``APIStatusError.body``), else the stripped text."""
+def error_body(text: str, *, unwrap: bool) -> object:
+    """An error response's body as the SDK hands it over (its ``APIStatusError.body``): decoded JSON, else
+    the stripped text. ``unwrap``: an ``"error"`` member replaces the whole, as the OpenAI SDK does (the
+    Anthropic SDK keeps the whole body)."""
     stripped = text.strip()
     try:
         body: object = json.loads(stripped)
     except ValueError:
         return stripped
-    if isinstance(body, Mapping):
+    if unwrap and isinstance(body, Mapping):
         return body.get("error", body)
     return body
 

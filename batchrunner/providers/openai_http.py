@@ -76,7 +76,7 @@ class OpenAIHTTPProvider:
                 self.name,
                 status=posted.status,
                 headers=headers,
-                body=error_body(posted.text),
+                body=error_body(posted.text, unwrap=True),
                 request_id=headers.get("x-request-id"),
                 rate_limits=openai_rate_limits(headers),
                 secrets=self._secrets,

@@ -104,6 +104,17 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
         return FakeProvider(name=name, latency_ms=settings.fake_latency_ms)
     if settings.api_key is None or not settings.api_key:
         raise missing_key_error(name, settings.key_env)
+    if settings.kind == "anthropic" and settings.transport == "http":
+        from batchrunner.providers.anthropic_http import AnthropicHTTPProvider
+
+        return AnthropicHTTPProvider(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            name=name,
+            connect_timeout_s=settings.connect_timeout_s,
+            timeout_s=settings.timeout_s,
+            max_connections=settings.max_connections,
+        )
     if settings.kind == "anthropic":
         from batchrunner.providers.anthropic import AnthropicProvider
 

@@ -26,6 +26,7 @@ from batchrunner.errors import (
 )
 from batchrunner.models import RateLimitInfo, Usage
 from batchrunner.providers.anthropic import AnthropicProvider, needs_streaming
+from batchrunner.providers.anthropic_http import ANTHROPIC_VERSION, AnthropicHTTPProvider
 from batchrunner.providers.base import Provider, ProviderRequest
 from batchrunner.providers.catalog import PRESETS
 from batchrunner.providers.errors import (
@@ -241,6 +242,12 @@ def test_the_transport_is_a_run_option_and_the_pool_is_the_run_concurrency() -> 
         resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "curl"})
 
 
+def test_the_http_transport_sends_the_sdks_anthropic_version() -> None:
+    import anthropic
+
+    assert ANTHROPIC_VERSION == anthropic._constants.ANTHROPIC_API_VERSION
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="unknown kind"):
         ProviderSettings(name="x", kind="azure")  # type: ignore[arg-type]
@@ -249,7 +256,7 @@ def test_settings_are_validated() -> None:
 
 
 ADAPTERS: dict[str, tuple[type[Provider], type[Provider]]] = {
-    "http": (OpenAIHTTPProvider, AnthropicProvider),
+    "http": (OpenAIHTTPProvider, AnthropicHTTPProvider),
     "sdk": (OpenAIProvider, AnthropicProvider),
 }
 """The OpenAI and Anthropic adapters of each transport."""

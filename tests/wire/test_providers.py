@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import traceback
 from collections.abc import AsyncIterator
@@ -278,6 +279,30 @@ async def test_each_fault_maps_to_its_error_class(
         assert error.possibly_billed  # the request was sent: the provider may have run it
 
 
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("fault", ["400", "429", "401", "529", "quota", "credit"])
+async def test_both_transports_record_the_same_error(
+    server: ThreadedFakeServer, api: str, fault: str
+) -> None:
+    """The stored error body, message and class agree between the SDK and the http transport."""
+    base_url = server.openai_base_url if api == "openai" else server.base_url
+    seen = []
+    for transport in TRANSPORTS:
+        provider = make(api, base_url, transport)
+        prompt = f"[[fault:*{fault}]] same"
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await provider.call(chat(prompt) if api == "openai" else message(prompt))
+        finally:
+            await provider.aclose()
+        error, ids = caught.value, re.compile(r"req_[0-9a-f]+")
+        body = json.loads(error.error_body) if error.error_body is not None else None
+        seen.append(
+            (type(error), ids.sub("ID", str(error)), ids.sub("ID", json.dumps(body)), error.status_code)
+        )
+    assert seen[0] == seen[1]
+
+
 @pytest.mark.parametrize(
     ("endpoint", "body"),
     [
@@ -434,6 +459,19 @@ async def test_x_should_retry_overrides_the_status(
     scripted.status, scripted.headers = 400, {"x-should-retry": "true"}
     with pytest.raises(TransientError):
         await scripted_call(scripted, api, transport)
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_a_proxy_error_page_is_recorded_alike(scripted: Scripted, api: str) -> None:
+    """A 502 HTML page from a proxy: the same error and stored body over both transports."""
+    scripted.status, scripted.content_type = 502, "text/html"
+    scripted.body = b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
+    seen = []
+    for transport in TRANSPORTS:
+        with pytest.raises(TransientError) as caught:
+            await scripted_call(scripted, api, transport)
+        seen.append((str(caught.value), caught.value.error_body, caught.value.status_code))
+    assert seen[0] == seen[1] and seen[0][2] == 502 and "Bad Gateway" in str(seen[0][1])
 
 
 async def test_an_anthropic_spend_limit_stops_the_run(scripted: Scripted, transport: Transport) -> None:

@@ -27,6 +27,7 @@ The key is in the session's default headers only; no message built here holds it
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ def with_trailing_slash(base_url: str) -> str:
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
+@functools.cache
 def user_agent() -> str:
+    """``batchrunner/VERSION`` (read on the first call: importlib.metadata costs ~10-60 ms)."""
     try:
         return f"batchrunner/{version('batchrunner')}"
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
@@ -94,12 +97,7 @@ class HttpSession:
     ) -> None:
         self.name = name
         self.base_url = with_trailing_slash(base_url)
-        self._headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": user_agent(),
-            **headers,
-        }
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json", **headers}
         self._secrets = secrets
         self._connect_timeout_s = connect_timeout_s
         self._max_connections = max_connections
@@ -109,8 +107,9 @@ class HttpSession:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            headers = {"User-Agent": user_agent(), **self._headers}
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, trust_env=False, raise_for_status=False
+                connector=connector, headers=headers, trust_env=False, raise_for_status=False
             )
         return self._session
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from batchrunner.config import load_settings
+from batchrunner.config import load_settings, runsettings
 from batchrunner.errors import (
     ConfigError,
     InvalidResponse,
@@ -240,6 +240,24 @@ def test_the_transport_is_a_run_option_and_the_pool_is_the_run_concurrency() -> 
     assert (flagged.transport, flagged.max_connections) == ("http", 7)
     with pytest.raises(ConfigError, match="BATCHRUNNER_TRANSPORT"):
         resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "curl"})
+
+
+def test_the_transport_comes_from_the_config_file_and_is_remembered_by_the_run(tmp_path: Path) -> None:
+    (tmp_path / "batchrunner.toml").write_text('[run]\ntransport = "sdk"\n')
+    first = load_settings(flags={}, env={}, cwd=tmp_path)
+    assert first.run.transport == "sdk"
+    remembered = runsettings.snapshot(first, ["fake"])
+    assert remembered["run"]["transport"] == "sdk"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    later = load_settings(flags={}, env={}, cwd=elsewhere)  # no file: the default, http
+    notes: list[str] = []
+    assert runsettings.apply(remembered, later, notes.append).run.transport == "sdk"
+    given = load_settings(flags={"transport": "http"}, env={}, cwd=elsewhere)
+    assert runsettings.apply(remembered, given, notes.append).run.transport == "http"
+    assert notes == ["using --transport http instead of the run's sdk"]
+    del remembered["run"]["transport"]  # a run stored before the option existed: this invocation's
+    assert runsettings.apply(remembered, later, notes.append).run.transport == "http"
 
 
 def test_the_http_transport_sends_the_sdks_anthropic_version() -> None:

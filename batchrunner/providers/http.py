@@ -15,6 +15,10 @@ most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
   a timeout is a :class:`~batchrunner.errors.ProviderTimeout`, a connection failure a
   :class:`~batchrunner.errors.TransientError`, ``possibly_billed`` unless it happened while connecting
   (:func:`~batchrunner.providers.errors.transport_error`, which knows aiohttp's connect-phase classes);
+- **proxies** from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, as httpx under the SDKs honours them, so
+  a run behind a corporate proxy works over both transports (:func:`env_proxy`, read once per session;
+  not aiohttp's ``trust_env``, which also reads ``.netrc`` in a thread on every request, and fails
+  when it holds the host: an ``Authorization`` header and netrc credentials cannot be combined);
 - **the raw text** of every answer, decoded as the SDKs do (the declared charset, else UTF-8, bad bytes
   replaced), which the adapters store as ``response_json``;
 - **error bodies** decoded as each SDK decodes them (:func:`error_body`), so the error classification of
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import functools
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -66,6 +72,14 @@ def user_agent() -> str:
         return f"batchrunner/{version('batchrunner')}"
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         return "batchrunner"
+
+
+def env_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for ``base_url`` (``NO_PROXY`` honoured), as httpx would use."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def error_body(text: str, *, unwrap: bool) -> object:
@@ -109,7 +123,11 @@ class HttpSession:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
             headers = {"User-Agent": user_agent(), **self._headers}
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=headers, trust_env=False, raise_for_status=False
+                connector=connector,
+                headers=headers,
+                proxy=env_proxy(self.base_url),
+                trust_env=False,
+                raise_for_status=False,
             )
         return self._session
 

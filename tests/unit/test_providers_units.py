@@ -38,6 +38,7 @@ from batchrunner.providers.errors import (
     transport_failure_kind,
 )
 from batchrunner.providers.fake import FakeProvider
+from batchrunner.providers.http import env_proxy
 from batchrunner.providers.openai import OpenAIProvider
 from batchrunner.providers.openai_http import OpenAIHTTPProvider
 from batchrunner.providers.registry import TRANSPORTS, ProviderSettings, build_provider
@@ -400,3 +401,14 @@ async def test_fake_latency_and_timeout() -> None:
 
 def test_invalid_response_is_transient() -> None:
     assert issubclass(InvalidResponse, TransientError)  # retried, never stored (docs/reliability.md rule 6)
+
+
+def test_the_http_transport_takes_the_proxy_httpx_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "vllm.internal")
+    assert env_proxy("https://api.openai.com/v1") == "http://proxy.corp:3128"
+    assert env_proxy("http://api.openai.com/v1") is None  # no HTTP_PROXY
+    assert env_proxy("https://vllm.internal:8000/v1") is None

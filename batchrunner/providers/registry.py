@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from batchrunner.errors import ConfigError
 from batchrunner.providers.base import Provider
@@ -107,44 +107,26 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
         return FakeProvider(name=name, latency_ms=settings.fake_latency_ms)
     if settings.api_key is None or not settings.api_key:
         raise missing_key_error(name, settings.key_env)
+    common: dict[str, Any] = {
+        "api_key": settings.api_key,
+        "base_url": settings.base_url,
+        "name": name,
+        "connect_timeout_s": settings.connect_timeout_s,
+        "timeout_s": settings.timeout_s,
+    }
+    http = {**common, "max_connections": settings.max_connections}
     if settings.kind == "anthropic" and settings.transport == "http":
         from batchrunner.providers.anthropic_http import AnthropicHTTPProvider
 
-        return AnthropicHTTPProvider(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            name=name,
-            connect_timeout_s=settings.connect_timeout_s,
-            timeout_s=settings.timeout_s,
-            max_connections=settings.max_connections,
-        )
+        return AnthropicHTTPProvider(**http)
     if settings.kind == "anthropic":
         from batchrunner.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            name=name,
-            connect_timeout_s=settings.connect_timeout_s,
-            timeout_s=settings.timeout_s,
-        )
+        return AnthropicProvider(**common)
     if settings.transport == "http":
         from batchrunner.providers.openai_http import OpenAIHTTPProvider
 
-        return OpenAIHTTPProvider(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            name=name,
-            connect_timeout_s=settings.connect_timeout_s,
-            timeout_s=settings.timeout_s,
-            max_connections=settings.max_connections,
-        )
+        return OpenAIHTTPProvider(**http)
     from batchrunner.providers.openai import OpenAIProvider
 
-    return OpenAIProvider(
-        api_key=settings.api_key,
-        base_url=settings.base_url,
-        name=name,
-        connect_timeout_s=settings.connect_timeout_s,
-        timeout_s=settings.timeout_s,
-    )
+    return OpenAIProvider(**common)

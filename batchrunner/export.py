@@ -6,7 +6,7 @@ return is prefixed with ``'``, unless it is a plain number (``-5``, ``+3``, ``-0
 ``-2.5E+10``: optional sign, digits with at most one decimal point, optional exponent, nothing else, not
 even spaces), which a spreadsheet reads as that number and never as a formula. The ``custom_id`` column is
 never altered: ids are the key a user joins the results back on, so they are written verbatim even when
-they start with ``=``. The number columns (tokens, cost, attempts, latency) are ours and always numbers.
+they start with ``=``. The number columns (tokens, cost, attempts, latency, TTFT) are ours and always numbers.
 ``--no-sanitize`` writes every cell as is.
 
 Rows arrive page by page from the store and are formatted a page at a time, so memory stays flat
@@ -52,6 +52,7 @@ CSV_COLUMNS = [
     "cost_usd",
     "attempts",
     "latency_ms",
+    "ttft_ms",
     "error",
 ]
 
@@ -109,6 +110,7 @@ def csv_page(rows: list[ExportRow], options: ExportOptions) -> str:
             _usd(row.cost_usd),
             row.attempts,
             "" if row.latency_ms is None else f"{row.latency_ms:.1f}",
+            "" if row.ttft_ms is None else f"{row.ttft_ms:.1f}",
             "" if row.state == "succeeded" else clean(_error_text(row)),
         ]
         if row.metadata_json:
@@ -149,6 +151,7 @@ def jsonl_record(row: ExportRow) -> dict[str, Any]:
         "cost_usd": row.cost_usd,
         "attempts": row.attempts,
         "latency_ms": row.latency_ms,
+        "ttft_ms": row.ttft_ms,
         "error": _error_object(row),
         "metadata": json.loads(row.metadata_json) if row.metadata_json else None,
     }

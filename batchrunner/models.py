@@ -167,6 +167,8 @@ class AttemptRecord:
     error_class: str | None = None
     error_message: str | None = None
     latency_ms: float | None = None
+    ttft_ms: float | None = None
+    """Time to first token of a streamed answer (docs/streaming.md); None when not streamed."""
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None
@@ -187,6 +189,10 @@ class ResultRecord:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency_ms: float | None = None
+    ttft_ms: float | None = None
+    """Time to first token of a streamed answer; None when not streamed."""
+    stream_events: bytes | None = None
+    """A streamed answer's raw events, zlib-packed (docs/streaming.md); None when not streamed."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -262,6 +268,7 @@ class ExportRow(NamedTuple):
     cached_tokens: int | None
     cost_usd: float | None
     latency_ms: float | None
+    ttft_ms: float | None
     status_code: int | None
     """Of the job's last attempt (None: no attempt, or no HTTP answer); so are the next two."""
     request_id: str | None

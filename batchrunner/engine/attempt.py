@@ -228,6 +228,7 @@ def _success(
         finished_at=datetime.now(UTC),
         status_code=response.status_code,
         latency_ms=latency_ms,
+        ttft_ms=response.ttft_ms,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_tokens=usage.cached_tokens,
@@ -241,6 +242,8 @@ def _success(
         cached_tokens=usage.cached_tokens,
         cost_usd=None if cost is None else float(cost),
         latency_ms=latency_ms,
+        ttft_ms=response.ttft_ms,
+        stream_events=response.stream_events,
     )
     return Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
 

@@ -123,11 +123,20 @@ def text_or_list(value: Any) -> Bad | None:
     )
 
 
+def stream_flag(value: Any) -> Bad | None:
+    """``stream`` true, false or null: a stream is added up into the stored answer (docs/streaming.md)."""
+    if value is None or type(value) is bool:
+        return None
+    return "", f"must be true or false, not {kind(value)}"
+
+
 def not_streaming(value: Any) -> Bad | None:
-    """``stream`` absent, false or null: a streamed answer is not the JSON the adapters store."""
+    """``stream`` absent, false or null where batchrunner cannot add a stream up (embeddings, responses)."""
     if value is None or value is False:
         return None
-    return "", "streaming is not supported in a batch; remove it or set it to false"
+    return "", (
+        "streaming is supported for /v1/chat/completions and /v1/messages only; remove it or set it to false"
+    )
 
 
 def post(value: Any) -> Bad | None:
@@ -200,7 +209,7 @@ _COMMON_BODY: dict[str, Check] = {
 }
 BODIES: dict[str, Schema] = {
     "/v1/chat/completions": Schema(
-        fields={**_COMMON_BODY, "messages": chat_messages},
+        fields={**_COMMON_BODY, "messages": chat_messages, "stream": stream_flag},
         required=frozenset(("model", "messages")),
         closed=False,
     ),
@@ -211,7 +220,12 @@ BODIES: dict[str, Schema] = {
         fields={**_COMMON_BODY, "input": text_or_list}, required=frozenset(("model", "input")), closed=False
     ),
     "/v1/messages": Schema(
-        fields={**_COMMON_BODY, "messages": anthropic_messages, "system": text_or_list},
+        fields={
+            **_COMMON_BODY,
+            "messages": anthropic_messages,
+            "system": text_or_list,
+            "stream": stream_flag,
+        },
         required=frozenset(("model", "max_tokens", "messages")),
         closed=False,
     ),

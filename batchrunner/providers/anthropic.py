@@ -8,9 +8,11 @@ headers.
 more than 10 minutes (``3600 s * max_tokens / 128000 > 600 s``, i.e. ``max_tokens > 21333``, or above a
 per-model cap for a few models) because idle connections that long get dropped on the way. This adapter
 applies the same rule, copied in :func:`needs_streaming` rather than calling the SDK's private method,
-and sends such a request (and any body with ``"stream": true``) with ``client.messages.stream(...)``,
-aggregating the events into the final message. Its ``response_json`` is then that message serialised by
-the SDK (the wire carried events, not one JSON document).
+and sends such a request (and any body with ``"stream": true``) streamed: posted with the SDK's
+streamed-response mode (:data:`STREAMED_RESPONSE`), so the SDK still builds the request and raises a
+status error before any event, and its lines added up by :mod:`batchrunner.providers.streaming`
+(docs/streaming.md), as over the aiohttp transport. Its ``response_json`` is then the message the events
+add up to (the wire carried events, not one JSON document).
 
 Reading a message (usage, text) is :mod:`batchrunner.providers.anthropic_wire`'s, which the aiohttp
 transport (:mod:`batchrunner.providers.anthropic_http`) shares.
@@ -20,26 +22,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Final
 
 import anthropic
 
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint
-from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming
+from batchrunner.providers.anthropic_stream import MessageStream
+from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming, streamed_body
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
 from batchrunner.providers.errors import (
     error_from_response,
-    invalid_response,
     redact,
     safe_cause,
     transport_error,
-    transport_failure_kind,
 )
 from batchrunner.providers.headers import anthropic_rate_limits
+from batchrunner.providers.streaming import collect, read_failure
 from batchrunner.secret import Secret
 
-__all__ = ["AnthropicProvider", "needs_streaming"]
+__all__ = ["STREAMED_RESPONSE", "AnthropicProvider", "needs_streaming"]
+
+STREAMED_RESPONSE: Final = {"X-Stainless-Raw-Response": "stream"}
+"""The request header by which the SDK returns a response with its body unread (its
+``RAW_RESPONSE_HEADER`` set to ``"stream"``; a unit test checks the name against the installed SDK's)."""
 
 
 class AnthropicProvider:
@@ -99,35 +106,39 @@ class AnthropicProvider:
         return self._answers.response(raw.status_code, raw.headers, text)
 
     async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
-        """Stream the request and aggregate the events into the final message (see the module docstring)."""
-        params = {key: value for key, value in request.body.items() if key != "stream"}
-        missing = [key for key in ("max_tokens", "messages", "model") if key not in params]
-        if missing:
-            raise PermanentError(f"{self.name}: the request body lacks {', '.join(missing)}")
-        headers: Mapping[str, str] = {}
+        """Post the request streamed and add its events up (see the module docstring)."""
+        started = time.perf_counter()
         try:
-            async with self._client.messages.stream(
-                max_tokens=params.pop("max_tokens"),
-                messages=params.pop("messages"),
-                model=params.pop("model"),
-                extra_body=params or None,
-                timeout=self._timeout(request.timeout_s),
-            ) as stream:
-                headers = stream.response.headers
-                message = await stream.get_final_message()
+            raw = await self._client.post(
+                Endpoint.MESSAGES.value,
+                body=streamed_body(request.body),
+                cast_to=anthropic.AsyncAPIResponse[bytes],
+                options={"timeout": self._timeout(request.timeout_s), "headers": STREAMED_RESPONSE},
+            )
         except anthropic.AnthropicError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
-        except (
-            Exception
-        ) as exc:  # the SDK lets transport and decoding errors of a stream through untranslated
-            raise self._stream_failure(exc, headers, request.timeout_s) from safe_cause(exc, self._secrets)
-        return self._answers.response(200, headers, message.to_json(indent=None))
+        headers: Mapping[str, str] = raw.headers
+        try:
+            streamed = await collect(raw.iter_lines(), MessageStream(), started=started)
+        except Exception as exc:
+            error = read_failure(
+                self.name,
+                exc,
+                request_id=headers.get("request-id"),
+                rate_limits=anthropic_rate_limits(headers, now=time.time()),
+                secrets=self._secrets,
+                timeout_s=request.timeout_s,
+            )
+            raise error from safe_cause(exc, self._secrets)
+        finally:
+            await raw.close()
+        return self._answers.streamed(raw.status_code, headers, streamed)
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:
         return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
 
     def _sdk_error(self, exc: anthropic.AnthropicError, timeout_s: float) -> ProviderError:
-        """Translate an SDK exception; an error *event* in a stream arrives as a status error on a 200."""
+        """Translate an SDK exception."""
         if isinstance(exc, anthropic.APIStatusError):
             headers = exc.response.headers
             return error_from_response(
@@ -147,18 +158,3 @@ class AnthropicProvider:
             )
         # Not an HTTP outcome (the SDK refused the call itself): retrying would fail the same way.
         return PermanentError(redact(f"{self.name}: {type(exc).__name__}: {exc}", self._secrets))
-
-    def _stream_failure(self, exc: Exception, headers: Mapping[str, str], timeout_s: float) -> ProviderError:
-        kind = transport_failure_kind(exc)
-        if kind is not None:
-            return transport_error(
-                self.name, exc, timed_out=kind == "timeout", timeout_s=timeout_s, secrets=self._secrets
-            )
-        return invalid_response(
-            self.name,
-            f"the event stream could not be read ({type(exc).__name__}: {exc})",
-            status=200,
-            request_id=headers.get("request-id"),
-            rate_limits=anthropic_rate_limits(headers, now=time.time()),
-            secrets=self._secrets,
-        )

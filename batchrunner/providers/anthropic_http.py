@@ -9,30 +9,28 @@ sent as queued; the status error from a >= 400 answer, classified by
 ``Retry-After``); ``request-id`` and the ``anthropic-ratelimit-*`` headers; the exact answer text as
 ``response_json``.
 
-**Streamed requests go through the SDK.** A request the SDK would refuse to send without streaming
+**Streamed requests**: a request the SDK would refuse to send without streaming
 (:func:`~batchrunner.providers.anthropic_wire.needs_streaming`: ``max_tokens`` above ~21k, or
-``"stream": true``) is handed to an SDK adapter built on first need, which aggregates the events into the
-final message as today. Such requests are long by definition (minutes each), so the SDK's cost per call
-does not matter there, and its event aggregation stays the one reference.
+``"stream": true``) is sent streamed, and its events added up by :mod:`batchrunner.providers.streaming`
+(docs/streaming.md), exactly as the SDK transport does.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from batchrunner.errors import PermanentError
+from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint
-from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming
+from batchrunner.providers.anthropic_stream import MessageStream
+from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming, streamed_body
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
-from batchrunner.providers.errors import error_from_response
+from batchrunner.providers.errors import error_from_response, safe_cause
 from batchrunner.providers.headers import anthropic_rate_limits
-from batchrunner.providers.http import HttpSession, error_body
+from batchrunner.providers.http import HttpSession, Posted, error_body, lines
+from batchrunner.providers.streaming import collect, read_failure
 from batchrunner.secret import Secret
-
-if TYPE_CHECKING:
-    from batchrunner.providers.anthropic import AnthropicProvider
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicHTTPProvider"]
 
@@ -41,7 +39,7 @@ ANTHROPIC_VERSION: Final = "2026-10-21"
 
 
 class AnthropicHTTPProvider:
-    """The Anthropic Messages API over one shared aiohttp session (streamed requests: the SDK's)."""
+    """The Anthropic Messages API over one shared aiohttp session."""
 
     def __init__(
         self,
@@ -53,12 +51,10 @@ class AnthropicHTTPProvider:
         timeout_s: float = 600.0,
         max_connections: int = 100,
     ) -> None:
-        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
-        key = self._key.get_secret_value()
+        del timeout_s  # every call carries its own (ProviderRequest.timeout_s)
+        key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
         self.name = name
         self._secrets = (key,)
-        self._connect_timeout_s = connect_timeout_s
-        self._timeout_s = timeout_s
         self._answers = AnthropicAnswers(name, self._secrets)
         self._http = HttpSession(
             name=name,
@@ -68,7 +64,6 @@ class AnthropicHTTPProvider:
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
         )
-        self._streaming: AnthropicProvider | None = None
 
     def __repr__(self) -> str:
         return f"AnthropicHTTPProvider(name={self.name!r}, base_url={self.base_url!r})"
@@ -78,10 +73,8 @@ class AnthropicHTTPProvider:
         return self._http.base_url
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool (and the SDK adapter's, if a streamed request built it)."""
+        """Close the HTTP connection pool."""
         await self._http.aclose()
-        if self._streaming is not None:
-            await self._streaming.aclose()
 
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
@@ -90,32 +83,48 @@ class AnthropicHTTPProvider:
                 f"{self.name}: endpoint {request.endpoint} is not served by the Anthropic adapter"
             )
         if needs_streaming(request.body):
-            return await self._streamer().call(request)
+            return await self._call_streamed(request)
         posted = await self._http.post(Endpoint.MESSAGES.value, request.body, request.timeout_s)
-        headers = posted.headers
         if posted.status >= 400:
-            now = time.time()
-            raise error_from_response(
-                self.name,
-                status=posted.status,
-                headers=headers,
-                body=error_body(posted.text, unwrap=False),
-                request_id=headers.get("request-id"),
-                rate_limits=anthropic_rate_limits(headers, now=now),
-                secrets=self._secrets,
-                now=now,
-            )
-        return self._answers.response(posted.status, headers, posted.text)
+            raise self._status_error(posted)
+        return self._answers.response(posted.status, posted.headers, posted.text)
 
-    def _streamer(self) -> AnthropicProvider:
-        if self._streaming is None:
-            from batchrunner.providers.anthropic import AnthropicProvider
+    async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
+        """Post the request streamed and add its events up (docs/streaming.md)."""
+        started = time.perf_counter()
+        response = await self._http.open(
+            Endpoint.MESSAGES.value, streamed_body(request.body), request.timeout_s
+        )
+        try:
+            if response.status >= 400:
+                raise self._status_error(await self._http.read(response, request.timeout_s))
+            headers = response.headers
+            try:
+                streamed = await collect(lines(response), MessageStream(), started=started)
+            except Exception as exc:
+                error = read_failure(
+                    self.name,
+                    exc,
+                    request_id=headers.get("request-id"),
+                    rate_limits=anthropic_rate_limits(headers, now=time.time()),
+                    secrets=self._secrets,
+                    timeout_s=request.timeout_s,
+                )
+                raise error from safe_cause(exc, self._secrets)
+        finally:
+            response.release()
+        return self._answers.streamed(response.status, headers, streamed)
 
-            self._streaming = AnthropicProvider(
-                api_key=self._key,
-                base_url=self._http.base_url,
-                name=self.name,
-                connect_timeout_s=self._connect_timeout_s,
-                timeout_s=self._timeout_s,
-            )
-        return self._streaming
+    def _status_error(self, posted: Posted) -> ProviderError:
+        headers = posted.headers
+        now = time.time()
+        return error_from_response(
+            self.name,
+            status=posted.status,
+            headers=headers,
+            body=error_body(posted.text, unwrap=False),
+            request_id=headers.get("request-id"),
+            rate_limits=anthropic_rate_limits(headers, now=now),
+            secrets=self._secrets,
+            now=now,
+        )

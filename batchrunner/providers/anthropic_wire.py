@@ -12,9 +12,11 @@ and :mod:`batchrunner.providers.anthropic_http`, over aiohttp).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from batchrunner.models import Usage
@@ -22,8 +24,9 @@ from batchrunner.providers.base import ProviderResponse
 from batchrunner.providers.catalog import ENDPOINTS
 from batchrunner.providers.errors import invalid_response, json_object, token_count
 from batchrunner.providers.headers import anthropic_rate_limits
+from batchrunner.providers.streaming import Streamed
 
-__all__ = ["SERVED", "AnthropicAnswers", "needs_streaming", "usage_of"]
+__all__ = ["SERVED", "AnthropicAnswers", "needs_streaming", "streamed_body", "usage_of"]
 
 logger = logging.getLogger("batchrunner.providers.anthropic")
 
@@ -55,6 +58,11 @@ def needs_streaming(body: Mapping[str, Any]) -> bool:
     expected_s = _SECONDS_PER_128K_TOKENS * max_tokens / 128_000
     cap = _MODEL_NONSTREAMING_TOKENS.get(str(body.get("model")))
     return expected_s > _MAX_NONSTREAMING_S or (cap is not None and max_tokens > cap)
+
+
+def streamed_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body of a streamed request as sent: ``"stream": true`` (a long request may not have it)."""
+    return body if body.get("stream") is True else {**body, "stream": True}
 
 
 class AnthropicAnswers:
@@ -91,6 +99,12 @@ class AnthropicAnswers:
             request_id=request_id,
             rate_limits=rate_limits,
         )
+
+    def streamed(self, status: int, headers: Mapping[str, str], streamed: Streamed) -> ProviderResponse:
+        """The message a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
+        text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
+        response = self.response(status, headers, text)
+        return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)
 
     def _usage(self, data: dict[str, Any]) -> Usage:
         usage = data.get("usage")

@@ -32,6 +32,10 @@ class ProviderResponse:
     status_code: int = 200
     request_id: str | None = None
     rate_limits: RateLimitInfo | None = None
+    ttft_ms: float | None = None
+    """A streamed answer's time to first token (docs/streaming.md); ``None`` when not streamed."""
+    stream_events: bytes | None = None
+    """A streamed answer's raw events, packed (:func:`batchrunner.providers.streaming.pack_events`)."""
 
 
 class Provider(Protocol):

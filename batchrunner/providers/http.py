@@ -22,7 +22,11 @@ most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
 - **the raw text** of every answer, decoded as the SDKs do (the declared charset, else UTF-8, bad bytes
   replaced), which the adapters store as ``response_json``;
 - **error bodies** decoded as each SDK decodes them (:func:`error_body`), so the error classification of
-  :mod:`batchrunner.providers.errors` sees the same facts over both transports.
+  :mod:`batchrunner.providers.errors` sees the same facts over both transports;
+- **streams** (:meth:`HttpSession.open` and :func:`lines`): the body's lines as they arrive, split on
+  ``\n`` (a ``\r`` before it dropped), decoded as UTF-8 as event streams are, and of any length (not
+  aiohttp's ``readline``, which refuses lines over 64 KiB); added up by
+  :mod:`batchrunner.providers.streaming`.
 
 The key is in the session's default headers only; no message built here holds it (each is passed through
 :func:`~batchrunner.providers.errors.redact`, and an aiohttp exception is chained only when
@@ -35,7 +39,7 @@ import functools
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -44,7 +48,7 @@ import aiohttp
 
 from batchrunner.providers.errors import safe_cause, transport_error
 
-__all__ = ["HttpSession", "Posted", "error_body", "join_url", "user_agent"]
+__all__ = ["HttpSession", "Posted", "error_body", "join_url", "lines", "user_agent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,28 +146,57 @@ class HttpSession:
 
     async def post(self, path: str, body: dict[str, Any], timeout_s: float) -> Posted:
         """POST ``body`` as JSON to ``path``; any HTTP status comes back, a transport failure is raised."""
+        response = await self.open(path, body, timeout_s)
+        try:
+            return await self.read(response, timeout_s)
+        finally:
+            response.release()
+
+    async def open(self, path: str, body: dict[str, Any], timeout_s: float) -> aiohttp.ClientResponse:
+        """POST ``body`` and return the response with its body unread (the caller releases it)."""
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            async with self._client().post(
+            return await self._client().post(
                 self.base_url + path.lstrip("/"), data=payload, timeout=self._timeout(timeout_s)
-            ) as response:
-                raw = await response.read()
-                status, headers, charset = response.status, response.headers, response.charset
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise transport_error(
-                self.name,
-                exc,
-                timed_out=isinstance(exc, TimeoutError),
-                timeout_s=timeout_s,
-                secrets=self._secrets,
-            ) from safe_cause(exc, self._secrets)
-        return Posted(status=status, headers=headers, text=_decode(raw, charset))
+            raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
+
+    async def read(self, response: aiohttp.ClientResponse, timeout_s: float) -> Posted:
+        """The whole of ``response``'s body, as text."""
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
+        return Posted(status=response.status, headers=response.headers, text=_decode(raw, response.charset))
+
+    def _transport_error(self, exc: BaseException, timeout_s: float) -> Exception:
+        return transport_error(
+            self.name,
+            exc,
+            timed_out=isinstance(exc, TimeoutError),
+            timeout_s=timeout_s,
+            secrets=self._secrets,
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool (a session never used was never opened)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The lines of a streamed body as they arrive (see the module docstring); a transport failure
+    comes through as aiohttp raises it."""
+    pending = b""
+    async for chunk in response.content.iter_any():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", errors="replace")
 
 
 def _decode(raw: bytes, charset: str | None) -> str:

@@ -12,11 +12,18 @@ rest (read, write, pool) from the request's ``timeout_s``. The outer per-attempt
 
 What a 2xx answer must hold, and usage, are read by :mod:`batchrunner.providers.openai_wire`, which
 the aiohttp transport (:mod:`batchrunner.providers.openai_http`) shares.
+
+**Streamed chat completions** (``"stream": true``, docs/streaming.md) are posted the same way with the
+SDK's streamed-response mode (:data:`STREAMED_RESPONSE`, what ``.with_streaming_response`` sets), so
+the SDK still builds the request, raises a status error before any event, and hands over the body's
+lines unread; they are added up by :mod:`batchrunner.providers.streaming`, as over the aiohttp transport.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Final
 
 import openai
 
@@ -26,10 +33,16 @@ from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import OPENAI_BASE_URL
 from batchrunner.providers.errors import error_from_response, redact, safe_cause, transport_error
 from batchrunner.providers.headers import openai_rate_limits
-from batchrunner.providers.openai_wire import OpenAIAnswers
+from batchrunner.providers.openai_stream import ChatStream
+from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
+from batchrunner.providers.streaming import collect, read_failure
 from batchrunner.secret import Secret
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["STREAMED_RESPONSE", "OpenAIProvider"]
+
+STREAMED_RESPONSE: Final = {"X-Stainless-Raw-Response": "stream"}
+"""The request header by which the SDK returns a response with its body unread (its
+``RAW_RESPONSE_HEADER`` set to ``"stream"``; a unit test checks the name against the installed SDK's)."""
 
 
 class OpenAIProvider:
@@ -71,7 +84,9 @@ class OpenAIProvider:
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
         path = self._answers.path(request)
-        timeout = openai.Timeout(request.timeout_s, connect=min(self._connect_timeout_s, request.timeout_s))
+        if request.body.get("stream") is True:
+            return await self._call_streamed(path, request)
+        timeout = self._timeout(request.timeout_s)
         try:
             raw = await self._client.post(
                 path,
@@ -83,6 +98,38 @@ class OpenAIProvider:
         except openai.OpenAIError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         return self._answers.response(Endpoint(request.endpoint), raw.status_code, raw.headers, text)
+
+    async def _call_streamed(self, path: str, request: ProviderRequest) -> ProviderResponse:
+        """Post a streamed chat completion and add its events up (see the module docstring)."""
+        started = time.perf_counter()
+        try:
+            raw = await self._client.post(
+                path,
+                body=streamed_body(request.body),
+                cast_to=openai.AsyncAPIResponse[bytes],
+                options={"timeout": self._timeout(request.timeout_s), "headers": STREAMED_RESPONSE},
+            )
+        except openai.OpenAIError as exc:
+            raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
+        headers: Mapping[str, str] = raw.headers
+        try:
+            streamed = await collect(raw.iter_lines(), ChatStream(), started=started)
+        except Exception as exc:
+            error = read_failure(
+                self.name,
+                exc,
+                request_id=headers.get("x-request-id"),
+                rate_limits=openai_rate_limits(headers),
+                secrets=self._secrets,
+                timeout_s=request.timeout_s,
+            )
+            raise error from safe_cause(exc, self._secrets)
+        finally:
+            await raw.close()
+        return self._answers.streamed(Endpoint(request.endpoint), raw.status_code, headers, streamed)
+
+    def _timeout(self, timeout_s: float) -> openai.Timeout:
+        return openai.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
 
     def _sdk_error(self, exc: openai.OpenAIError, timeout_s: float) -> ProviderError:
         """Translate an SDK exception (the table in :mod:`batchrunner.providers.errors`)."""

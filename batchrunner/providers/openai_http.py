@@ -7,7 +7,8 @@ OpenAI-compatible server, a trailing slash or not); the request body sent exactl
 status error from a >= 400 answer, classified by :func:`~batchrunner.providers.errors.error_from_response`
 from the status, the decoded body, ``x-should-retry`` and ``Retry-After``; ``x-request-id`` and the
 ``x-ratelimit-*`` headers on every answer and error; the exact answer text as ``response_json``.
-Reading a 2xx answer is shared with the SDK transport (:mod:`batchrunner.providers.openai_wire`).
+Reading a 2xx answer is shared with the SDK transport (:mod:`batchrunner.providers.openai_wire`), and
+so is adding up a streamed one (:mod:`batchrunner.providers.streaming`, docs/streaming.md).
 The SDK's optional ``OpenAI-Organization``/``OpenAI-Project`` headers, which it takes from the
 environment, are not sent (configuration is resolved at the edge, and batchrunner has no such setting).
 """
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import time
 
+from batchrunner.errors import ProviderError
 from batchrunner.models import Endpoint
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import OPENAI_BASE_URL
-from batchrunner.providers.errors import error_from_response
+from batchrunner.providers.errors import error_from_response, safe_cause
 from batchrunner.providers.headers import openai_rate_limits
-from batchrunner.providers.http import HttpSession, error_body
-from batchrunner.providers.openai_wire import OpenAIAnswers
+from batchrunner.providers.http import HttpSession, Posted, error_body, lines
+from batchrunner.providers.openai_stream import ChatStream
+from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
+from batchrunner.providers.streaming import collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["OpenAIHTTPProvider"]
@@ -69,17 +73,46 @@ class OpenAIHTTPProvider:
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request; return the parsed answer or raise a ``ProviderError`` subclass."""
         path = self._answers.path(request)
+        if request.body.get("stream") is True:
+            return await self._call_streamed(path, request)
         posted = await self._http.post(path, request.body, request.timeout_s)
-        headers = posted.headers
         if posted.status >= 400:
-            raise error_from_response(
-                self.name,
-                status=posted.status,
-                headers=headers,
-                body=error_body(posted.text, unwrap=True),
-                request_id=headers.get("x-request-id"),
-                rate_limits=openai_rate_limits(headers),
-                secrets=self._secrets,
-                now=time.time(),
-            )
-        return self._answers.response(Endpoint(request.endpoint), posted.status, headers, posted.text)
+            raise self._status_error(posted)
+        return self._answers.response(Endpoint(request.endpoint), posted.status, posted.headers, posted.text)
+
+    async def _call_streamed(self, path: str, request: ProviderRequest) -> ProviderResponse:
+        """Post a streamed chat completion and add its events up (docs/streaming.md)."""
+        started = time.perf_counter()
+        response = await self._http.open(path, streamed_body(request.body), request.timeout_s)
+        try:
+            if response.status >= 400:
+                raise self._status_error(await self._http.read(response, request.timeout_s))
+            headers = response.headers
+            try:
+                streamed = await collect(lines(response), ChatStream(), started=started)
+            except Exception as exc:
+                error = read_failure(
+                    self.name,
+                    exc,
+                    request_id=headers.get("x-request-id"),
+                    rate_limits=openai_rate_limits(headers),
+                    secrets=self._secrets,
+                    timeout_s=request.timeout_s,
+                )
+                raise error from safe_cause(exc, self._secrets)
+        finally:
+            response.release()
+        return self._answers.streamed(Endpoint(request.endpoint), response.status, headers, streamed)
+
+    def _status_error(self, posted: Posted) -> ProviderError:
+        headers = posted.headers
+        return error_from_response(
+            self.name,
+            status=posted.status,
+            headers=headers,
+            body=error_body(posted.text, unwrap=True),
+            request_id=headers.get("x-request-id"),
+            rate_limits=openai_rate_limits(headers),
+            secrets=self._secrets,
+            now=time.time(),
+        )

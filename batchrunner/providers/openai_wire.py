@@ -15,8 +15,10 @@ so the missing usage stays visible; costs for such a server are under-reported.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from batchrunner.errors import PermanentError
@@ -25,8 +27,9 @@ from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ENDPOINTS
 from batchrunner.providers.errors import invalid_response, json_object, token_count
 from batchrunner.providers.headers import openai_rate_limits
+from batchrunner.providers.streaming import Streamed
 
-__all__ = ["OpenAIAnswers", "usage_of"]
+__all__ = ["OpenAIAnswers", "streamed_body", "usage_of"]
 
 logger = logging.getLogger("batchrunner.providers.openai")
 
@@ -51,9 +54,20 @@ class OpenAIAnswers:
             raise PermanentError(
                 f"{self.name}: endpoint {request.endpoint} is not served by the OpenAI adapter"
             )
-        if request.body.get("stream") is True:
-            raise PermanentError(f'{self.name}: streaming requests are not supported; remove "stream": true')
+        if request.body.get("stream") is True and request.endpoint != Endpoint.CHAT_COMPLETIONS:
+            raise PermanentError(
+                f"{self.name}: streaming is supported for {Endpoint.CHAT_COMPLETIONS.value} only, "
+                f'not {request.endpoint}; remove "stream": true'
+            )
         return path
+
+    def streamed(
+        self, endpoint: Endpoint, status: int, headers: Mapping[str, str], streamed: Streamed
+    ) -> ProviderResponse:
+        """The answer a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
+        text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
+        response = self.response(endpoint, status, headers, text)
+        return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)
 
     def response(
         self, endpoint: Endpoint, status: int, headers: Mapping[str, str], text: str
@@ -92,6 +106,16 @@ class OpenAIAnswers:
             log("%s: a %s answer reported no usage; its tokens are recorded as 0", self.name, endpoint.value)
             return Usage()
         return usage_of(usage)
+
+
+def streamed_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body of a streamed chat completion as sent: ``stream_options.include_usage`` set to true
+    unless the manifest line set it (without usage a streamed answer reports no tokens)."""
+    options = body.get("stream_options")
+    if isinstance(options, dict) and "include_usage" in options:
+        return body
+    kept = options if isinstance(options, dict) else {}
+    return {**body, "stream_options": {**kept, "include_usage": True}}
 
 
 def usage_of(usage: dict[str, Any]) -> Usage:

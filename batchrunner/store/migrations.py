@@ -71,12 +71,29 @@ def m0005_attempt_error_body(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE attempts ADD COLUMN error_body TEXT"))
 
 
+def m0006_streamed_answers(conn: Connection) -> None:
+    """Time to first token (``attempts.ttft_ms``, ``results.ttft_ms``) and a streamed answer's raw
+    events (``results.stream_events``, zlib-packed), for streamed requests (docs/streaming.md).
+
+    A database created after these columns joined tables.py already has them from 0001.
+    """
+    blob = "BLOB" if conn.dialect.name == "sqlite" else "BYTEA"
+    for table, name, kind in (
+        ("attempts", "ttft_ms", "FLOAT"),
+        ("results", "ttft_ms", "FLOAT"),
+        ("results", "stream_events", blob),
+    ):
+        if name not in {column["name"] for column in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
     ("0003_provider_pauses", m0003_provider_pauses),
     ("0004_run_record", m0004_run_record),
     ("0005_attempt_error_body", m0005_attempt_error_body),
+    ("0006_streamed_answers", m0006_streamed_answers),
 ]
 
 

@@ -190,6 +190,7 @@ def _export_query(
             results.c.cached_tokens,
             results.c.cost_usd,
             results.c.latency_ms,
+            results.c.ttft_ms,
             *attempt_columns,
         )
         .select_from(tried)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -134,6 +135,7 @@ attempts = Table(
     Column("error_class", String(64)),
     Column("error_message", Text),
     Column("latency_ms", Float),
+    Column("ttft_ms", Float),
     Column("input_tokens", Integer),
     Column("output_tokens", Integer),
     Column("cached_tokens", Integer),
@@ -155,6 +157,8 @@ results = Table(
     Column("cached_tokens", Integer, nullable=False, server_default="0"),
     Column("cost_usd", Float),
     Column("latency_ms", Float),
+    Column("ttft_ms", Float),
+    Column("stream_events", LargeBinary),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 

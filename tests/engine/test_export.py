@@ -36,7 +36,7 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         await api.export(settings=api.settings(db=db), format="csv", output=str(target)) == len(OUTPUTS) + 1
     )
     header, *rows = read_csv(target)
-    assert header[:12] == [
+    assert header[:13] == [
         "custom_id",
         "status",
         "provider",
@@ -48,9 +48,10 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "cost_usd",
         "attempts",
         "latency_ms",
+        "ttft_ms",
         "error",
     ]
-    assert header[12:] == ["metadata.lang", "metadata.n"]
+    assert header[13:] == ["metadata.lang", "metadata.n"]
     assert [row[0] for row in rows] == [f"id-{n:03d}" for n in range(1, len(OUTPUTS) + 2)]
     outputs = [row[4] for row in rows[: len(OUTPUTS)]]
     assert outputs == [
@@ -84,9 +85,9 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "12.5",
     ]
     failed = rows[-1]
-    assert failed[1] == "failed" and failed[11] == "permanent: 400 bad request" and failed[4] == ""
+    assert failed[1] == "failed" and failed[12] == "permanent: 400 bad request" and failed[4] == ""
     assert failed[5:8] == ["", "", ""]  # no result, so no token counts (not zeros)
-    assert rows[2][12:] == ["en", "3"]
+    assert rows[2][13:] == ["en", "3"]
 
 
 async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) -> None:

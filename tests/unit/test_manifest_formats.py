@@ -81,6 +81,14 @@ def test_openai_bodies_keep_options_batchrunner_does_not_know() -> None:
     assert job(openai_line(body=body)).body == body
 
 
+def test_streamed_chat_and_messages_lines_are_queued_as_written() -> None:
+    chat = {**CHAT, "stream": True}
+    assert job(openai_line(body=chat)).body == chat  # stream_options are the adapter's to add
+    params = {**PARAMS, "stream": True}
+    assert job(anthropic_line(params)).request_json == compact(params)
+    assert job(openai_line(body={**CHAT, "stream": False})).body == {**CHAT, "stream": False}
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -108,9 +116,14 @@ def test_openai_bodies_keep_options_batchrunner_does_not_know() -> None:
         (openai_line(body={**CHAT, "max_tokens": 0}), ("body.max_tokens", "must be an integer >= 1, not 0")),
         (openai_line(body={**CHAT, "max_tokens": True}), ("body.max_tokens", "not a boolean")),
         (openai_line(body={**CHAT, "temperature": 3}), ("body.temperature", "must be a number from 0 to 2")),
+        (openai_line(body={**CHAT, "stream": "yes"}), ("body.stream", "must be true or false, not a string")),
         (
-            openai_line(body={**CHAT, "stream": True}),
-            ("body.stream", "streaming is not supported in a batch"),
+            openai_line("/v1/embeddings", {"model": "e", "input": "x", "stream": True}),
+            ("body.stream", "streaming is supported for /v1/chat/completions and /v1/messages only"),
+        ),
+        (
+            openai_line("/v1/responses", {"model": "m", "input": "x", "stream": True}),
+            ("body.stream", "streaming is supported for /v1/chat/completions and /v1/messages only"),
         ),
         (openai_line("/v1/embeddings", {"model": "e"}), ("body.input", "missing (required)")),
         (openai_line("/v1/embeddings", {"model": "e", "input": []}), ("body.input", "must be a string or a")),

@@ -269,13 +269,20 @@ async def _send_events(
     headers: dict[str, str],
 ) -> web.StreamResponse:
     assert rendered.events is not None
+    state.books.streams += 1
+    gap_s = state.config.event_gap_ms / 1000
     if fault is FaultKind.TRUNCATE:
-        return await transport.send_stream(request, rendered.events, headers, truncate=True)
+        cut = state.config.cut_after_events
+        cut_after = max(1, len(rendered.events) // 2) if cut is None else min(cut, len(rendered.events) - 1)
+        return await transport.send_stream(
+            request, rendered.events, headers, cut_after=cut_after, gap_s=gap_s
+        )
     state.books.status(200)
     if fault is FaultKind.BAD_JSON:
-        return await transport.send_stream(request, render.corrupt_events(call, rendered.events), headers)
+        events = render.corrupt_events(call, rendered.events)
+        return await transport.send_stream(request, events, headers, gap_s=gap_s)
     _book_answer(state, call, rendered)
-    return await transport.send_stream(request, rendered.events, headers)
+    return await transport.send_stream(request, rendered.events, headers, gap_s=gap_s)
 
 
 def _book_answer(state: ServerState, call: Call, rendered: render.Rendered) -> None:

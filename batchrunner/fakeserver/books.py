@@ -31,6 +31,7 @@ class Books:
         "output_tokens",
         "peak_concurrency",
         "requests",
+        "streams",
     )
 
     def __init__(self) -> None:
@@ -40,6 +41,7 @@ class Books:
     def clear(self) -> None:
         """Forget everything but the requests still in flight (they are counted when they finish)."""
         self.requests = 0
+        self.streams = 0
         self.peak_concurrency = self.in_flight
         self.by_route: dict[str, int] = {}
         self.by_status: dict[str, int] = {}
@@ -122,6 +124,7 @@ class Books:
             "disconnects": self.disconnects,
             "prompts": len(self.attempts),
             "answers_total": self.answers_total,
+            "streams": self.streams,
             "duplicates": self.duplicates,
             "answer_span_s": self._answer_span(),
             "tokens": {

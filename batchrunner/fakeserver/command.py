@@ -139,6 +139,19 @@ def _fault_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Output cap and TPM charge for OpenAI requests without max_tokens.",
 )
+@click.option(
+    "--event-gap-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Pause between two events of a streamed answer.",
+)
+@click.option(
+    "--cut-after-events",
+    type=click.IntRange(0),
+    default=None,
+    help="The truncate fault cuts a stream after N events (default: half of them).",
+)
 @_fault_options
 def fake_server(schedule_file: Path | None, **options: Any) -> None:
     """Serve fake OpenAI and Anthropic APIs on 127.0.0.1 until SIGINT or SIGTERM.

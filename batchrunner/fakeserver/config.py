@@ -45,6 +45,10 @@ class FakeServerConfig:
     """Length of the embedding vectors (a request's ``dimensions`` overrides it)."""
     default_max_tokens: int = 1024
     """Output cap (and TPM charge) for OpenAI requests that give no ``max_tokens``."""
+    event_gap_ms: float = 0.0
+    """A streamed answer's pause between two SSE events (after ``latency_ms`` before the first)."""
+    cut_after_events: int | None = None
+    """The ``truncate`` fault cuts a stream after this many events (``None``: half of them)."""
 
     def __post_init__(self) -> None:
         rates = MappingProxyType({FaultKind(kind): float(rate) for kind, rate in self.fault_rates.items()})
@@ -60,7 +64,7 @@ class FakeServerConfig:
             problems.append(f"port must be in 0..65535, not {self.port}")
         if self.api_key == "":
             problems.append("api_key must be None (accept any key) or a non-empty string")
-        for name in ("latency_ms", "jitter_ms", "retry_after_s", "max_hang_s"):
+        for name in ("latency_ms", "jitter_ms", "retry_after_s", "max_hang_s", "event_gap_ms"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, not {value}")
@@ -71,6 +75,7 @@ class FakeServerConfig:
             ("tpm", 1, 1 if self.tpm is None else self.tpm),
             ("embedding_dim", 1, self.embedding_dim),
             ("default_max_tokens", 1, self.default_max_tokens),
+            ("cut_after_events", 0, 0 if self.cut_after_events is None else self.cut_after_events),
         ):
             if value < low:
                 problems.append(f"{name} must be >= {low}, not {value}")

@@ -83,7 +83,10 @@ _DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.OVERLOADED: "529 overloaded (overloaded_error), with x-should-retry: true.",
     FaultKind.RESET: "connection reset (TCP RST), no response.",
     FaultKind.HANG: "no answer until the client gives up (or --max-hang-s passes).",
-    FaultKind.TRUNCATE: "200 whose body stops half way, then the connection closes.",
+    FaultKind.TRUNCATE: (
+        "200 whose body stops half way (a stream: after --cut-after-events events), then the connection "
+        "closes."
+    ),
     FaultKind.BAD_JSON: "200 with a body that is not valid JSON.",
     FaultKind.HTML: "200 with an HTML page instead of JSON.",
     FaultKind.NO_USAGE: "200 with a normal answer but no usage.",

@@ -55,21 +55,33 @@ async def send_truncated(
 
 
 async def send_stream(
-    request: web.BaseRequest, events: list[bytes], headers: dict[str, str], *, truncate: bool = False
+    request: web.BaseRequest,
+    events: list[bytes],
+    headers: dict[str, str],
+    *,
+    cut_after: int | None = None,
+    gap_s: float = 0.0,
 ) -> web.StreamResponse:
-    """A 200 SSE stream (chunked); ``truncate`` stops half way and closes the connection mid-stream."""
+    """A 200 SSE stream (chunked), ``gap_s`` between two events; ``cut_after``: only that many events,
+    then the connection is closed mid-stream (no end chunk)."""
     response = web.StreamResponse(status=200, headers=headers)
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     response.headers["cache-control"] = "no-cache"
+    sent = events if cut_after is None else events[:cut_after]
     try:
         await response.prepare(request)
-        if truncate:
-            await response.write(b"".join(events[: max(1, len(events) // 2)]))
+        if gap_s:
+            for index, event in enumerate(sent):
+                if index:
+                    await asyncio.sleep(gap_s)
+                await response.write(event)
+        elif sent:
+            await response.write(b"".join(sent))
+        if cut_after is not None:
             if request.transport is not None:
                 request.transport.close()
             return response
-        await response.write(b"".join(events))
         await response.write_eof()
     except ConnectionError:  # the client went away mid-stream; nothing to tell it
         pass

@@ -19,6 +19,8 @@ Bodies the real API would reject at once (no ``model``, no ``messages``/``input`
 without ``max_tokens``) raise :class:`~batchrunner.errors.PermanentError`, so a dry run finds them.
 An optional latency (``latency_ms``) is slept per call; a latency longer than the request's timeout
 raises :class:`~batchrunner.errors.ProviderTimeout` after the timeout, as a real slow server would.
+A request with ``"stream": true`` gets the same answer, all at once: its time to first token is the
+latency (the fake has no events to keep, so ``stream_events`` stays empty).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import hashlib
 import json
 import math
 import struct
+import time
 from typing import Any, Final
 
 from batchrunner.errors import PermanentError, ProviderTimeout
@@ -67,6 +70,7 @@ class FakeProvider:
 
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Answer ``request`` deterministically, after the configured latency."""
+        started = time.perf_counter()
         if self._latency_s > 0:
             await asyncio.sleep(min(self._latency_s, request.timeout_s))
             if self._latency_s > request.timeout_s:
@@ -82,6 +86,7 @@ class FakeProvider:
             usage=usage,
             model=body.get("model") if isinstance(body.get("model"), str) else None,
             request_id=f"req_fake_{digest[:20]}",
+            ttft_ms=(time.perf_counter() - started) * 1000 if body.get("stream") is True else None,
         )
 
 

@@ -232,3 +232,46 @@ async def test_an_error_event_mid_stream_is_classified(
         assert cut.value.possibly_billed
     finally:
         await provider.aclose()
+
+
+# --- the SDKs' own stream helpers are the reference ------------------------------------------------------
+
+
+async def test_the_answers_match_the_sdks_own_stream_helpers(
+    oai: Provider, ant: Provider, server: ThreadedFakeServer
+) -> None:
+    import anthropic
+    import openai
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+
+    ours = await oai.call(chat(PROMPT, stream=True))
+    client = openai.AsyncOpenAI(api_key=KEY, base_url=server.openai_base_url, max_retries=0)
+    state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
+    async with client:
+        stream = await client.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for chunk in stream:
+            state.handle_chunk(chunk)
+    reference = state.get_final_completion()
+    stored = json.loads(ours.response_json)
+    assert stored["choices"][0]["message"]["content"] == reference.choices[0].message.content
+    assert stored["choices"][0]["finish_reason"] == reference.choices[0].finish_reason
+    assert reference.usage is not None and stored["usage"] == reference.usage.to_dict()
+
+    ours = await ant.call(message(PROMPT, stream=True))
+    aclient = anthropic.AsyncAnthropic(api_key=KEY, base_url=server.base_url, max_retries=0)
+    async with (
+        aclient,
+        aclient.messages.stream(
+            model="claude-test", max_tokens=100, messages=[{"role": "user", "content": PROMPT}]
+        ) as astream,
+    ):
+        final = await astream.get_final_message()
+    stored = json.loads(ours.response_json)
+    expected = final.to_dict()
+    assert stored["content"] == expected["content"]
+    assert (stored["stop_reason"], stored["usage"]) == (expected["stop_reason"], expected["usage"])

@@ -13,7 +13,8 @@ import pytest
 from helpers.store_data import attempt, live_runners, queue, spec, states, success
 from sqlalchemy import select, text
 
-from batchrunner.models import AttemptRecord, JobState, Outcome
+from batchrunner.models import AttemptRecord, JobState, Outcome, ResultRecord
+from batchrunner.providers.streaming import pack_events
 from batchrunner.store import tables
 from batchrunner.store.database import SQLITE_PRAGMAS
 from batchrunner.store.store import Store
@@ -283,6 +284,49 @@ async def test_an_older_database_gains_the_attempt_error_body(db_target: str) ->
                 select(tables.attempts.c.job_id, tables.attempts.c.error_body).order_by(tables.attempts.c.id)
             )
             assert [tuple(row) for row in rows] == [(old.lease.job_id, None), (new.lease.job_id, body)]
+    finally:
+        await store.close()
+
+
+async def test_an_older_database_gains_the_streamed_answer_columns(db_target: str) -> None:
+    """0006 adds ``ttft_ms`` (attempts, results) and ``stream_events`` (results); old rows keep theirs."""
+    store = await Store.open(db_target)
+    try:
+        run_id = await queue(store, 2)
+        old, new = await store.claim(run_id, "me", 2, lease_seconds=60)
+        await store.record_outcomes([success(old.lease)])
+        async with store.db.write() as conn:  # as the database was before 0006
+            for table, column in (
+                ("attempts", "ttft_ms"),
+                ("results", "ttft_ms"),
+                ("results", "stream_events"),
+            ):
+                await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+            await conn.execute(
+                tables.schema_migrations.delete().where(
+                    tables.schema_migrations.c.name == "0006_streamed_answers"
+                )
+            )
+    finally:
+        await store.close()
+    store = await Store.open(db_target)
+    try:
+        packed = pack_events(['{"type":"message_stop"}'])
+        streamed = Outcome(
+            lease=new.lease,
+            attempt=AttemptRecord(number=1, runner_id="me", started_at=datetime.now(UTC), ttft_ms=12.5),
+            state=JobState.SUCCEEDED,
+            result=ResultRecord(output_text="hi", response_json="{}", ttft_ms=12.5, stream_events=packed),
+        )
+        await store.record_outcomes([streamed])
+        async with store.db.read() as conn:
+            attempts = await conn.execute(select(tables.attempts.c.ttft_ms).order_by(tables.attempts.c.id))
+            assert list(attempts.scalars()) == [None, 12.5]
+            results = tables.results
+            kept = await conn.execute(
+                select(results.c.ttft_ms, results.c.stream_events).order_by(results.c.job_id)
+            )
+            assert [tuple(row) for row in kept] == [(None, None), (12.5, packed)]
     finally:
         await store.close()
 

@@ -74,7 +74,8 @@ class AttemptContext:
     in_flight: int = 0
     """Requests sent and not answered yet (for progress)."""
     mark_sent: Callable[[Lease], None]
-    """Told as each call is sent, to record it in the store (see :mod:`batchrunner.engine.sendmarks`)."""
+    """Told as each call goes out (the adapter's ``ProviderRequest.on_sent``), to journal it and record it
+    in the store (see :mod:`batchrunner.engine.sendmarks`)."""
 
 
 class NotSent:
@@ -105,7 +106,12 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
     if not await _reserve(ctx, worst_case):
         return Stop(reason=_budget_reason(ctx.budget, job.model, worst_case), outcome=None)
     limiter = ctx.limiters(job.provider)
-    request = ProviderRequest(endpoint=job.endpoint, body=body, timeout_s=ctx.options.timeout_s)
+    request = ProviderRequest(
+        endpoint=job.endpoint,
+        body=body,
+        timeout_s=ctx.options.timeout_s,
+        on_sent=lambda: ctx.mark_sent(job.lease),  # as the request goes out (ProviderRequest.on_sent)
+    )
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     cost: Decimal | None = None
@@ -119,7 +125,6 @@ async def perform(job: ClaimedJob, ctx: AttemptContext) -> Outcome | Stop | NotS
             if not ours or ctx.stop_requested.is_set():  # the check may have waited for the database
                 limiter.settle(reservation, 0)
                 return LEASE_LOST if ours is False else NOT_SENT
-            ctx.mark_sent(job.lease)
             started_at, started = datetime.now(UTC), time.perf_counter()
             sent = True
             ctx.in_flight += 1

@@ -1,12 +1,11 @@
 """Taking back the jobs of runners that died (docs/reliability.md rule 3), with what their journals say.
 
 A dead runner's marks in the store may lag its sends (they are group-committed), but its send journal
-(:mod:`batchrunner.engine.sendjournal`), written before each send, does not: the journals of dead runners
-on this machine are applied first (as ``mark_sent``), so that their jobs not marked sent are known unsent
-and get their attempt back, and those sent are recorded as interrupted. A journal is read once; it is
-deleted when its runner was found dead in this database (another database's runner's journal is left to
-its own).
-"""
+(:mod:`batchrunner.engine.sendjournal`), written as each request goes out, does not: the journals of dead
+runners on this machine are applied first (as ``mark_sent``), so that their jobs not marked sent are known
+unsent and get their attempt back, and those sent are recorded as interrupted. A journal is read once; it
+is deleted when its runner was found dead in this database (another database's runner's journal is left to
+its own)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-"""A runner's local journal of the requests it sends, written just before each one goes out.
+"""A runner's local journal of the requests it sends, written as each one goes out.
 
-The store's send marks (batchrunner.engine.sendmarks) follow a request by a write, which on a busy machine can
-lag by more than the request itself takes. So each runner also appends ``JOB_ID TOKEN`` to a file of its
-own, synchronously, before the request leaves: a few microseconds, and it survives a ``kill -9`` (the
-kernel keeps what was written; only a power cut could lose the last lines). A runner that takes back the
-jobs of a runner that died on the same machine first reads its journal: the jobs in it were in flight
-(recorded as interrupted, possibly billed), the others were never sent (their attempt is refunded).
-Without a journal (the runner ran on another machine) only the store's marks tell, and a job they do
-not show as sent keeps its attempt, since it may have been sent.
+The store's send marks (batchrunner.engine.sendmarks) follow a request by a write, which on a busy machine
+can lag by more than the request itself takes. So each runner also appends ``JOB_ID TOKEN`` to a file of
+its own, synchronously, as the request leaves (over the ``http`` transport when its headers are handed to
+the connection, over the SDKs just before the call; ``ProviderRequest.on_sent``): a few microseconds, and
+it survives a ``kill -9`` (the kernel keeps what was written; only a power cut could lose the last lines).
+A runner that takes back the jobs of a runner that died on the same machine first reads its journal: the
+jobs in it were in flight (recorded as interrupted, possibly billed), the others were never sent (their
+attempt is refunded). Without a journal (the runner ran on another machine) only the store's marks tell,
+and a job they do not show as sent keeps its attempt, since it may have been sent.
 
 Files: ``PID.RUNNER_ID.sent`` in a private directory under the system's temporary directory; removed
 when the runner ends, and by the runner that read them.

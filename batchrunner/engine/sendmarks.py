@@ -5,16 +5,15 @@ sending it again may bill it twice) from one that was only claimed (it never lef
 is what ``status`` counts as "re-sent after interruption" and "possibly billed", and it must agree with
 what the provider saw.
 
-Why not wait for the mark before sending: a write from a busy event loop takes several turns of the
-loop (measured: a median of 172 ms at 500 requests a second), and every request waiting that long made
-a latency-bound run 40% slower. So a request is sent at once and its mark follows in the next write:
-marks asked for while one write is in progress gather and go in the next one. The price is a short
-window: a runner killed between a send and its mark's write (a few milliseconds on an idle machine,
-more on a saturated one) would leave that job looking claimed, not sent; the runner's journal
-(batchrunner.engine.sendjournal), written before each send, closes that window for whoever takes its jobs back
-on the same machine. The mark is fenced by the lease like every write-back; one that finds the lease
-gone changes nothing.
-"""
+Why not wait for the mark before sending: a write from a busy event loop takes several turns of the loop
+(measured: a median of 172 ms at 500 requests a second), and every request waiting that long made a
+latency-bound run 40% slower. So a request is sent at once and its mark follows in the next write: marks
+asked for while one write is in progress gather and go in the next one. The price is a short window: a
+runner killed between a send and its mark's write (a few milliseconds on an idle machine, more on a
+saturated one) would leave that job looking claimed, not sent; the runner's journal
+(batchrunner.engine.sendjournal), written as each request goes out, closes that window for whoever takes
+its jobs back on the same machine. The mark is fenced by the lease like every write-back; one that finds
+the lease gone changes nothing."""
 
 from __future__ import annotations
 

@@ -93,6 +93,7 @@ class AnthropicProvider:
             )
         if needs_streaming(request.body):
             return await self._call_streamed(request)
+        request.sent()  # the SDK cannot tell when its request leaves: just before is the closest
         try:
             raw = await self._client.post(
                 Endpoint.MESSAGES.value,
@@ -108,6 +109,7 @@ class AnthropicProvider:
     async def _call_streamed(self, request: ProviderRequest) -> ProviderResponse:
         """Post the request streamed and add its events up (see the module docstring)."""
         started = time.perf_counter()
+        request.sent()
         try:
             raw = await self._client.post(
                 Endpoint.MESSAGES.value,

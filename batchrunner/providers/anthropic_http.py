@@ -84,7 +84,9 @@ class AnthropicHTTPProvider:
             )
         if needs_streaming(request.body):
             return await self._call_streamed(request)
-        posted = await self._http.post(Endpoint.MESSAGES.value, request.body, request.timeout_s)
+        posted = await self._http.post(
+            Endpoint.MESSAGES.value, request.body, request.timeout_s, request.on_sent
+        )
         if posted.status >= 400:
             raise self._status_error(posted)
         return self._answers.response(posted.status, posted.headers, posted.text)
@@ -93,7 +95,7 @@ class AnthropicHTTPProvider:
         """Post the request streamed and add its events up (docs/streaming.md)."""
         started = time.perf_counter()
         response = await self._http.open(
-            Endpoint.MESSAGES.value, streamed_body(request.body), request.timeout_s
+            Endpoint.MESSAGES.value, streamed_body(request.body), request.timeout_s, request.on_sent
         )
         try:
             if response.status >= 400:

@@ -6,6 +6,7 @@ the project's own classes in ``batchrunner.errors`` (habit 8): the engine never 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,15 @@ class ProviderRequest:
     endpoint: str
     body: dict[str, Any]
     timeout_s: float
+    on_sent: Callable[[], None] | None = None
+    """Called once as the request goes out: over the ``http`` transport when its headers have been handed
+    to the connection (so a request still waiting for a connection is not counted as sent), else just
+    before the adapter sends it. Never called for a request refused before sending."""
+
+    def sent(self) -> None:
+        """Tell :attr:`on_sent` (adapters call this)."""
+        if self.on_sent is not None:
+            self.on_sent()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -71,6 +71,7 @@ class FakeProvider:
     async def call(self, request: ProviderRequest) -> ProviderResponse:
         """Answer ``request`` deterministically, after the configured latency."""
         started = time.perf_counter()
+        request.sent()
         if self._latency_s > 0:
             await asyncio.sleep(min(self._latency_s, request.timeout_s))
             if self._latency_s > request.timeout_s:

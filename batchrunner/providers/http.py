@@ -23,6 +23,9 @@ most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
   replaced), which the adapters store as ``response_json``;
 - **error bodies** decoded as each SDK decodes them (:func:`error_body`), so the error classification of
   :mod:`batchrunner.providers.errors` sees the same facts over both transports;
+- **when a request is sent**: a request's ``on_sent`` is called from aiohttp's
+  ``on_request_headers_sent`` trace, once its headers are handed to the connection, so a request still
+  waiting for a connection (a pool being opened, a refused connect) is never recorded as sent;
 - **streams** (:meth:`HttpSession.open` and :func:`lines`): the body's lines as they arrive, split on
   ``\n`` (a ``\r`` before it dropped), decoded as UTF-8 as event streams are, and of any length (not
   aiohttp's ``readline``, which refuses lines over 64 KiB); added up by
@@ -39,9 +42,10 @@ import functools
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -126,12 +130,15 @@ class HttpSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
             headers = {"User-Agent": user_agent(), **self._headers}
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(_headers_sent)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=headers,
                 proxy=env_proxy(self.base_url),
                 trust_env=False,
                 raise_for_status=False,
+                trace_configs=[tracing],
             )
         return self._session
 
@@ -144,20 +151,29 @@ class HttpSession:
             )
         return timeout
 
-    async def post(self, path: str, body: dict[str, Any], timeout_s: float) -> Posted:
+    async def post(
+        self, path: str, body: dict[str, Any], timeout_s: float, on_sent: Callable[[], None] | None = None
+    ) -> Posted:
         """POST ``body`` as JSON to ``path``; any HTTP status comes back, a transport failure is raised."""
-        response = await self.open(path, body, timeout_s)
+        response = await self.open(path, body, timeout_s, on_sent)
         try:
             return await self.read(response, timeout_s)
         finally:
             response.release()
 
-    async def open(self, path: str, body: dict[str, Any], timeout_s: float) -> aiohttp.ClientResponse:
-        """POST ``body`` and return the response with its body unread (the caller releases it)."""
+    async def open(
+        self, path: str, body: dict[str, Any], timeout_s: float, on_sent: Callable[[], None] | None = None
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` and return the response with its body unread (the caller releases it);
+        ``on_sent`` is called once its headers are on their way."""
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             return await self._client().post(
-                self.base_url + path.lstrip("/"), data=payload, timeout=self._timeout(timeout_s)
+                self.base_url + path.lstrip("/"),
+                data=payload,
+                timeout=self._timeout(timeout_s),
+                allow_redirects=False,
+                trace_request_ctx=SimpleNamespace(on_sent=on_sent),
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
@@ -184,6 +200,18 @@ class HttpSession:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    """aiohttp's ``on_request_headers_sent`` trace: tell the request's ``on_sent``, once."""
+    del session, params
+    tracked = context.trace_request_ctx
+    on_sent = getattr(tracked, "on_sent", None)
+    if on_sent is not None:
+        tracked.on_sent = None
+        on_sent()
 
 
 async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

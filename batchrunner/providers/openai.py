@@ -87,6 +87,7 @@ class OpenAIProvider:
         if request.body.get("stream") is True:
             return await self._call_streamed(path, request)
         timeout = self._timeout(request.timeout_s)
+        request.sent()  # the SDK cannot tell when its request leaves: just before is the closest
         try:
             raw = await self._client.post(
                 path,
@@ -102,6 +103,7 @@ class OpenAIProvider:
     async def _call_streamed(self, path: str, request: ProviderRequest) -> ProviderResponse:
         """Post a streamed chat completion and add its events up (see the module docstring)."""
         started = time.perf_counter()
+        request.sent()
         try:
             raw = await self._client.post(
                 path,

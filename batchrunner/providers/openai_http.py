@@ -75,7 +75,7 @@ class OpenAIHTTPProvider:
         path = self._answers.path(request)
         if request.body.get("stream") is True:
             return await self._call_streamed(path, request)
-        posted = await self._http.post(path, request.body, request.timeout_s)
+        posted = await self._http.post(path, request.body, request.timeout_s, request.on_sent)
         if posted.status >= 400:
             raise self._status_error(posted)
         return self._answers.response(Endpoint(request.endpoint), posted.status, posted.headers, posted.text)
@@ -83,7 +83,9 @@ class OpenAIHTTPProvider:
     async def _call_streamed(self, path: str, request: ProviderRequest) -> ProviderResponse:
         """Post a streamed chat completion and add its events up (docs/streaming.md)."""
         started = time.perf_counter()
-        response = await self._http.open(path, streamed_body(request.body), request.timeout_s)
+        response = await self._http.open(
+            path, streamed_body(request.body), request.timeout_s, request.on_sent
+        )
         try:
             if response.status >= 400:
                 raise self._status_error(await self._http.read(response, request.timeout_s))

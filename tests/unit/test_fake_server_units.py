@@ -150,6 +150,7 @@ def test_books_count_duplicates_incrementally_and_reset_keeps_in_flight() -> Non
         "disconnects": 0,
         "prompts": 0,
         "answers_total": 0,
+        "streams": 0,
         "duplicates": 0,
         "answer_span_s": None,
         "tokens": {"input": 0, "output": 0, "cached": 0},

@@ -11,13 +11,14 @@ Anthropic's spend-limit code, error events mid-stream ...) are served by a tiny 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import socket
 import traceback
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -324,6 +325,30 @@ async def test_a_hang_is_a_timeout_that_may_be_billed(oai: Provider, ant: Provid
             await ant.call(message("[[fault:*hang]] x", timeout_s=0.3))
     assert caught.value.possibly_billed
     assert "no answer within 0.3 s" in str(caught.value)
+
+
+async def test_on_sent_is_told_once_as_the_request_goes_out(
+    oai: Provider, ant: Provider, transport: Transport
+) -> None:
+    """The engine records a job as sent from ``on_sent``: once per call, plain or streamed; over ``http``
+    never for a request whose connection was refused (over the SDKs it is told just before the call)."""
+    told: list[str] = []
+    for provider, request in (
+        (oai, chat("sent")), (oai, chat("sent", stream=True)),
+        (ant, message("sent")), (ant, message("sent", stream=True)),
+    ):  # fmt: skip
+        await provider.call(replace(request, on_sent=functools.partial(told.append, provider.name)))
+    assert told == ["openai", "openai", "anthropic", "anthropic"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    refused = make("openai", f"http://127.0.0.1:{port}/v1", transport)
+    try:
+        with pytest.raises(TransientError):
+            await refused.call(replace(chat("x"), on_sent=lambda: told.append("refused")))
+    finally:
+        await refused.aclose()
+    assert told.count("refused") == (0 if transport == "http" else 1)
 
 
 async def test_a_refused_connection_is_transient_and_not_billed(transport: Transport) -> None:

@@ -97,8 +97,8 @@ def _env(name: str) -> dict[str, Any]:
 @click.option(
     "--transport",
     type=click.Choice(["http", "sdk"]),
-    help="How to speak to OpenAI and Anthropic: sdk (the official SDKs) or http (aiohttp, about 4x less "
-    "CPU a call; not yet the default) [default: sdk].",
+    help="How to speak to OpenAI and Anthropic: http (aiohttp, fast) or sdk (the official SDKs) "
+    "[default: http].",
     **_env("TRANSPORT"),
 )
 @config_option

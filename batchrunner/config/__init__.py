@@ -24,7 +24,7 @@ the frozen :class:`Settings` down; nothing else in the package reads the environ
     provider = "openai"        # provider of lines that name none
     model = "gpt-4o-mini"      # model of simple lines that name none
     db = "batchrunner.db"      # database path or SQLAlchemy URL
-    transport = "sdk"          # sdk (the official SDKs, the default) or http (aiohttp, faster)
+    transport = "http"         # http (aiohttp, the default) or sdk (the official SDKs)
 
     [providers.openai]         # adjust a preset: openai, anthropic, gemini, cohere, fake ...
     api_key = "${OPENAI_API_KEY}"          # a ${VAR} reference, never the key itself

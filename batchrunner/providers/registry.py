@@ -10,13 +10,12 @@ unwraps only when it hands it to the SDK.
 The adapters are imported by :func:`build_provider` only, so that importing this module does not load
 either SDK (nor aiohttp).
 
-**Transports.** Each API kind has two adapters: ``sdk`` (the default) goes through the official SDK
-(``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``), the reference the ``http`` adapters are tested
-against (the provider tests run over both); ``http`` speaks HTTP itself through one shared aiohttp
-session per provider (:mod:`batchrunner.providers.http` says why, with figures). ``http`` is not the
-default yet: a runner killed with calls in flight can leave more jobs marked sent than reached the server
-(its connections may still be opening), so ``status`` over-counts the re-sent ones beyond what the
-multi-runner test allows (BENCHMARKS.md "Issue 11: the HTTP transport").
+**Transports.** Each API kind has two adapters: ``http`` (the default) speaks HTTP itself through one
+shared aiohttp session per provider (:mod:`batchrunner.providers.http` says why, with figures); ``sdk``
+goes through the official SDK (``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``), the reference the
+``http`` adapters are tested against (the provider tests run over both). ``http`` records a request as
+sent when its headers reach the connection (``ProviderRequest.on_sent``), the SDKs only just before the
+call, so after a runner is killed ``http`` also counts the re-sent jobs more exactly.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ __all__ = [
 
 Transport = Literal["http", "sdk"]
 TRANSPORTS: Final[tuple[Transport, ...]] = get_args(Transport)
-DEFAULT_TRANSPORT: Final[Transport] = "sdk"
+DEFAULT_TRANSPORT: Final[Transport] = "http"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,7 +61,7 @@ class ProviderSettings:
     fake_latency_ms: float = 0.0
     """Latency of the ``fake`` provider per call."""
     transport: Transport = DEFAULT_TRANSPORT
-    """``sdk`` (the official SDK, the default) or ``http`` (aiohttp); see the module docstring."""
+    """``http`` (aiohttp, the default) or ``sdk`` (the official SDK); see the module docstring."""
     max_connections: int = 100
     """The ``http`` transport's connection pool size (the run's concurrency)."""
 

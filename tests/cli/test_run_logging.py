@@ -43,7 +43,7 @@ def test_v_logs_each_kind_of_error_once_then_a_count(tmp_path: Path) -> None:
     lines = [line for line in stderr.splitlines() if "batchrunner.engine.errorlog" in line]
     logger = "INFO batchrunner.engine.errorlog"
     first = f"{logger}: openai: connection error from URL/: connection failed ("
-    # the connect failure as the transport names it: aiohttp (http) or httpx (sdk, the default)
+    # the connect failure as the transport names it: aiohttp (http, the default) or httpx (sdk)
     assert lines[0].startswith((first + "ClientConnectorError: ", first + "ConnectError: ")), stderr
     assert lines[-1].startswith(
         f"{logger}: openai: connection error x{JOBS * ATTEMPTS} from URL/: connection failed"

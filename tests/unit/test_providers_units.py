@@ -235,8 +235,8 @@ def test_a_missing_key_is_an_actionable_error() -> None:
 
 def test_the_transport_is_a_run_option_and_the_pool_is_the_run_concurrency() -> None:
     env = {"OPENAI_API_KEY": "k"}
-    assert (resolved("openai", env).transport, resolved("openai", env).max_connections) == ("sdk", 32)
-    assert resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "http"}).transport == "http"
+    assert (resolved("openai", env).transport, resolved("openai", env).max_connections) == ("http", 32)
+    assert resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "sdk"}).transport == "sdk"
     flagged = resolved("openai", {**env, "BATCHRUNNER_TRANSPORT": "sdk"}, transport="http", concurrency=7)
     assert (flagged.transport, flagged.max_connections) == ("http", 7)
     with pytest.raises(ConfigError, match="BATCHRUNNER_TRANSPORT"):
@@ -244,21 +244,21 @@ def test_the_transport_is_a_run_option_and_the_pool_is_the_run_concurrency() -> 
 
 
 def test_the_transport_comes_from_the_config_file_and_is_remembered_by_the_run(tmp_path: Path) -> None:
-    (tmp_path / "batchrunner.toml").write_text('[run]\ntransport = "http"\n')
+    (tmp_path / "batchrunner.toml").write_text('[run]\ntransport = "sdk"\n')
     first = load_settings(flags={}, env={}, cwd=tmp_path)
-    assert first.run.transport == "http"
+    assert first.run.transport == "sdk"
     remembered = runsettings.snapshot(first, ["fake"])
-    assert remembered["run"]["transport"] == "http"
+    assert remembered["run"]["transport"] == "sdk"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    later = load_settings(flags={}, env={}, cwd=elsewhere)  # no file: the default, sdk
+    later = load_settings(flags={}, env={}, cwd=elsewhere)  # no file: the default, http
     notes: list[str] = []
-    assert runsettings.apply(remembered, later, notes.append).run.transport == "http"
-    given = load_settings(flags={"transport": "sdk"}, env={}, cwd=elsewhere)
-    assert runsettings.apply(remembered, given, notes.append).run.transport == "sdk"
-    assert notes == ["using --transport sdk instead of the run's http"]
-    del remembered["run"]["transport"]  # a run stored before the option existed: this invocation's
     assert runsettings.apply(remembered, later, notes.append).run.transport == "sdk"
+    given = load_settings(flags={"transport": "http"}, env={}, cwd=elsewhere)
+    assert runsettings.apply(remembered, given, notes.append).run.transport == "http"
+    assert notes == ["using --transport http instead of the run's sdk"]
+    del remembered["run"]["transport"]  # a run stored before the option existed: this invocation's
+    assert runsettings.apply(remembered, later, notes.append).run.transport == "http"
 
 
 def test_the_http_transport_sends_the_sdks_anthropic_version() -> None:

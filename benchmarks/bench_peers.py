@@ -4,9 +4,12 @@ parallel processor, against one fake server, the same manifest, in one invocatio
     python benchmarks/bench_peers.py --case latency [--cookbook PATH] [--reps 3] [--jobs N]
     python benchmarks/bench_peers.py --case high --cookbook /tmp/api_request_parallel_processor.py
     python benchmarks/bench_peers.py --case cpu --batchrunner-arg=--transport --batchrunner-arg=sdk
+    python benchmarks/bench_peers.py --case stream
 
 Cases (issue 11 targets 1 and 2): ``latency`` 5,000 jobs at 200 +/- 50 ms, concurrency 100; ``high``
-20,000 jobs at 1 s, concurrency 1,000; ``cpu`` 20,000 jobs at 0 ms, concurrency 64. Each client is a
+20,000 jobs at 1 s, concurrency 1,000; ``cpu`` 20,000 jobs at 0 ms, concurrency 64; ``stream`` the
+``latency`` case with ``"stream": true`` lines (one SSE event a word, 5 ms between events; the aiohttp
+loop reads each stream whole, the cookbook script cannot read streams and is left out). Each client is a
 whole process (wall from start to exit); the order rotates every repetition; medians. Every run is checked
 against the server's books: each client must send every job once and get every answer. The cookbook
 script is not in the repository: fetch ``examples/api_request_parallel_processor.py`` from
@@ -34,6 +37,7 @@ CASES = {
     "latency": {"jobs": 5000, "latency_ms": 150, "jitter_ms": 100, "concurrency": 100},
     "high": {"jobs": 20000, "latency_ms": 1000, "jitter_ms": 0, "concurrency": 1000},
     "cpu": {"jobs": 20000, "latency_ms": 0, "jitter_ms": 0, "concurrency": 64},
+    "stream": {"jobs": 5000, "latency_ms": 150, "jitter_ms": 100, "concurrency": 100, "event_gap_ms": 5},
 }
 
 
@@ -57,8 +61,12 @@ def main() -> None:
     args = parse_args()
     case = {**CASES[args.case], **({"jobs": args.jobs} if args.jobs else {})}
     pinned = not args.no_pin
-    manifest = write_manifest(DATA / f"peers-{case['jobs']}.jsonl", case["jobs"], f"peers{case['jobs']}")
+    stream = "event_gap_ms" in case
+    name = f"peers-{case['jobs']}" + ("-stream" if stream else "")
+    manifest = write_manifest(DATA / f"{name}.jsonl", case["jobs"], f"peers{case['jobs']}", stream=stream)
     server_args = ["--latency-ms", str(case["latency_ms"]), "--jitter-ms", str(case["jitter_ms"])]
+    if stream:
+        server_args += ["--event-gap-ms", str(case["event_gap_ms"])]
     info = machine.machine_info(pinned)
     with Server(server_args, pinned=pinned) as server:
         clients = clients_for(args, case, manifest, server, pinned)
@@ -116,7 +124,7 @@ def clients_for(
         return run
 
     clients = {"batchrunner": batchrunner, "aiohttp loop": child("aiohttp_client", "--concurrency", c)}
-    if args.cookbook is not None:
+    if args.cookbook is not None and "event_gap_ms" not in case:
         clients["cookbook"] = child("cookbook_client", "--script", str(args.cookbook.resolve()))
     return clients
 

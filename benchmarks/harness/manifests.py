@@ -18,14 +18,21 @@ _TEXT = (
 _WORDS = _TEXT.split(" ")
 
 
-def chat_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
-    """The request of job ``i``."""
+def chat_body(i: int, tag: str, rng: random.Random, *, stream: bool = False) -> dict[str, Any]:
+    """The request of job ``i``; ``stream``: a streamed one, asking for its usage (as batchrunner would)."""
     review = " ".join(rng.choices(_WORDS, k=20))
     prompt = f"{tag} job {i}: classify the sentiment (positive/negative) of: {review}"
-    return {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 16,
+    }
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return body
 
 
-def write_manifest(path: Path, jobs: int, tag: str) -> Path:
+def write_manifest(path: Path, jobs: int, tag: str, *, stream: bool = False) -> Path:
     """``jobs`` lines into ``path`` (the same ``tag`` always gives the same bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(tag)
@@ -36,7 +43,7 @@ def write_manifest(path: Path, jobs: int, tag: str) -> Path:
                 "custom_id": f"{tag}-{i}",
                 "method": "POST",
                 "url": "/v1/chat/completions",
-                "body": chat_body(i, tag, rng),
+                "body": chat_body(i, tag, rng, stream=stream),
             }
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
     temp.replace(path)

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from batchrunner.config import Settings
 from batchrunner.config.settings import ProviderConfig, RunDefaults
+from batchrunner.providers.catalog import PRESETS
 
 VERSION: Final = 1
 RUN_FIELDS: Final = ("concurrency", "max_attempts", "timeout_s", "max_cost_usd", "model", "transport")
@@ -100,9 +101,16 @@ def _provider(name: str, remembered: dict[str, Any], settings: Settings, notify:
         if settings.run.base_url != theirs_url:
             notify(f"{name}: using --base-url {settings.run.base_url} instead of the run's {theirs_url}")
     elif entry.base_url != theirs_url:
+        preset = PRESETS.get(name)
+        is_default = preset is not None and preset.base_url == entry.base_url
+        ours = (
+            f"the default {entry.base_url}"
+            if is_default
+            else f"{entry.base_url} from the environment or config file"
+        )
         notify(
-            f"{name}: using the run's base URL {theirs_url}, not {entry.base_url} from the environment or "
-            f"config file (pass --base-url {entry.base_url} to use that)"
+            f"{name}: using the run's base URL {theirs_url}, not {ours} "
+            f"(pass --base-url {entry.base_url} to use that)"
         )
     key_env = remembered.get("key_env")
     api_key = entry.api_key if key_env == entry.key_env else settings.key_lookup(key_env) if key_env else None

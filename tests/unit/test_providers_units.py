@@ -261,6 +261,25 @@ def test_the_transport_comes_from_the_config_file_and_is_remembered_by_the_run(t
     assert runsettings.apply(remembered, later, notes.append).run.transport == "http"
 
 
+def test_a_resume_names_where_the_base_url_it_does_not_use_came_from(tmp_path: Path) -> None:
+    env = {"OPENAI_API_KEY": "k"}
+    first = load_settings(flags={"base_url": "http://127.0.0.1:9/v1"}, env=env, cwd=tmp_path)
+    remembered = runsettings.snapshot(first, ["openai"])
+    notes: list[str] = []
+    runsettings.apply(remembered, load_settings(flags={}, env=env, cwd=tmp_path), notes.append)
+    assert notes == [
+        "openai: using the run's base URL http://127.0.0.1:9/v1, not the default https://api.openai.com/v1 "
+        "(pass --base-url https://api.openai.com/v1 to use that)"
+    ]
+    notes.clear()
+    elsewhere = {**env, "OPENAI_BASE_URL": "http://127.0.0.1:8/v1"}
+    runsettings.apply(remembered, load_settings(flags={}, env=elsewhere, cwd=tmp_path), notes.append)
+    assert notes == [
+        "openai: using the run's base URL http://127.0.0.1:9/v1, not http://127.0.0.1:8/v1 from the "
+        "environment or config file (pass --base-url http://127.0.0.1:8/v1 to use that)"
+    ]
+
+
 def test_the_http_transport_sends_the_sdks_anthropic_version() -> None:
     import anthropic
 

@@ -197,7 +197,16 @@ def _provider(
         timeout_s=None if run_timeout else section.timeout_s,
         connect_timeout_s=section.connect_timeout_s,
         fake_latency_ms=section.fake_latency_ms,
+        headers=_headers(preset, env),
     )
+
+
+def _headers(preset: ProviderPreset | None, env: Mapping[str, str]) -> dict[str, str]:
+    """The preset's headers whose variables are set (``OpenAI-Organization`` from ``OPENAI_ORG_ID``...)."""
+    if preset is None:
+        return {}
+    found = {header: env.get(variable, "").strip() for header, variable in preset.header_envs.items()}
+    return {header: value for header, value in found.items() if value}
 
 
 def _kind(name: str, preset: ProviderPreset | None, section: ProviderSection, label: str) -> ProviderKind:

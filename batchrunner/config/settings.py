@@ -99,6 +99,8 @@ class ProviderConfig:
     timeout_s: float | None = None
     connect_timeout_s: float | None = None
     fake_latency_ms: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra request headers from the preset's variables (``OPENAI_ORG_ID``...)."""
 
     @classmethod
     def preset(cls, name: str) -> ProviderConfig:
@@ -159,6 +161,7 @@ class Settings:
             fake_latency_ms=entry.fake_latency_ms or 0.0,
             transport=self.run.transport,
             max_connections=self.run.concurrency,
+            headers=entry.headers,
         )
 
     def rate_limits(self, name: str) -> RateLimits:

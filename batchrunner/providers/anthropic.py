@@ -60,6 +60,7 @@ class AnthropicProvider:
         name: str = "anthropic",
         connect_timeout_s: float = 10.0,
         timeout_s: float = 600.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
         self.name = name
@@ -72,6 +73,7 @@ class AnthropicProvider:
             base_url=base_url or ANTHROPIC_BASE_URL,
             max_retries=0,
             timeout=anthropic.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
+            default_headers=dict(headers or {}),
         )
 
     def __repr__(self) -> str:

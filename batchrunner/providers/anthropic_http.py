@@ -18,6 +18,7 @@ sent as queued; the status error from a >= 400 answer, classified by
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Final
 
 from batchrunner.errors import PermanentError, ProviderError
@@ -50,6 +51,7 @@ class AnthropicHTTPProvider:
         connect_timeout_s: float = 10.0,
         timeout_s: float = 600.0,
         max_connections: int = 100,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         del timeout_s  # every call carries its own (ProviderRequest.timeout_s)
         key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
@@ -59,7 +61,7 @@ class AnthropicHTTPProvider:
         self._http = HttpSession(
             name=name,
             base_url=base_url or ANTHROPIC_BASE_URL,
-            headers={"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
+            headers={**(headers or {}), "x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
             secrets=self._secrets,
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,

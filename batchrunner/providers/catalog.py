@@ -22,7 +22,7 @@ in its real shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, get_args
 
@@ -70,6 +70,9 @@ class ProviderPreset:
     """A variable that may override ``base_url``."""
     base_url: str | None = None
     """The default base URL (``None``: the adapter's default)."""
+    header_envs: Mapping[str, str] = field(default_factory=dict)
+    """Request headers taken from variables when they are set (header -> variable), sent over both
+    transports: the OpenAI SDK's organization and project."""
 
 
 PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
@@ -79,6 +82,9 @@ PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
             key_env="OPENAI_API_KEY",
             base_url_env="OPENAI_BASE_URL",
             base_url=OPENAI_BASE_URL,
+            header_envs=MappingProxyType(
+                {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"}
+            ),
         ),
         "anthropic": ProviderPreset(
             kind="anthropic",

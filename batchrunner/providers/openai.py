@@ -56,6 +56,7 @@ class OpenAIProvider:
         name: str = "openai",
         connect_timeout_s: float = 10.0,
         timeout_s: float = 600.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
         self.name = name
@@ -68,6 +69,7 @@ class OpenAIProvider:
             base_url=base_url or OPENAI_BASE_URL,
             max_retries=0,
             timeout=openai.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
+            default_headers=dict(headers or {}),
         )
 
     def __repr__(self) -> str:

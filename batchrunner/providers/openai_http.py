@@ -9,13 +9,14 @@ from the status, the decoded body, ``x-should-retry`` and ``Retry-After``; ``x-r
 ``x-ratelimit-*`` headers on every answer and error; the exact answer text as ``response_json``.
 Reading a 2xx answer is shared with the SDK transport (:mod:`batchrunner.providers.openai_wire`), and
 so is adding up a streamed one (:mod:`batchrunner.providers.streaming`, docs/streaming.md).
-The SDK's optional ``OpenAI-Organization``/``OpenAI-Project`` headers, which it takes from the
-environment, are not sent (configuration is resolved at the edge, and batchrunner has no such setting).
+The ``OpenAI-Organization``/``OpenAI-Project`` headers come from ``OPENAI_ORG_ID``/``OPENAI_PROJECT_ID``
+for the ``openai`` preset, read where configuration is resolved (``headers``), as the SDK reads them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from batchrunner.errors import ProviderError
 from batchrunner.models import Endpoint
@@ -44,6 +45,7 @@ class OpenAIHTTPProvider:
         connect_timeout_s: float = 10.0,
         timeout_s: float = 600.0,
         max_connections: int = 100,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         del timeout_s  # every call carries its own (ProviderRequest.timeout_s)
         key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
@@ -53,7 +55,7 @@ class OpenAIHTTPProvider:
         self._http = HttpSession(
             name=name,
             base_url=base_url or OPENAI_BASE_URL,
-            headers={"Authorization": f"Bearer {key}"},
+            headers={**(headers or {}), "Authorization": f"Bearer {key}"},
             secrets=self._secrets,
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,

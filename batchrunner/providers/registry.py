@@ -21,7 +21,8 @@ call, so after a runner is killed ``http`` also counts the re-sent jobs more exa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
 from batchrunner.errors import ConfigError
@@ -64,16 +65,18 @@ class ProviderSettings:
     """``http`` (aiohttp, the default) or ``sdk`` (the official SDK); see the module docstring."""
     max_connections: int = 100
     """The ``http`` transport's connection pool size (the run's concurrency)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers sent with every request (the OpenAI organization and project)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(
                 f"provider {self.name}: unknown kind {self.kind!r} (known: {', '.join(sorted(KINDS))})"
             )
-        for field in ("timeout_s", "connect_timeout_s"):
-            value = getattr(self, field)
+        for name in ("timeout_s", "connect_timeout_s"):
+            value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"provider {self.name}: {field} must be a number > 0, not {value!r}")
+                raise ConfigError(f"provider {self.name}: {name} must be a number > 0, not {value!r}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(
                 f"provider {self.name}: unknown transport {self.transport!r} (known: {', '.join(TRANSPORTS)})"
@@ -112,6 +115,7 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
         "name": name,
         "connect_timeout_s": settings.connect_timeout_s,
         "timeout_s": settings.timeout_s,
+        "headers": dict(settings.headers),
     }
     http = {**common, "max_connections": settings.max_connections}
     if settings.kind == "anthropic" and settings.transport == "http":

@@ -19,12 +19,14 @@ import socket
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from helpers.fake_server_fixtures import StartFakeServer
 
+from batchrunner.config import load_settings
 from batchrunner.errors import (
     InvalidResponse,
     Overloaded,
@@ -421,9 +423,12 @@ class Scripted:
     content_type: str = "application/json"
     events: list[tuple[str, dict[str, Any]]] | None = None
     port: int = 0
+    received: list[dict[str, str]] = field(default_factory=list)
+    """The headers of every request, in order."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
+        self.received.append(dict(request.headers))  # as sent (a later header of a name wins)
         if self.events is None:
             return web.Response(
                 status=self.status, body=self.body, headers=self.headers, content_type=self.content_type
@@ -571,3 +576,22 @@ async def test_a_stream_without_a_message_is_cut(scripted: Scripted, transport: 
     scripted.events = [("ping", {"type": "ping"})]
     with pytest.raises(TransientError, match="the stream ended after 1 events, before its end"):
         await scripted_call(scripted, "anthropic", transport, message("x", max_tokens=30_000))
+
+
+async def test_the_openai_organization_and_project_are_sent_over_both_transports(
+    scripted: Scripted, transport: Transport
+) -> None:
+    scripted.body = json.dumps(
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}], "usage": {}}
+    ).encode()
+    env = {"OPENAI_API_KEY": CANARY, "OPENAI_ORG_ID": "org-abc", "OPENAI_PROJECT_ID": "proj_1"}
+    settings = load_settings(flags={"transport": transport}, env=env, cwd=Path.cwd())
+    resolved = replace(settings.provider_settings("openai"), base_url=f"http://127.0.0.1:{scripted.port}/v1")
+    provider = build_provider("openai", resolved)
+    try:
+        assert (await provider.call(chat("x"))).output_text == "ok"
+    finally:
+        await provider.aclose()
+    [headers] = [{name.lower(): value for name, value in sent.items()} for sent in scripted.received]
+    assert headers["openai-organization"] == "org-abc" and headers["openai-project"] == "proj_1"
+    assert settings.provider_config("anthropic").headers == {}  # OpenAI's headers only

@@ -395,6 +395,8 @@ def test_an_unknown_provider_option_is_a_usage_error() -> None:
         ("openai-batch.jsonl", ManifestOptions(default_provider="fake"), 10),
         ("anthropic-batch.jsonl", ManifestOptions(), 10),
         ("anthropic-batch.jsonl", ManifestOptions(default_provider="fake"), 10),
+        ("streaming.jsonl", ManifestOptions(), 6),
+        ("streaming.jsonl", ManifestOptions(default_provider="fake"), 6),
     ],
 )
 def test_the_example_manifests_are_valid(name: str, options: ManifestOptions, count: int) -> None:

@@ -39,7 +39,7 @@ from batchrunner.providers.errors import (
     transport_error,
 )
 from batchrunner.providers.headers import anthropic_rate_limits
-from batchrunner.providers.streaming import collect, read_failure
+from batchrunner.providers.streaming import answered_whole, collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["STREAMED_RESPONSE", "AnthropicProvider", "needs_streaming"]
@@ -122,8 +122,12 @@ class AnthropicProvider:
         except anthropic.AnthropicError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         headers: Mapping[str, str] = raw.headers
+        whole: str | None = None
         try:
-            streamed = await collect(raw.iter_lines(), MessageStream(), started=started)
+            if answered_whole(headers.get("content-type")):
+                whole = await raw.text()
+            else:
+                streamed = await collect(raw.iter_lines(), MessageStream(), started=started)
         except Exception as exc:
             error = read_failure(
                 self.name,
@@ -136,6 +140,8 @@ class AnthropicProvider:
             raise error from safe_cause(exc, self._secrets)
         finally:
             await raw.close()
+        if whole is not None:
+            return self._answers.response(raw.status_code, headers, whole)
         return self._answers.streamed(raw.status_code, headers, streamed)
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:

@@ -30,7 +30,7 @@ from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
 from batchrunner.providers.errors import error_from_response, safe_cause
 from batchrunner.providers.headers import anthropic_rate_limits
 from batchrunner.providers.http import HttpSession, Posted, error_body, lines
-from batchrunner.providers.streaming import collect, read_failure
+from batchrunner.providers.streaming import answered_whole, collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicHTTPProvider"]
@@ -103,6 +103,9 @@ class AnthropicHTTPProvider:
             if response.status >= 400:
                 raise self._status_error(await self._http.read(response, request.timeout_s))
             headers = response.headers
+            if answered_whole(response.headers.get("content-type")):
+                whole = await self._http.read(response, request.timeout_s)
+                return self._answers.response(whole.status, headers, whole.text)
             try:
                 streamed = await collect(lines(response), MessageStream(), started=started)
             except Exception as exc:

@@ -35,7 +35,7 @@ from batchrunner.providers.errors import error_from_response, redact, safe_cause
 from batchrunner.providers.headers import openai_rate_limits
 from batchrunner.providers.openai_stream import ChatStream
 from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
-from batchrunner.providers.streaming import collect, read_failure
+from batchrunner.providers.streaming import answered_whole, collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["STREAMED_RESPONSE", "OpenAIProvider"]
@@ -116,8 +116,12 @@ class OpenAIProvider:
         except openai.OpenAIError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
         headers: Mapping[str, str] = raw.headers
+        whole: str | None = None
         try:
-            streamed = await collect(raw.iter_lines(), ChatStream(), started=started)
+            if answered_whole(headers.get("content-type")):
+                whole = await raw.text()
+            else:
+                streamed = await collect(raw.iter_lines(), ChatStream(), started=started)
         except Exception as exc:
             error = read_failure(
                 self.name,
@@ -130,6 +134,8 @@ class OpenAIProvider:
             raise error from safe_cause(exc, self._secrets)
         finally:
             await raw.close()
+        if whole is not None:
+            return self._answers.response(Endpoint(request.endpoint), raw.status_code, headers, whole)
         return self._answers.streamed(Endpoint(request.endpoint), raw.status_code, headers, streamed)
 
     def _timeout(self, timeout_s: float) -> openai.Timeout:

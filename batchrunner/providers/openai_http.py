@@ -27,7 +27,7 @@ from batchrunner.providers.headers import openai_rate_limits
 from batchrunner.providers.http import HttpSession, Posted, error_body, lines
 from batchrunner.providers.openai_stream import ChatStream
 from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
-from batchrunner.providers.streaming import collect, read_failure
+from batchrunner.providers.streaming import answered_whole, collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["OpenAIHTTPProvider"]
@@ -92,6 +92,9 @@ class OpenAIHTTPProvider:
             if response.status >= 400:
                 raise self._status_error(await self._http.read(response, request.timeout_s))
             headers = response.headers
+            if answered_whole(response.headers.get("content-type")):
+                whole = await self._http.read(response, request.timeout_s)
+                return self._answers.response(Endpoint(request.endpoint), whole.status, headers, whole.text)
             try:
                 streamed = await collect(lines(response), ChatStream(), started=started)
             except Exception as exc:

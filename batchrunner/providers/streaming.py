@@ -11,6 +11,8 @@ The rules (docs/streaming.md):
   (:func:`pack_events`, :func:`unpack_events`);
 - a stream that ends before it is complete is **cut**: a :class:`~batchrunner.errors.TransientError`,
   ``possibly_billed`` (the model ran), retried and never stored as a partial answer;
+- a 200 whose content type is JSON came from a server that ignored ``stream``: it is read as the
+  unstreamed answer it is (:func:`answered_whole`), not as a stream that never began;
 - an **error event** is classified like an HTTP error (the "error event" row of
   :mod:`batchrunner.providers.errors`); an event that cannot be read is an ``InvalidResponse``.
 
@@ -43,6 +45,7 @@ __all__ = [
     "ErrorEvent",
     "StreamCut",
     "Streamed",
+    "answered_whole",
     "collect",
     "pack_events",
     "read_failure",
@@ -109,6 +112,12 @@ async def collect(lines: AsyncIterable[str], accumulator: Accumulator, *, starte
     return Streamed(
         answer=accumulator.answer(), events=pack_events(raw), event_count=len(raw), ttft_ms=ttft_ms
     )
+
+
+def answered_whole(content_type: str | None) -> bool:
+    """True for a JSON answer to a streamed request: the server ignored ``stream`` (some
+    OpenAI-compatible servers do) and sent the whole answer at once."""
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
 def pack_events(events: Iterable[str]) -> bytes:

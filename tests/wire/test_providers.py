@@ -595,3 +595,19 @@ async def test_the_openai_organization_and_project_are_sent_over_both_transports
     [headers] = [{name.lower(): value for name, value in sent.items()} for sent in scripted.received]
     assert headers["openai-organization"] == "org-abc" and headers["openai-project"] == "proj_1"
     assert settings.provider_config("anthropic").headers == {}  # OpenAI's headers only
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_a_server_that_ignores_stream_is_read_as_the_whole_answer(
+    scripted: Scripted, transport: Transport, api: str
+) -> None:
+    """Some OpenAI-compatible servers answer a streamed request with one JSON body: that is the answer,
+    not a stream that never began (which would be retried and paid for again)."""
+    chat_answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}}]}
+    message_answer = {"type": "message", "content": [{"type": "text", "text": "whole"}]}
+    answer = chat_answer if api == "openai" else message_answer
+    scripted.body = json.dumps({**answer, "usage": {}}).encode()
+    request = chat("x", stream=True) if api == "openai" else message("x", stream=True)
+    response = await scripted_call(scripted, api, transport, request)
+    assert response.output_text == "whole" and response.ttft_ms is None and response.stream_events is None
+    assert json.loads(response.response_json) == json.loads(scripted.body)  # stored as received

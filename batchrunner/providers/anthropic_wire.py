@@ -73,12 +73,18 @@ class AnthropicAnswers:
         self._secrets = secrets
         self._warned_no_usage = False
 
-    def response(self, status: int, headers: Mapping[str, str], text: str) -> ProviderResponse:
-        """The message in a 2xx ``text``, kept exactly as received; ``InvalidResponse`` when it is not one."""
+    def response(
+        self, status: int, headers: Mapping[str, str], text: str, data: dict[str, Any] | None = None
+    ) -> ProviderResponse:
+        """The message in a 2xx ``text``, kept exactly as received; ``InvalidResponse`` when it is not one.
+
+        ``data``: ``text`` already decoded (a streamed answer, serialised from it), so it is not parsed again.
+        """
         request_id = headers.get("request-id")
         rate_limits = anthropic_rate_limits(headers, now=time.time())
         try:
-            data = json_object(text, headers.get("content-type"))
+            if data is None:
+                data = json_object(text, headers.get("content-type"))
             output_text = _output_text(data)
         except ValueError as exc:
             raise invalid_response(
@@ -103,7 +109,7 @@ class AnthropicAnswers:
     def streamed(self, status: int, headers: Mapping[str, str], streamed: Streamed) -> ProviderResponse:
         """The message a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
         text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
-        response = self.response(status, headers, text)
+        response = self.response(status, headers, text, streamed.answer)
         return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)
 
     def _usage(self, data: dict[str, Any]) -> Usage:

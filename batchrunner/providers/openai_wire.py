@@ -66,17 +66,26 @@ class OpenAIAnswers:
     ) -> ProviderResponse:
         """The answer a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
         text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
-        response = self.response(endpoint, status, headers, text)
+        response = self.response(endpoint, status, headers, text, streamed.answer)
         return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)
 
     def response(
-        self, endpoint: Endpoint, status: int, headers: Mapping[str, str], text: str
+        self,
+        endpoint: Endpoint,
+        status: int,
+        headers: Mapping[str, str],
+        text: str,
+        data: dict[str, Any] | None = None,
     ) -> ProviderResponse:
-        """The answer in a 2xx ``text``, kept exactly as received; ``InvalidResponse`` when it is not one."""
+        """The answer in a 2xx ``text``, kept exactly as received; ``InvalidResponse`` when it is not one.
+
+        ``data``: ``text`` already decoded (a streamed answer, serialised from it), so it is not parsed again.
+        """
         request_id = headers.get("x-request-id")
         rate_limits = openai_rate_limits(headers)
         try:
-            data = json_object(text, headers.get("content-type"))
+            if data is None:
+                data = json_object(text, headers.get("content-type"))
             output_text = _output_text(endpoint, data)
         except ValueError as exc:
             raise invalid_response(

@@ -242,6 +242,7 @@ SIMPLE_FIELDS = (
     "system",
     "max_tokens",
     "temperature",
+    "stream",
     "provider",
     "metadata",
 )
@@ -254,6 +255,7 @@ SIMPLE_LINE = Schema(
         "system": string,
         "max_tokens": positive_int,
         "temperature": temperature,
+        "stream": stream_flag,
         "provider": text,
         "metadata": json_object,
     },

@@ -3,7 +3,8 @@
 * OpenAI Batch API: ``{"custom_id", "method": "POST", "url", "body"}``; the body is sent as it is.
 * Anthropic Message Batches: ``{"custom_id", "params"}``; ``params`` is the ``/v1/messages`` body.
 * Simple: ``{"id"?, "prompt" | "messages", "model"?, "system"?, "max_tokens"?, "temperature"?,
-  "provider"?, "metadata"?}``; the body is built for the provider that serves the line.
+  "stream"?, "provider"?, "metadata"?}``; the body is built for the provider that serves the line
+  (``"stream": true`` is kept in it; false or null is left out, as if absent).
 
 The format is told by the keys present: any of ``method``/``url``/``body`` makes an OpenAI Batch line,
 ``params`` an Anthropic line, anything else a simple line (whose unknown keys are then errors).
@@ -120,6 +121,8 @@ def _simple_body(obj: dict[str, Any], model: str, endpoint: Endpoint) -> dict[st
             body["max_tokens"] = obj["max_tokens"]
     if "temperature" in obj:
         body["temperature"] = obj["temperature"]
+    if obj.get("stream") is True:
+        body["stream"] = True
     return body
 
 

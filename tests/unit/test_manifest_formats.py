@@ -81,6 +81,15 @@ def test_openai_bodies_keep_options_batchrunner_does_not_know() -> None:
     assert job(openai_line(body=body)).body == body
 
 
+def test_a_simple_line_may_ask_for_a_stream_for_either_provider() -> None:
+    line = {"id": "s", "prompt": "hi", "model": "m", "stream": True}
+    assert job(line).body == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    claude = job({**line, "provider": "anthropic"}).body
+    assert claude["stream"] is True and claude["max_tokens"] == 1024
+    assert "stream" not in job({**line, "stream": False}).body  # as if absent: the same job as before
+    assert problems({**line, "stream": 1}) == [("stream", "must be true or false, not a number")]
+
+
 def test_streamed_chat_and_messages_lines_are_queued_as_written() -> None:
     chat = {**CHAT, "stream": True}
     assert job(openai_line(body=chat)).body == chat  # stream_options are the adapter's to add

@@ -28,7 +28,6 @@ import anthropic
 
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint
-from batchrunner.providers.anthropic_stream import MessageStream
 from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming, streamed_body
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
@@ -39,7 +38,7 @@ from batchrunner.providers.errors import (
     transport_error,
 )
 from batchrunner.providers.headers import anthropic_rate_limits
-from batchrunner.providers.streaming import answered_whole, collect, read_failure
+from batchrunner.providers.streaming import StreamedBody
 from batchrunner.secret import Secret
 
 __all__ = ["STREAMED_RESPONSE", "AnthropicProvider", "needs_streaming"]
@@ -121,28 +120,13 @@ class AnthropicProvider:
             )
         except anthropic.AnthropicError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
-        headers: Mapping[str, str] = raw.headers
-        whole: str | None = None
+        body = StreamedBody(
+            lines=raw.iter_lines(), text=raw.text, started=started, timeout_s=request.timeout_s
+        )
         try:
-            if answered_whole(headers.get("content-type")):
-                whole = await raw.text()
-            else:
-                streamed = await collect(raw.iter_lines(), MessageStream(), started=started)
-        except Exception as exc:
-            error = read_failure(
-                self.name,
-                exc,
-                request_id=headers.get("request-id"),
-                rate_limits=anthropic_rate_limits(headers, now=time.time()),
-                secrets=self._secrets,
-                timeout_s=request.timeout_s,
-            )
-            raise error from safe_cause(exc, self._secrets)
+            return await self._answers.streamed_response(raw.status_code, raw.headers, body)
         finally:
             await raw.close()
-        if whole is not None:
-            return self._answers.response(raw.status_code, headers, whole)
-        return self._answers.streamed(raw.status_code, headers, streamed)
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:
         return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))

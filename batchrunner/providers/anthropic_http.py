@@ -23,14 +23,12 @@ from typing import Final
 
 from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint
-from batchrunner.providers.anthropic_stream import MessageStream
 from batchrunner.providers.anthropic_wire import SERVED, AnthropicAnswers, needs_streaming, streamed_body
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ANTHROPIC_BASE_URL
-from batchrunner.providers.errors import error_from_response, safe_cause
+from batchrunner.providers.errors import error_from_response
 from batchrunner.providers.headers import anthropic_rate_limits
-from batchrunner.providers.http import HttpSession, Posted, error_body, lines
-from batchrunner.providers.streaming import answered_whole, collect, read_failure
+from batchrunner.providers.http import HttpSession, Posted, error_body
 from batchrunner.secret import Secret
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicHTTPProvider"]
@@ -102,25 +100,10 @@ class AnthropicHTTPProvider:
         try:
             if response.status >= 400:
                 raise self._status_error(await self._http.read(response, request.timeout_s))
-            headers = response.headers
-            if answered_whole(response.headers.get("content-type")):
-                whole = await self._http.read(response, request.timeout_s)
-                return self._answers.response(whole.status, headers, whole.text)
-            try:
-                streamed = await collect(lines(response), MessageStream(), started=started)
-            except Exception as exc:
-                error = read_failure(
-                    self.name,
-                    exc,
-                    request_id=headers.get("request-id"),
-                    rate_limits=anthropic_rate_limits(headers, now=time.time()),
-                    secrets=self._secrets,
-                    timeout_s=request.timeout_s,
-                )
-                raise error from safe_cause(exc, self._secrets)
+            body = self._http.streamed_body(response, started, request.timeout_s)
+            return await self._answers.streamed_response(response.status, response.headers, body)
         finally:
             response.release()
-        return self._answers.streamed(response.status, headers, streamed)
 
     def _status_error(self, posted: Posted) -> ProviderError:
         headers = posted.headers

@@ -19,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from batchrunner.errors import ProviderError
 from batchrunner.models import Usage
+from batchrunner.providers.anthropic_stream import MessageStream
 from batchrunner.providers.base import ProviderResponse
 from batchrunner.providers.catalog import ENDPOINTS
-from batchrunner.providers.errors import invalid_response, json_object, token_count
+from batchrunner.providers.errors import invalid_response, json_object, safe_cause, token_count
 from batchrunner.providers.headers import anthropic_rate_limits
-from batchrunner.providers.streaming import Streamed
+from batchrunner.providers.streaming import StreamedBody, answered_whole, collect, read_failure
 
 __all__ = ["SERVED", "AnthropicAnswers", "needs_streaming", "streamed_body", "usage_of"]
 
@@ -106,8 +108,26 @@ class AnthropicAnswers:
             rate_limits=rate_limits,
         )
 
-    def streamed(self, status: int, headers: Mapping[str, str], streamed: Streamed) -> ProviderResponse:
-        """The message a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
+    async def streamed_response(
+        self, status: int, headers: Mapping[str, str], body: StreamedBody
+    ) -> ProviderResponse:
+        """The message of a streamed 2xx, read as docs/streaming.md says, for either transport."""
+        try:
+            if answered_whole(headers.get("content-type")):
+                return self.response(status, headers, await body.text())
+            streamed = await collect(body.lines, MessageStream(), started=body.started)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = read_failure(
+                self.name,
+                exc,
+                request_id=headers.get("request-id"),
+                rate_limits=anthropic_rate_limits(headers, now=time.time()),
+                secrets=self._secrets,
+                timeout_s=body.timeout_s,
+            )
+            raise error from safe_cause(exc, self._secrets)
         text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
         response = self.response(status, headers, text, streamed.answer)
         return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)

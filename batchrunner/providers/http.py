@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 
 from batchrunner.providers.errors import safe_cause, transport_error
+from batchrunner.providers.streaming import StreamedBody
 
 __all__ = ["HttpSession", "Posted", "error_body", "join_url", "lines", "user_agent"]
 
@@ -185,6 +186,16 @@ class HttpSession:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
         return Posted(status=response.status, headers=response.headers, text=_decode(raw, response.charset))
+
+    def streamed_body(
+        self, response: aiohttp.ClientResponse, started: float, timeout_s: float
+    ) -> StreamedBody:
+        """``response``'s unread body, for :mod:`batchrunner.providers.streaming`."""
+
+        async def text() -> str:
+            return (await self.read(response, timeout_s)).text
+
+        return StreamedBody(lines=lines(response), text=text, started=started, timeout_s=timeout_s)
 
     def _transport_error(self, exc: BaseException, timeout_s: float) -> Exception:
         return transport_error(

@@ -33,9 +33,8 @@ from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import OPENAI_BASE_URL
 from batchrunner.providers.errors import error_from_response, redact, safe_cause, transport_error
 from batchrunner.providers.headers import openai_rate_limits
-from batchrunner.providers.openai_stream import ChatStream
 from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
-from batchrunner.providers.streaming import answered_whole, collect, read_failure
+from batchrunner.providers.streaming import StreamedBody
 from batchrunner.secret import Secret
 
 __all__ = ["STREAMED_RESPONSE", "OpenAIProvider"]
@@ -115,28 +114,15 @@ class OpenAIProvider:
             )
         except openai.OpenAIError as exc:
             raise self._sdk_error(exc, request.timeout_s) from safe_cause(exc, self._secrets)
-        headers: Mapping[str, str] = raw.headers
-        whole: str | None = None
+        body = StreamedBody(
+            lines=raw.iter_lines(), text=raw.text, started=started, timeout_s=request.timeout_s
+        )
         try:
-            if answered_whole(headers.get("content-type")):
-                whole = await raw.text()
-            else:
-                streamed = await collect(raw.iter_lines(), ChatStream(), started=started)
-        except Exception as exc:
-            error = read_failure(
-                self.name,
-                exc,
-                request_id=headers.get("x-request-id"),
-                rate_limits=openai_rate_limits(headers),
-                secrets=self._secrets,
-                timeout_s=request.timeout_s,
+            return await self._answers.streamed_response(
+                Endpoint(request.endpoint), raw.status_code, raw.headers, body
             )
-            raise error from safe_cause(exc, self._secrets)
         finally:
             await raw.close()
-        if whole is not None:
-            return self._answers.response(Endpoint(request.endpoint), raw.status_code, headers, whole)
-        return self._answers.streamed(Endpoint(request.endpoint), raw.status_code, headers, streamed)
 
     def _timeout(self, timeout_s: float) -> openai.Timeout:
         return openai.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))

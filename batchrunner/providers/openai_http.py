@@ -22,12 +22,10 @@ from batchrunner.errors import ProviderError
 from batchrunner.models import Endpoint
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import OPENAI_BASE_URL
-from batchrunner.providers.errors import error_from_response, safe_cause
+from batchrunner.providers.errors import error_from_response
 from batchrunner.providers.headers import openai_rate_limits
-from batchrunner.providers.http import HttpSession, Posted, error_body, lines
-from batchrunner.providers.openai_stream import ChatStream
+from batchrunner.providers.http import HttpSession, Posted, error_body
 from batchrunner.providers.openai_wire import OpenAIAnswers, streamed_body
-from batchrunner.providers.streaming import answered_whole, collect, read_failure
 from batchrunner.secret import Secret
 
 __all__ = ["OpenAIHTTPProvider"]
@@ -91,25 +89,12 @@ class OpenAIHTTPProvider:
         try:
             if response.status >= 400:
                 raise self._status_error(await self._http.read(response, request.timeout_s))
-            headers = response.headers
-            if answered_whole(response.headers.get("content-type")):
-                whole = await self._http.read(response, request.timeout_s)
-                return self._answers.response(Endpoint(request.endpoint), whole.status, headers, whole.text)
-            try:
-                streamed = await collect(lines(response), ChatStream(), started=started)
-            except Exception as exc:
-                error = read_failure(
-                    self.name,
-                    exc,
-                    request_id=headers.get("x-request-id"),
-                    rate_limits=openai_rate_limits(headers),
-                    secrets=self._secrets,
-                    timeout_s=request.timeout_s,
-                )
-                raise error from safe_cause(exc, self._secrets)
+            body = self._http.streamed_body(response, started, request.timeout_s)
+            return await self._answers.streamed_response(
+                Endpoint(request.endpoint), response.status, response.headers, body
+            )
         finally:
             response.release()
-        return self._answers.streamed(Endpoint(request.endpoint), response.status, headers, streamed)
 
     def _status_error(self, posted: Posted) -> ProviderError:
         headers = posted.headers

@@ -21,13 +21,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from batchrunner.errors import PermanentError
+from batchrunner.errors import PermanentError, ProviderError
 from batchrunner.models import Endpoint, Usage
 from batchrunner.providers.base import ProviderRequest, ProviderResponse
 from batchrunner.providers.catalog import ENDPOINTS
-from batchrunner.providers.errors import invalid_response, json_object, token_count
+from batchrunner.providers.errors import invalid_response, json_object, safe_cause, token_count
 from batchrunner.providers.headers import openai_rate_limits
-from batchrunner.providers.streaming import Streamed
+from batchrunner.providers.openai_stream import ChatStream
+from batchrunner.providers.streaming import StreamedBody, answered_whole, collect, read_failure
 
 __all__ = ["OpenAIAnswers", "streamed_body", "usage_of"]
 
@@ -61,10 +62,26 @@ class OpenAIAnswers:
             )
         return path
 
-    def streamed(
-        self, endpoint: Endpoint, status: int, headers: Mapping[str, str], streamed: Streamed
+    async def streamed_response(
+        self, endpoint: Endpoint, status: int, headers: Mapping[str, str], body: StreamedBody
     ) -> ProviderResponse:
-        """The answer a complete stream added up to, read like an unstreamed one (docs/streaming.md)."""
+        """The answer of a streamed 2xx, read as docs/streaming.md says, for either transport."""
+        try:
+            if answered_whole(headers.get("content-type")):
+                return self.response(endpoint, status, headers, await body.text())
+            streamed = await collect(body.lines, ChatStream(), started=body.started)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = read_failure(
+                self.name,
+                exc,
+                request_id=headers.get("x-request-id"),
+                rate_limits=openai_rate_limits(headers),
+                secrets=self._secrets,
+                timeout_s=body.timeout_s,
+            )
+            raise error from safe_cause(exc, self._secrets)
         text = json.dumps(streamed.answer, ensure_ascii=False, separators=(",", ":"))
         response = self.response(endpoint, status, headers, text, streamed.answer)
         return replace(response, ttft_ms=streamed.ttft_ms, stream_events=streamed.events)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +45,7 @@ __all__ = [
     "ErrorEvent",
     "StreamCut",
     "Streamed",
+    "StreamedBody",
     "answered_whole",
     "collect",
     "pack_events",
@@ -80,6 +81,18 @@ class Accumulator(Protocol):
     def complete(self) -> bool: ...
 
     def answer(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """The unread body of a streamed 2xx, as a transport hands it over: its ``lines`` (read as a
+    stream), or the whole of it as ``text()`` (a server that ignored ``stream``); ``started`` is the
+    call's ``perf_counter()`` and ``timeout_s`` its timeout, for the error of a failed read."""
+
+    lines: AsyncIterable[str]
+    text: Callable[[], Awaitable[str]]
+    started: float
+    timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("helpers")  # a failed check in a helper shows its values, as in a test
-pytest_plugins = ["helpers.fake_server_fixtures", "helpers.store_fixtures"]
+pytest_plugins = ["helpers.fake_server_fixtures", "helpers.store_fixtures", "helpers.providers"]
 
 
 @pytest.fixture(autouse=True)

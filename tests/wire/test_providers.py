@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from helpers.fake_server_fixtures import StartFakeServer
+from helpers.providers import make_provider
 
 from batchrunner.config import load_settings
 from batchrunner.errors import (
@@ -40,29 +41,15 @@ from batchrunner.errors import (
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 from batchrunner.models import Usage
 from batchrunner.providers.base import Provider, ProviderRequest, ProviderResponse
-from batchrunner.providers.registry import TRANSPORTS, ProviderSettings, Transport, build_provider
-from batchrunner.secret import Secret
+from batchrunner.providers.registry import TRANSPORTS, Transport, build_provider
 
 CANARY = "sk-canary-0d6f1e2a9b8c7d6e5f4a3b2c"
 LONG_PROMPT = "cache me " * 560  # 5040 chars -> 1260 input tokens; the server reports 512 of them cached
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> Transport:
-    value: Transport = request.param
-    return value
-
-
 def make(api: str, base_url: str, transport: Transport) -> Provider:
-    """The adapter ``build_provider`` builds for ``api`` over ``transport``, holding the canary key."""
-    settings = ProviderSettings(
-        name=api,
-        kind="openai" if api == "openai" else "anthropic",
-        api_key=Secret(CANARY),
-        base_url=base_url,
-        transport=transport,
-    )
-    return build_provider(api, settings)
+    """The adapter for ``api`` over ``transport``, holding the test's key."""
+    return make_provider(api, base_url, transport, CANARY)
 
 
 @pytest.fixture

@@ -15,34 +15,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 from helpers.fake_server_fixtures import StartFakeServer
+from helpers.providers import make_provider
 
 from batchrunner.errors import InvalidResponse, Overloaded, RateLimited, TransientError
 from batchrunner.fakeserver.testing import ThreadedFakeServer
 from batchrunner.models import Usage
 from batchrunner.providers.base import Provider, ProviderRequest
-from batchrunner.providers.registry import TRANSPORTS, ProviderSettings, Transport, build_provider
+from batchrunner.providers.registry import Transport
 from batchrunner.providers.streaming import unpack_events
-from batchrunner.secret import Secret
 
 KEY = "sk-stream-test-5a4b3c2d1e0f"
 PROMPT = "Tell me about streams and rivers in a few words please"
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> Transport:
-    value: Transport = request.param
-    return value
-
-
 def make(api: str, base_url: str, transport: Transport) -> Provider:
-    settings = ProviderSettings(
-        name=api,
-        kind="openai" if api == "openai" else "anthropic",
-        api_key=Secret(KEY),
-        base_url=base_url,
-        transport=transport,
-    )
-    return build_provider(api, settings)
+    """The adapter for ``api`` over ``transport``, holding the test's key."""
+    return make_provider(api, base_url, transport, KEY)
 
 
 @pytest.fixture

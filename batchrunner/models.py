@@ -83,6 +83,10 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (a subset of ``input_tokens``)."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the prompt cache (a subset of ``input_tokens``; Anthropic reports them and
+    bills them above the input price). Priced, not stored: the stored cost already includes them."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -187,6 +191,10 @@ class ResultRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (a subset of ``input_tokens``)."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the prompt cache (a subset of ``input_tokens``; Anthropic reports them and
+    bills them above the input price). Priced, not stored: the stored cost already includes them."""
     cost_usd: float | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None

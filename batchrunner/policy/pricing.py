@@ -1,9 +1,10 @@
 """The price table and the cost of one call, in exact decimal US dollars.
 
-Prices are USD per 1M tokens: ``input``, ``cached_input`` and ``output``. The built-in table holds
-the public list prices (standard tier: no Batch API discount, no priority/flex tier, short context)
-of current OpenAI and Anthropic models; a configuration file can add models or replace prices with
-:meth:`PriceTable.with_overrides` (``[prices."my-model"] input = 0.5, output = 1.5``).
+Prices are USD per 1M tokens: ``input``, ``cached_input``, ``output``, ``cache_write`` and the batch
+prices ``batch_input`` / ``batch_output``. The built-in table holds the public list prices (standard
+tier, no priority/flex tier, short context) of current OpenAI, Anthropic, Gemini and Cohere models, with
+the provider's batch price where it has a batch API; a configuration file can add models or replace
+prices with :meth:`PriceTable.with_overrides` (``[prices."my-model"] input = 0.5, output = 1.5``).
 
 Decisions:
 
@@ -23,15 +24,21 @@ Decisions:
   billed at ``input``, ``cached`` at ``cached_input`` (or at ``input`` when a model has no cache price).
   For Anthropic the adapter reports ``input = input_tokens + cache_read_input_tokens +
   cache_creation_input_tokens`` and ``cached = cache_read_input_tokens``, so cache reads get the cache
-  price; cache *writes* are billed here at the base input price, while Anthropic charges 1.25x (5-minute)
-  or 2x (1-hour) for them -- ``Usage`` does not carry cache writes separately, so a run that writes a
-  lot of cache is under-counted by that premium.
+  price; cache *writes* (``Usage.cache_write_tokens``, Anthropic's ``cache_creation_input_tokens``) are
+  billed at ``cache_write``, by default 1.25x ``input`` (Anthropic's 5-minute writes; its 1-hour writes
+  cost 2x and are under-counted unless an override sets ``cache_write``).
+- **Batch prices**: a job served through a provider's batch API (``run --mode batch``) is billed at
+  ``batch_input`` / ``batch_output``: half the list price for OpenAI, Anthropic and Gemini. Cached
+  reads and cache writes in a batch get the same discount as input (``rate x batch_input / input``).
+  ``None`` means the provider sells no batch tier (Cohere's compatibility API); a configured model
+  without batch prices gets half its list prices, the rule of every provider that has a batch API.
 - **The fake provider's model** ``fake-model`` costs what ``gpt-4o-mini`` costs, so a cost rehearsal
   with ``--provider fake`` shows realistic numbers for a typical small model; to rehearse another
   model's bill, run the fake provider with that model's name (the fake answers any model).
 
-Prices change: the table below was taken from openai.com/api/pricing and the Anthropic pricing page
-as of 2025-11. Check them before relying on a bill; override what differs.
+Prices change: the table below was taken from openai.com/api/pricing, claude.com/pricing,
+ai.google.dev/gemini-api/docs/pricing and cohere.com/pricing as of 2025-11 (``PRICES_AS_OF``). Check
+them before relying on a bill; override what differs.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from typing import Final
 from batchrunner.errors import ConfigError
 from batchrunner.models import Usage
 
-__all__ = ["BUILTIN_PRICES", "FAKE_MODEL", "PRICES_AS_OF", "ModelPrice", "PriceTable", "format_usd"]
+__all__ = ["BUILTIN_PRICES", "FAKE_MODEL", "PRICES_AS_OF", "ModelPrice", "PriceTable", "Rates", "format_usd"]
 
 PRICES_AS_OF: Final = "2025-11"
 """When the built-in list prices were taken."""
@@ -55,30 +62,60 @@ FAKE_MODEL: Final = "fake-model"
 """The fake provider's model; priced like gpt-4o-mini."""
 
 
+_PRICE_FIELDS: Final = ("input", "cached_input", "output", "cache_write", "batch_input", "batch_output")
+"""The fields of a price, in the order configuration errors list them."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModelPrice:
-    """USD per 1M tokens. ``cached_input=None``: cached input is billed at the ``input`` price."""
+    """USD per 1M tokens. ``cached_input=None``: cached input is billed at the ``input`` price;
+    ``cache_write=None``: cache writes cost 1.25x ``input``; ``batch_input``/``batch_output`` ``None``: no
+    batch price (the provider has no batch API)."""
 
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    batch_input: Decimal | None = None
+    batch_output: Decimal | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input"):
+        for name in _PRICE_FIELDS:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, Decimal) and value.is_finite() and value >= 0):
                 raise ValueError(f"{name} must be a finite Decimal >= 0, not {value!r}")
+        if (self.batch_input is None) != (self.batch_output is None):
+            raise ValueError("batch_input and batch_output go together")
+
+    @property
+    def has_batch(self) -> bool:
+        return self.batch_input is not None
 
 
-def _p(input: str, cached_input: str | None, output: str) -> ModelPrice:
+_HALF: Final = Decimal("0.5")
+_CACHE_WRITE_FACTOR: Final = Decimal("1.25")
+"""Anthropic's 5-minute cache writes: 1.25x the input price."""
+
+
+def _p(input: str, cached_input: str | None, output: str, *, batch: bool = True) -> ModelPrice:
+    """A list price; ``batch``: the provider's batch API bills half of it (OpenAI, Anthropic, Gemini)."""
+    list_input, list_output = Decimal(input), Decimal(output)
     return ModelPrice(
-        input=Decimal(input),
-        output=Decimal(output),
+        input=list_input,
+        output=list_output,
         cached_input=None if cached_input is None else Decimal(cached_input),
+        batch_input=list_input * _HALF if batch else None,
+        batch_output=list_output * _HALF if batch else None,
     )
 
 
-# List prices, USD per 1M tokens (input, cached input, output), taken 2025-11 (PRICES_AS_OF).
+def _cohere(input: str, output: str) -> ModelPrice:
+    """Cohere over its OpenAI-compatible API: no prompt-cache price, no batch tier."""
+    return _p(input, None, output, batch=False)
+
+
+# List prices, USD per 1M tokens (input, cached input, output), taken 2025-11 (PRICES_AS_OF); batch
+# prices are half of them unless the entry says otherwise.
 _BUILTIN: Final[Mapping[str, ModelPrice]] = {
     # OpenAI: GPT-5
     "gpt-5": _p("1.25", "0.125", "10.00"),
@@ -124,13 +161,28 @@ _BUILTIN: Final[Mapping[str, ModelPrice]] = {
     "claude-3-5-haiku": _p("0.80", "0.08", "4.00"),
     "claude-3-opus": _p("15.00", "1.50", "75.00"),
     "claude-3-haiku": _p("0.25", "0.03", "1.25"),
+    # Gemini (the gemini preset; prompts up to 200k tokens): cached input = context-cache reads
+    "gemini-3-pro-preview": _p("2.00", "0.20", "12.00"),
+    "gemini-2.5-pro": _p("1.25", "0.125", "10.00"),
+    "gemini-2.5-flash": _p("0.30", "0.03", "2.50"),
+    "gemini-2.5-flash-lite": _p("0.10", "0.01", "0.40"),
+    "gemini-2.0-flash": _p("0.10", "0.025", "0.40"),
+    "gemini-2.0-flash-lite": _p("0.075", None, "0.30"),
+    "gemini-embedding-001": _p("0.15", None, "0"),
+    # Cohere (the cohere preset)
+    "command-a-03-2025": _cohere("2.50", "10.00"),
+    "command-r-plus-08-2024": _cohere("2.50", "10.00"),
+    "command-r-08-2024": _cohere("0.15", "0.60"),
+    "command-r7b-12-2024": _cohere("0.0375", "0.15"),
+    "embed-v4.0": _cohere("0.12", "0"),
+    "embed-english-v3.0": _cohere("0.10", "0"),
+    "embed-multilingual-v3.0": _cohere("0.10", "0"),
     # batchrunner's fake provider: priced like gpt-4o-mini so that rehearsals show real-looking costs
     FAKE_MODEL: _p("0.15", "0.075", "0.60"),
 }
 
 _SNAPSHOT_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 """OpenAI's ``-2024-07-18``, Anthropic's ``-20241022`` and ``-latest``."""
-_PRICE_FIELDS: Final = frozenset({"input", "cached_input", "output"})
 _PER_TOKENS_EXPONENT: Final = -6  # prices are per 1M tokens
 
 
@@ -167,31 +219,62 @@ class PriceTable:
         name = None if model is None else self.resolve(model)
         return None if name is None else self.prices[name]
 
-    def cost(self, model: str | None, usage: Usage) -> Decimal | None:
-        """USD for one call's ``usage``; ``None`` for a model without a price.
+    def cost(self, model: str | None, usage: Usage, *, batch: bool = False) -> Decimal | None:
+        """USD for one call's ``usage`` (at the batch price when ``batch``); ``None`` for a model
+        without a price, or without a batch price when ``batch``.
 
-        Counts are made safe rather than trusted: negatives count as 0 and cached tokens as at most
-        the input tokens (some OpenAI-compatible servers report odd usage; a bill must not go negative).
+        Counts are made safe rather than trusted: negatives count as 0, and cached reads plus cache writes
+        as at most the input tokens (some OpenAI-compatible servers report odd usage; a bill must not go
+        negative).
         """
-        price = self.price(model)
-        if price is None:
+        rates = self.rates(model, batch=batch)
+        if rates is None:
             return None
         input_tokens = max(0, usage.input_tokens)
         cached = min(max(0, usage.cached_tokens), input_tokens)
-        cached_rate = price.input if price.cached_input is None else price.cached_input
-        total = (input_tokens - cached) * price.input + cached * cached_rate
-        total += max(0, usage.output_tokens) * price.output
+        written = min(max(0, usage.cache_write_tokens), input_tokens - cached)
+        total = (input_tokens - cached - written) * rates.input + cached * rates.cached_input
+        total += written * rates.cache_write + max(0, usage.output_tokens) * rates.output
         return total.scaleb(_PER_TOKENS_EXPONENT)
 
-    def worst_case_cost(
-        self, model: str | None, input_tokens_estimate: int, max_tokens: int
-    ) -> Decimal | None:
-        """The most one call can cost, for budget reservation: no cache hits and all ``max_tokens`` used."""
+    def rates(self, model: str | None, *, batch: bool = False) -> Rates | None:
+        """The per-1M-token rates one call of ``model`` is billed at, list or batch."""
         price = self.price(model)
         if price is None:
             return None
-        total = max(0, input_tokens_estimate) * price.input + max(0, max_tokens) * price.output
+        cached = price.input if price.cached_input is None else price.cached_input
+        write = price.input * _CACHE_WRITE_FACTOR if price.cache_write is None else price.cache_write
+        if not batch:
+            return Rates(input=price.input, cached_input=cached, cache_write=write, output=price.output)
+        if price.batch_input is None or price.batch_output is None:
+            return None
+        discount = price.batch_input / price.input if price.input else Decimal(1)
+        return Rates(
+            input=price.batch_input,
+            cached_input=cached * discount,
+            cache_write=write * discount,
+            output=price.batch_output,
+        )
+
+    def worst_case_cost(
+        self, model: str | None, input_tokens_estimate: int, max_tokens: int, *, batch: bool = False
+    ) -> Decimal | None:
+        """The most one call can cost, for budget reservation: no cache hits and all ``max_tokens`` used."""
+        rates = self.rates(model, batch=batch)
+        if rates is None:
+            return None
+        total = max(0, input_tokens_estimate) * rates.input + max(0, max_tokens) * rates.output
         return total.scaleb(_PER_TOKENS_EXPONENT)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rates:
+    """What each kind of token of one call costs, USD per 1M tokens."""
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
 
 
 BUILTIN_PRICES: Final = PriceTable(prices=_BUILTIN)
@@ -199,23 +282,26 @@ BUILTIN_PRICES: Final = PriceTable(prices=_BUILTIN)
 
 
 def _parse(model: str, raw: Mapping[str, object]) -> ModelPrice:
-    """A price from configuration, with errors that name the model and the field."""
+    """A price from configuration, with errors that name the model and the field.
+
+    Without ``batch_input``/``batch_output`` the batch price is half the list price (module docstring).
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"prices.{model}: expected a table with input, output and cached_input")
-    unknown = sorted(set(raw) - _PRICE_FIELDS)
+    unknown = sorted(set(raw) - set(_PRICE_FIELDS))
     if unknown:
         raise ConfigError(
-            f"prices.{model}: unknown field(s) {', '.join(unknown)} (use input, cached_input, output)"
+            f"prices.{model}: unknown field(s) {', '.join(unknown)} (use {', '.join(_PRICE_FIELDS)})"
         )
     for needed in ("input", "output"):
         if needed not in raw:
             raise ConfigError(f"prices.{model}: {needed} is required (USD per 1M tokens)")
-    cached = raw.get("cached_input")
-    return ModelPrice(
-        input=_amount(model, "input", raw["input"]),
-        output=_amount(model, "output", raw["output"]),
-        cached_input=None if cached is None else _amount(model, "cached_input", cached),
-    )
+    amounts = {name: _amount(model, name, raw[name]) for name in _PRICE_FIELDS if raw.get(name) is not None}
+    if ("batch_input" in amounts) != ("batch_output" in amounts):
+        raise ConfigError(f"prices.{model}: batch_input and batch_output go together")
+    amounts.setdefault("batch_input", amounts["input"] * _HALF)
+    amounts.setdefault("batch_output", amounts["output"] * _HALF)
+    return ModelPrice(**amounts)
 
 
 def _amount(model: str, field: str, value: object) -> Decimal:

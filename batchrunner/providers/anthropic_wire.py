@@ -146,12 +146,12 @@ class AnthropicAnswers:
 def usage_of(usage: dict[str, Any]) -> Usage:
     """Anthropic usage in the convention of :class:`~batchrunner.models.Usage`: input includes cached."""
     cache_read = token_count(usage.get("cache_read_input_tokens"))
+    cache_write = token_count(usage.get("cache_creation_input_tokens"))
     return Usage(
-        input_tokens=token_count(usage.get("input_tokens"))
-        + cache_read
-        + token_count(usage.get("cache_creation_input_tokens")),
+        input_tokens=token_count(usage.get("input_tokens")) + cache_read + cache_write,
         output_tokens=token_count(usage.get("output_tokens")),
         cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 

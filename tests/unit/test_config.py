@@ -124,7 +124,11 @@ def test_the_documented_file_in_toml_and_yaml(tmp_path: Path, name: str, text: s
     )
     assert settings.known_providers == frozenset(PRESETS) | {"local-vllm"}
     assert settings.prices.price("my-model") == ModelPrice(
-        input=Decimal("0.10"), cached_input=Decimal("0.05"), output=Decimal("0.40")
+        input=Decimal("0.10"),
+        cached_input=Decimal("0.05"),
+        output=Decimal("0.40"),
+        batch_input=Decimal("0.05"),  # no batch prices given: half the list prices
+        batch_output=Decimal("0.20"),
     )
 
 

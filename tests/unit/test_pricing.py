@@ -9,6 +9,7 @@ import pytest
 from batchrunner.errors import ConfigError
 from batchrunner.models import Usage
 from batchrunner.policy.pricing import BUILTIN_PRICES, FAKE_MODEL, ModelPrice, PriceTable
+from batchrunner.providers.anthropic_wire import usage_of as anthropic_usage_of
 
 # (model as a job names it, the table entry it resolves to, or None)
 NAMES: list[tuple[str, str | None]] = [
@@ -167,6 +168,7 @@ def test_overrides_add_and_replace_prices() -> None:
         ({"input": "cheap", "output": 1}, "expected a number"),
         ({"input": True, "output": 1}, "expected a number"),
         ({"input": [1], "output": 1}, "expected a number"),
+        ({"input": 1, "output": 1, "batch_input": 0.5}, "go together"),  # half a batch price is a mistake
         ("1.5", "expected a table"),
     ],
 )
@@ -192,3 +194,68 @@ def test_builtin_table_is_sane() -> None:
     with pytest.raises(TypeError):
         BUILTIN_PRICES.prices["gpt-4o"] = ModelPrice(input=Decimal(0), output=Decimal(0))  # type: ignore[index]
     assert PriceTable(prices={"A": ModelPrice(input=Decimal(1), output=Decimal(1))}).resolve("a") == "a"
+
+
+# (model, usage, exact USD at the batch price): half the list price; cache reads and writes discounted alike
+BATCH_COSTS: list[tuple[str, Usage, Decimal]] = [
+    # gpt-4o-mini batch: 1,000 in x 0.075 + 500 out x 0.30 = 75 + 150 = 225 per 1M
+    ("gpt-4o-mini", Usage(input_tokens=1000, output_tokens=500), Decimal("0.000225")),
+    # claude-sonnet-4-5 batch: (1,000 - 400 cached) x 1.50 + 400 x 0.15 + 200 out x 7.50 = 900 + 60 + 1,500
+    ("claude-sonnet-4-5", Usage(input_tokens=1000, cached_tokens=400, output_tokens=200), Decimal("0.00246")),
+    # gemini-2.5-flash batch: 2,000 in x 0.15 + 1,000 out x 1.25 = 300 + 1,250
+    ("gemini-2.5-flash", Usage(input_tokens=2000, output_tokens=1000), Decimal("0.00155")),
+    # a cache write in a batch: 1,000 written x 1.25 x 1.50 = 1,875
+    ("claude-sonnet-4-5", Usage(input_tokens=1000, cache_write_tokens=1000), Decimal("0.001875")),
+]
+
+
+@pytest.mark.parametrize(("model", "usage", "expected"), BATCH_COSTS)
+def test_batch_cost(model: str, usage: Usage, expected: Decimal) -> None:
+    assert BUILTIN_PRICES.cost(model, usage, batch=True) == expected
+    list_cost = BUILTIN_PRICES.cost(model, usage)
+    assert list_cost is not None and list_cost == 2 * expected
+
+
+def test_cache_writes_cost_a_quarter_more_than_input() -> None:
+    # claude-haiku-4-5: 1,000 input of which 600 written to the cache and 300 read from it, 100 out
+    # 100 plain x 1.00 + 600 x 1.25 + 300 x 0.10 + 100 out x 5.00 = 100 + 750 + 30 + 500 = 1,380 per 1M
+    usage = Usage(input_tokens=1000, cache_write_tokens=600, cached_tokens=300, output_tokens=100)
+    assert BUILTIN_PRICES.cost("claude-haiku-4-5", usage) == Decimal("0.00138")
+    # writes above what is left of the input after the reads are capped (odd usage never bills more input)
+    odd = Usage(input_tokens=100, cache_write_tokens=500, cached_tokens=50)
+    assert BUILTIN_PRICES.cost("claude-haiku-4-5", odd) == Decimal("0.0000675")  # 50 x 1.25 + 50 x 0.10
+
+
+def test_cohere_has_no_batch_price_and_gemini_has() -> None:
+    assert BUILTIN_PRICES.cost("command-a-03-2025", Usage(input_tokens=1_000_000)) == Decimal("2.50")
+    assert BUILTIN_PRICES.cost("command-a-03-2025", Usage(input_tokens=1), batch=True) is None
+    assert BUILTIN_PRICES.worst_case_cost("command-r-08-2024", 1, 1, batch=True) is None
+    assert BUILTIN_PRICES.cost("gemini-2.5-pro", Usage(output_tokens=1_000_000), batch=True) == Decimal(
+        "5.00"
+    )
+
+
+def test_overrides_may_set_batch_and_cache_write_prices() -> None:
+    table = BUILTIN_PRICES.with_overrides(
+        {"my-model": {"input": 1, "output": 2, "batch_input": "0.6", "batch_output": 1.2, "cache_write": 3}}
+    )
+    assert table.cost(
+        "my-model", Usage(input_tokens=1_000_000, output_tokens=1_000_000), batch=True
+    ) == Decimal("1.8")
+    # the cache write price set, and discounted in a batch by batch_input / input
+    assert table.cost("my-model", Usage(input_tokens=1_000_000, cache_write_tokens=1_000_000)) == Decimal(3)
+    assert table.cost(
+        "my-model", Usage(input_tokens=1_000_000, cache_write_tokens=1_000_000), batch=True
+    ) == Decimal("1.8")
+
+
+def test_anthropic_usage_carries_cache_writes() -> None:
+    usage = anthropic_usage_of(
+        {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 300,
+            "cache_creation_input_tokens": 600,
+            "output_tokens": 5,
+        }
+    )
+    assert usage == Usage(input_tokens=910, cached_tokens=300, cache_write_tokens=600, output_tokens=5)

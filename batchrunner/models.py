@@ -62,6 +62,10 @@ class JobSpec:
     model: str | None
     request_json: str
     metadata_json: str | None = None
+    prompt_tokens: int = 0
+    """The offline estimate of its input tokens (``policy.tokens``), made while the line was parsed."""
+    output_tokens: int = 0
+    """Its output cap (``max_tokens``, or the default cap), for the estimate."""
 
     @property
     def body(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchrunner.api.changing import cancel, retry_failed
+    from batchrunner.api.estimating import estimate
     from batchrunner.api.reading import StatusReport, export, results, runs, status
     from batchrunner.api.running import ProgressOptions, Tune, run
     from batchrunner.api.session import DEFAULT_DB, open_store, settings
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     **dict.fromkeys(["cancel", "retry_failed"], "batchrunner.api.changing"),
+    "estimate": "batchrunner.api.estimating",
     **dict.fromkeys(["StatusReport", "export", "results", "runs", "status"], "batchrunner.api.reading"),
     **dict.fromkeys(["ProgressOptions", "Tune", "run"], "batchrunner.api.running"),
     **dict.fromkeys(["DEFAULT_DB", "open_store", "settings"], "batchrunner.api.session"),
@@ -56,6 +58,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_DB", "ExportFormat", "JobsSource", "Only", "ProgressOptions", "RunReport", "StatusReport",
-    "Tune", "cancel", "export", "open_store", "results", "retry_failed", "run", "runs", "settings",
-    "status", "submit",
+    "Tune", "cancel", "estimate", "export", "open_store", "results", "retry_failed", "run", "runs",
+    "settings", "status", "submit",
 ]  # fmt: skip

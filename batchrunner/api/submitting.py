@@ -15,6 +15,7 @@ from batchrunner.api.session import open_store, resolved
 from batchrunner.config import Settings
 from batchrunner.errors import ConflictError, ManifestError, ManifestIssue, UsageError
 from batchrunner.models import JobSpec, SubmitReport
+from batchrunner.policy.estimate import JobTally
 from batchrunner.store.database import remove_sqlite_file, sqlite_file_to_create
 from batchrunner.store.store import Store
 from batchrunner.store.submit import JobInserter
@@ -33,6 +34,7 @@ async def submit(
     settings: Settings | None = None,
     run: str | None = None,
     skip_invalid: bool = False,
+    tally: JobTally | None = None,
 ) -> SubmitReport:
     """Validate jobs and queue them in one transaction: all of them, or none.
 
@@ -42,13 +44,14 @@ async def submit(
     adds nothing; an existing id with different content is a ConflictError. With ``skip_invalid`` the
     valid jobs are queued, and a file's invalid lines written, with their reasons, to
     ``FILE.rejects.jsonl``; without it any invalid job is a ManifestError and nothing is inserted. A
-    database that this call created is removed again if it fails.
+    database that this call created is removed again if it fails. ``tally``, when given, counts the
+    valid jobs' tokens as they are read (for :func:`batchrunner.api.estimating.estimate_of`).
     """
     settings = resolved(settings)
     new_file = sqlite_file_to_create(settings.run.db)
     try:
         async with open_store(settings.run.db, create=True) as store:
-            return await submit_into(store, settings, jobs, run=run, skip_invalid=skip_invalid)
+            return await submit_into(store, settings, jobs, run=run, skip_invalid=skip_invalid, tally=tally)
     except BaseException:
         if new_file is not None:
             remove_sqlite_file(new_file)
@@ -65,33 +68,37 @@ def run_name_of(jobs: JobsSource, run: str | None) -> str:
 
 
 async def submit_into(
-    store: Store, settings: Settings, jobs: JobsSource, *, run: str | None, skip_invalid: bool
+    store: Store,
+    settings: Settings,
+    jobs: JobsSource,
+    *,
+    run: str | None,
+    skip_invalid: bool,
+    tally: JobTally | None = None,
 ) -> SubmitReport:
     """Queue ``jobs`` in an open store (``submit`` without opening and closing it)."""
     run_name = run_name_of(jobs, run)
-    options = manifest.ManifestOptions(
-        default_provider=settings.run.provider,
-        default_model=settings.run.model,
-        known_providers=settings.known_providers,
-        kinds={name: entry.kind for name, entry in settings.providers.items()},
-    )
+    options = manifest_options(settings)
     source = Path(jobs) if isinstance(jobs, str | os.PathLike) else None
     rejects = _RejectsFile(source) if skip_invalid and source is not None else None
-    tally = _RejectTally(shown=[])
+    rejected = _RejectTally(shown=[])
     submitted = {"provider": settings.run.provider, "model": settings.run.model, "skip_invalid": skip_invalid}
     label = str(source) if source is not None else ITEMS_LABEL
     try:
         async with store.bulk_insert(
             run_name, source=str(source) if source else None, options=submitted
         ) as inserter:
-            lines = await _load(_items(jobs, source, options), inserter, tally, rejects, skip_invalid)
-            if tally.total and not skip_invalid:
-                raise ManifestError(tally.shown, tally.total)
+            items = _items(jobs, source, options)
+            if tally is not None:
+                items = _tallied(items, tally)
+            lines = await _load(items, inserter, rejected, rejects, skip_invalid)
+            if rejected.total and not skip_invalid:
+                raise ManifestError(rejected.shown, rejected.total)
             if inserter.conflicts:
                 raise ConflictError(run_name, inserter.conflicting_ids, inserter.conflicts)
-            if lines == tally.total and not inserter.already_present:
+            if lines == rejected.total and not inserter.already_present:
                 raise UsageError(f"{label}: no jobs" + (" (every line is invalid)" if lines else ""))
-        rejects_file = rejects.commit() if rejects is not None and tally.total else None
+        rejects_file = rejects.commit() if rejects is not None and rejected.total else None
     finally:
         if rejects is not None:
             rejects.discard()
@@ -101,9 +108,28 @@ async def submit_into(
         lines=lines,
         inserted=inserter.inserted,
         already_present=inserter.already_present,
-        rejected=tally.total,
+        rejected=rejected.total,
         rejects_file=rejects_file,
     )
+
+
+def manifest_options(settings: Settings) -> manifest.ManifestOptions:
+    """How manifest lines are read under ``settings``: the default provider and model, the known names."""
+    return manifest.ManifestOptions(
+        default_provider=settings.run.provider,
+        default_model=settings.run.model,
+        known_providers=settings.known_providers,
+        kinds={name: entry.kind for name, entry in settings.providers.items()},
+    )
+
+
+def _tallied(
+    items: Iterator[JobSpec | list[ManifestIssue]], tally: JobTally
+) -> Iterator[JobSpec | list[ManifestIssue]]:
+    for item in items:
+        if isinstance(item, JobSpec):
+            tally.add_counted(item.provider, item.model, item.prompt_tokens, item.output_tokens)
+        yield item
 
 
 def _items(

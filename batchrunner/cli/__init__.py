@@ -7,6 +7,7 @@ reason on stderr and a distinct exit code; the traceback only with ``-v``.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,10 +82,14 @@ def submit(
     nothing is queued (exit 2). Submitting the same file again adds nothing.
     """
     from batchrunner import api
+    from batchrunner.api.estimating import estimate_of
+    from batchrunner.cli.estimate import one_line
+    from batchrunner.policy.estimate import JobTally
 
     settings = resolve_settings({"db": db, "provider": provider, "model": model}, config_path, verbose)
+    tally = JobTally()
     report = run_verb(
-        api.submit(file, settings=settings, run=run_name, skip_invalid=skip_invalid),
+        api.submit(file, settings=settings, run=run_name, skip_invalid=skip_invalid, tally=tally),
         verbose,
     )
     click.echo(
@@ -94,6 +99,11 @@ def submit(
     )
     if report.rejected:
         click.echo(f"warning: {report.rejected} invalid line(s) skipped; see {report.rejects_file}", err=True)
+    if report.inserted:
+        click.echo(
+            f"{one_line(estimate_of(tally, settings))}; details: batchrunner estimate {shlex.quote(file)}",
+            err=True,
+        )
 
 
 @main.command()
@@ -210,9 +220,11 @@ def _settings(db: str | None, config_path: Path | None, verbose: bool) -> Settin
 
 
 def _register_commands() -> None:
+    from batchrunner.cli.estimate import estimate
     from batchrunner.cli.run import run
     from batchrunner.fakeserver.command import fake_server
 
+    main.add_command(estimate)
     main.add_command(run)
     main.add_command(fake_server)
 

@@ -22,6 +22,7 @@ from batchrunner.cli.common import (
 
 if TYPE_CHECKING:
     from batchrunner.api import RunReport
+    from batchrunner.config import Settings
 
 CRASH_VARIABLE = "BATCHRUNNER_TEST_CRASH_AT"
 """Test-only: kill the runner at a named point (see batchrunner.engine.crashpoints)."""
@@ -114,6 +115,12 @@ def _env(name: str) -> dict[str, Any]:
     help="With FILE: queue its valid lines and write the invalid ones to FILE.rejects.jsonl "
     "(a run submitted so is resumed so without it).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what the run would cost and take (as batchrunner estimate) and exit: nothing is queued "
+    "or sent.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress output.")
 @click.option(
     "-v",
@@ -128,6 +135,7 @@ def run(
     run_name: str | None,
     config_path: Path | None,
     skip_invalid: bool,
+    dry_run: bool,
     no_progress: bool,
     verbose: int,
     quiet: bool,
@@ -153,6 +161,9 @@ def run(
     if flags.get("max_cost_usd") is not None:
         flags["max_cost_usd"] = Decimal(str(flags["max_cost_usd"]))
     settings = resolve_settings(flags, config_path, verbose > 0)
+    if dry_run:
+        _dry_run(file, run_name, settings, verbose > 0)
+        return
     progress = None
     if not (no_progress or quiet):
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
@@ -172,6 +183,16 @@ def run(
     for line in summary_lines(report, quiet=quiet):
         click.echo(line, err=True)
     sys.exit(EXIT_INTERRUPTED if report.interrupted else report.exit_code)
+
+
+def _dry_run(file: str | None, run_name: str | None, settings: Settings, verbose: bool) -> None:
+    """``--dry-run``: FILE's jobs (not queued), else the run's pending ones, estimated; nothing is sent."""
+    from batchrunner import api
+    from batchrunner.cli.estimate import render_estimate
+
+    estimate = run_verb(api.estimate(file, settings=settings, run=None if file else run_name), verbose)
+    heading = f"{file}: {estimate.jobs:,} job(s)" if file else f"{estimate.jobs:,} pending job(s)"
+    click.echo(render_estimate(estimate, f"dry run, {heading}"))
 
 
 def summary_lines(report: RunReport, *, quiet: bool) -> list[str]:

@@ -27,6 +27,7 @@ from batchrunner.manifest.checks import (
 from batchrunner.manifest.options import ManifestOptions, provider_problem, served_by
 from batchrunner.manifest.strictjson import Problem, encode_compact, has_surrogates, locate
 from batchrunner.models import Endpoint, JobSpec, ManifestFormat
+from batchrunner.policy.tokens import estimate_output_tokens, estimate_prompt_tokens
 
 SIMPLE_MAX_TOKENS = 1024
 """``max_tokens`` of a simple line sent to Anthropic without one (Anthropic requires it)."""
@@ -167,6 +168,8 @@ def _job(
         model=body["model"],
         request_json=request_json,
         metadata_json=metadata_json,
+        prompt_tokens=estimate_prompt_tokens(endpoint, body),
+        output_tokens=estimate_output_tokens(endpoint, body),
     )
 
 

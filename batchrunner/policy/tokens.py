@@ -98,8 +98,10 @@ def estimate_prompt_tokens(endpoint: Endpoint | str, body: Mapping[str, Any]) ->
     messages = items if isinstance(items, list) else []
     size, media = _measure(messages)
     for field in extra:
-        more_size, more_media = _measure(body.get(field))
-        size, media = size + more_size, media + more_media
+        value = body.get(field)
+        if value is not None:  # most requests have none of them: skip the walk
+            more_size, more_media = _measure(value)
+            size, media = size + more_size, media + more_media
     return _to_tokens(size, media) + PER_MESSAGE_TOKENS * len(messages) + PER_REQUEST_TOKENS
 
 
@@ -157,7 +159,9 @@ def _measure(value: object) -> tuple[int, int]:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        if type(item) is str:  # the common case first, without isinstance's subclass walk
+            size += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, str):
             size += _utf8_size(item)
         elif isinstance(item, dict):
             if item.get("type") in _MEDIA_TYPES:

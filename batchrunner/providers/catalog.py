@@ -14,6 +14,10 @@ Presets (a kind, a key variable and a base URL each, nothing more)::
     cohere     openai      COHERE_API_KEY      https://api.cohere.ai/compatibility/v1
     fake       fake        (none)              (in-process, no network)
 
+Batch APIs (``run --mode batch``): ``openai`` and ``anthropic``, and every configured provider of those
+kinds (an OpenAI-compatible server that implements ``/v1/files`` and ``/v1/batches``); the ``gemini``,
+``cohere`` and ``fake`` presets have none that batchrunner uses, so their jobs run in real time.
+
 Endpoints per kind: the ``openai`` adapter serves chat completions, embeddings and responses (any
 OpenAI-compatible server is this kind); ``anthropic`` serves messages; ``fake`` answers every endpoint
 in its real shape.
@@ -37,6 +41,7 @@ __all__ = [
     "ProviderKind",
     "ProviderPreset",
     "default_key_env",
+    "has_batch_api",
 ]
 
 ProviderKind = Literal["openai", "anthropic", "fake"]
@@ -73,6 +78,9 @@ class ProviderPreset:
     header_envs: Mapping[str, str] = field(default_factory=dict)
     """Request headers taken from variables when they are set (header -> variable), sent over both
     transports: the OpenAI SDK's organization and project."""
+    batch_api: bool = True
+    """It has a batch API that ``run --mode batch`` uses (OpenAI's ``/v1/batches``, Anthropic's Message
+    Batches); the others run in real time in batch mode."""
 
 
 PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
@@ -96,13 +104,25 @@ PRESETS: Final[Mapping[str, ProviderPreset]] = MappingProxyType(
             kind="openai",
             key_env="GEMINI_API_KEY",
             base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+            batch_api=False,
         ),
         "cohere": ProviderPreset(
-            kind="openai", key_env="COHERE_API_KEY", base_url="https://api.cohere.ai/compatibility/v1"
+            kind="openai",
+            key_env="COHERE_API_KEY",
+            base_url="https://api.cohere.ai/compatibility/v1",
+            batch_api=False,
         ),
-        "fake": ProviderPreset(kind="fake", key_env=None),
+        "fake": ProviderPreset(kind="fake", key_env=None, batch_api=False),
     }
 )
+
+
+def has_batch_api(name: str, kind: ProviderKind) -> bool:
+    """Whether provider ``name`` of adapter ``kind`` has a batch API (the module docstring)."""
+    preset = PRESETS.get(name)
+    if preset is not None:
+        return preset.batch_api
+    return kind != "fake"
 
 
 def default_key_env(name: str) -> str:

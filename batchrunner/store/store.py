@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
 from batchrunner.models import ExportRow, JobState, Lease, RunInfo, RunStats
-from batchrunner.store import insights, reports, runners, tables
+from batchrunner.policy.estimate import Answered
+from batchrunner.store import estimates, insights, reports, runners, tables
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.queue import Queue
@@ -170,6 +171,13 @@ class Store(Queue):
         self, run: RunInfo, only: reports.Only = "all", *, last_attempt: bool = False
     ) -> AsyncIterator[list[ExportRow]]:
         return reports.export_pages(self.db, run, only, last_attempt=last_attempt)
+
+    def queued_requests(self, run: RunInfo) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """Pending jobs as pages of ``(id, provider, model, endpoint, request_json)`` (for ``estimate``)."""
+        return estimates.queued_requests(self.db, run)
+
+    async def answered_by_model(self, run: RunInfo) -> dict[tuple[str, str | None], Answered]:
+        return await estimates.answered_by_model(self.db, run)
 
     async def metadata_keys(self, run: RunInfo) -> list[str]:
         return await reports.metadata_keys(self.db, run)

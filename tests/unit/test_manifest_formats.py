@@ -11,6 +11,7 @@ import pytest
 from batchrunner.errors import ManifestIssue, UsageError
 from batchrunner.manifest import DEFAULT_PROVIDERS, ManifestOptions, iter_manifest, parse_line
 from batchrunner.models import Endpoint, JobSpec, ManifestFormat
+from batchrunner.policy.tokens import estimate_output_tokens, estimate_prompt_tokens
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -73,6 +74,8 @@ def test_openai_batch_lines_run_unchanged(url: str, body: dict[str, Any], endpoi
         model=body["model"],
         request_json=compact(body),
         metadata_json=None,
+        prompt_tokens=estimate_prompt_tokens(endpoint, body),  # estimated once, as the line is read
+        output_tokens=estimate_output_tokens(endpoint, body),
     )
 
 

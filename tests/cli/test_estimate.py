@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.database import count, query
@@ -18,7 +19,7 @@ from batchrunner.fakeserver.testing import ThreadedFakeServer
 
 
 def _manifest(tmp_path: Path) -> Path:
-    lines = [
+    lines: list[dict[str, Any]] = [
         # simple lines to openai: "user" + 40 bytes = 44 bytes -> 11 + 4 + 3 = 18 tokens in; 100 out at most
         *({"id": f"o{i}", "prompt": "x" * 40, "model": "gpt-4o-mini", "max_tokens": 100} for i in range(6)),
         # Anthropic: "user" + 96 bytes -> 25 + 4 + 3 = 32 in; 200 out at most

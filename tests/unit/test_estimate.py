@@ -86,7 +86,7 @@ def test_time_is_the_slowest_provider_and_its_tightest_limit() -> None:
 
 
 def test_answers_so_far_set_the_expected_output_and_latency() -> None:
-    answered = {
+    answered: dict[tuple[str, str | None], Answered] = {
         ("openai", "gpt-4o-mini"): Answered(results=4, output_tokens=120, mean_latency_ms=500.0),
         ("anthropic", "claude-haiku-4-5"): Answered(results=2, output_tokens=1_000, mean_latency_ms=1000.0),
     }

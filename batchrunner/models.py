@@ -29,6 +29,25 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+class BatchState(StrEnum):
+    """Where a provider batch is in its life (docs/batch.md "A batch's life")."""
+
+    PREPARING = "preparing"
+    """Its row and its jobs are committed; nothing the provider made is known yet."""
+    UPLOADED = "uploaded"
+    """OpenAI: its input file is uploaded (``file_id``); the batch is not known to be created."""
+    SUBMITTED = "submitted"
+    """The provider has it (``remote_id``); polled until it ends."""
+    DONE = "done"
+    """Ended and every line recorded; jobs without a line went back to pending."""
+    FAILED = "failed"
+    """The provider refused it as a whole (validation); its jobs failed with the reason."""
+
+    @property
+    def is_live(self) -> bool:
+        return self in (BatchState.PREPARING, BatchState.UPLOADED, BatchState.SUBMITTED)
+
+
 class ManifestFormat(StrEnum):
     """The manifest line formats of docs/design.md "Manifest formats", detected per line."""
 
@@ -196,9 +215,6 @@ class ResultRecord:
     output_tokens: int = 0
     cached_tokens: int = 0
     """Input tokens read from the provider's prompt cache (a subset of ``input_tokens``)."""
-    cache_write_tokens: int = 0
-    """Input tokens written to the prompt cache (a subset of ``input_tokens``; Anthropic reports them and
-    bills them above the input price). Priced, not stored: the stored cost already includes them."""
     cost_usd: float | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None
@@ -224,6 +240,35 @@ class Outcome:
     failure_class: str | None = None
     """A permanent failure's HTTP status and error type, by which the runner spots failures shared by
     every job (:mod:`batchrunner.engine.systematic`); not stored."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchInfo:
+    """A provider batch as the store records it (``batches``)."""
+
+    id: int
+    run_id: int
+    local_id: str
+    """batchrunner's own id for it: in the OpenAI metadata, the upload's name and every custom_id."""
+    provider: str
+    endpoint: str
+    model: str | None
+    """OpenAI batches hold one model; ``None`` for Anthropic's, which may mix them."""
+    state: BatchState
+    requests: int
+    size_bytes: int
+    file_id: str | None = None
+    remote_id: str | None = None
+    remote_status: str | None = None
+    """The provider's own word for its state, at the last poll."""
+    succeeded: int = 0
+    errored: int = 0
+    expired: int = 0
+    canceled: int = 0
+    created_at: datetime
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

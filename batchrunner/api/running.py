@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TextIO
+from typing import Literal, TextIO
 
+from batchrunner.api.batching import BatchMode, drive_batches
 from batchrunner.api.session import open_store, resolved
 from batchrunner.api.submitting import JobsSource, run_name_of, submit_into
 from batchrunner.config import Settings, runsettings
@@ -45,6 +46,8 @@ async def run(
     notify: Notify = lambda _message: None,
     crash_at: str | None = None,
     tune: Tune | None = None,
+    mode: Literal["realtime", "batch"] = "realtime",
+    batch: BatchMode | None = None,
 ) -> RunReport:
     """Drain a run (the latest, or ``run``); with ``jobs`` (a file or mappings), submit them first
     (idempotently: what is already queued is not queued again, what is answered is not sent again).
@@ -53,8 +56,10 @@ async def run(
     options that ``settings.given`` names; ``notify`` is told of every such difference, and of pending
     jobs rerouted by a given ``provider``. A file is submitted the way it was before (``skip_invalid``
     included). ``handle_signals``: Ctrl-C and SIGTERM stop the run gracefully (the CLI's behaviour).
-    ``crash_at`` names a test-only crash point (:mod:`batchrunner.engine.crashpoints`). Returns how the
-    run ended; ``RunReport.exit_code`` is the CLI's exit code.
+    ``crash_at`` names a test-only crash point (:mod:`batchrunner.engine.crashpoints`). ``mode="batch"``
+    sends the jobs of providers with a batch API as provider batches (``batch`` says how; docs/batch.md);
+    a run with provider batches still live waits for them in either mode. Returns how the run ended;
+    ``RunReport.exit_code`` is the CLI's exit code.
     """
     settings = resolved(settings)
     new_file = sqlite_file_to_create(settings.run.db) if jobs is not None else None
@@ -68,7 +73,18 @@ async def run(
             wiring.progress = await _progress(store, found, progress)
             if tune is not None:
                 options, wiring = tune(options, wiring)
-            report = await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
+            if mode == "batch" or await store.batches_of(found.id, live_only=True):
+                report = await drive_batches(
+                    store,
+                    found,
+                    settings,
+                    (options, wiring),
+                    (batch or BatchMode()) if mode == "batch" else None,
+                    handle_signals=handle_signals,
+                    notify=notify,
+                )
+            else:
+                report = await Runner(store, found, options, wiring).run(handle_signals=handle_signals)
             return replace(report, db=settings.run.db, runs_in_db=await store.run_count())
     except BaseException:
         if new_file is not None and not submitted:  # nothing was queued: leave no empty database behind

@@ -3,7 +3,10 @@
 ``batchrunner run`` reads ``BATCHRUNNER_TEST_CRASH_AT=NAME[:N]`` (in the CLI, the one place that reads the
 environment) and the runner calls ``crash_point(NAME)`` at: ``after-claim`` (jobs leased, nothing sent),
 ``after-response`` (an answer received, not yet checkpointed) and ``inside-checkpoint`` (a group about to
-be written). On the N-th hit (default 1) the process SIGKILLs itself: no cleanup, as in a real crash.
+be written); the provider batch driver at ``after-batch-row`` (a batch's row and jobs committed, nothing
+uploaded), ``after-upload`` (OpenAI: the input file uploaded, its id not recorded), ``after-create`` (the
+provider batch created, its id not recorded) and ``while-polling`` (a live batch polled). On the N-th hit
+(default 1) the process SIGKILLs itself: no cleanup, as in a real crash.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from collections.abc import Callable
 
 CrashPoint = Callable[[str], None]
 
-NAMES = frozenset({"after-claim", "after-response", "inside-checkpoint"})
+NAMES = frozenset(
+    {
+        "after-claim",
+        "after-response",
+        "inside-checkpoint",
+        "after-batch-row",
+        "after-upload",
+        "after-create",
+        "while-polling",
+    }
+)
 
 
 def never(_name: str) -> None:

@@ -46,6 +46,8 @@ class EngineOptions:
     stop_on_systematic: bool = True
     """Stop the run when a provider+model's first answers all fail alike
     (:mod:`batchrunner.engine.systematic`)."""
+    providers: frozenset[str] | None = None
+    """Only the jobs of these providers (``None``: all): in batch mode the others are their batches'."""
 
     @property
     def max_attempts(self) -> int:
@@ -74,6 +76,8 @@ class RunReport:
     runs_in_db: int = 1
     dropped_unsent: int = 0
     """Jobs whose lease was lost before they were sent (this runner was away): not sent, not paid for."""
+    batches_live: int = 0
+    """Provider batches still running at the provider when the run returned (``--no-wait``, Ctrl-C)."""
 
     @property
     def exit_code(self) -> int:

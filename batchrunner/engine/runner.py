@@ -184,7 +184,9 @@ class Runner:
                 continue
             want = 2 * concurrency - self._queue.qsize()
             was_idle = not self._holds_jobs()
-            claimed = await self.store.claim(self.run_info.id, self.runner_id, want, self.options.lease_s)
+            claimed = await self.store.claim(
+                self.run_info.id, self.runner_id, want, self.options.lease_s, providers=self.options.providers
+            )
             if claimed:
                 self._guard.claimed(job.lease for job in claimed)
                 self.wiring.crash_point("after-claim")
@@ -201,7 +203,7 @@ class Runner:
         if self._holds_jobs():
             await self._wait_for_room(self.options.poll_s / 4)
             return False
-        state = await self.store.queue_state(self.run_info.id)
+        state = await self.store.queue_state(self.run_info.id, providers=self.options.providers)
         if state.pending == 0 and self._outcomes.held:  # nothing else to send: did all of them fail alike?
             await self._settle_systematic()
             return False

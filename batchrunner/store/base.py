@@ -9,11 +9,20 @@ imports nothing from the rest of the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from batchrunner.models import ClaimedJob, Lease, Outcome, QueueState, RunInfo, RunStats
+from batchrunner.models import (
+    BatchInfo,
+    BatchState,
+    ClaimedJob,
+    Lease,
+    Outcome,
+    QueueState,
+    RunInfo,
+    RunStats,
+)
 
 
 class EngineStore(Protocol):
@@ -44,7 +53,17 @@ class EngineStore(Protocol):
         ...
 
     # -- the queue --------------------------------------------------------------------------------
-    async def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]: ...
+    async def claim(
+        self,
+        run_id: int,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        providers: Collection[str] | None = None,
+    ) -> list[ClaimedJob]:
+        """Lease due pending jobs (of ``providers`` only, when given)."""
+        ...
 
     async def mark_sent(self, leases: Sequence[Lease]) -> set[int]: ...
 
@@ -54,7 +73,7 @@ class EngineStore(Protocol):
 
     async def release(self, leases: Iterable[Lease], *, max_attempts: int | None = None) -> int: ...
 
-    async def queue_state(self, run_id: int) -> QueueState: ...
+    async def queue_state(self, run_id: int, *, providers: Collection[str] | None = None) -> QueueState: ...
 
     async def providers_left(self, run_id: int) -> list[str]: ...
 
@@ -73,3 +92,50 @@ class EngineStore(Protocol):
     async def active_pauses(self, run_id: int) -> dict[str, float]: ...
 
     async def busy_runners(self, run_id: int, *, stale_after_s: float) -> list[str]: ...
+
+
+class BatchStore(Protocol):
+    """What the provider batch driver needs (docs/batch.md): forming batches, recording what the provider
+    said, reading a batch's jobs, writing its lines back (fenced, as realtime answers), releasing the rest."""
+
+    async def pending_groups(
+        self, run_id: int, providers: Sequence[str]
+    ) -> list[tuple[str, str, str | None]]: ...
+
+    async def pending_page(
+        self, run_id: int, group: tuple[str, str, str | None], after_id: int, limit: int, *, any_model: bool
+    ) -> Sequence[Sequence[Any]]: ...
+
+    async def form_batch(
+        self,
+        run_id: int,
+        *,
+        local_id: str,
+        provider: str,
+        endpoint: str,
+        model: str | None,
+        job_ids: Sequence[int],
+        size_bytes: int,
+    ) -> BatchInfo | None: ...
+
+    async def batches_of(self, run_id: int, *, live_only: bool = False) -> list[BatchInfo]: ...
+
+    async def update_batch(self, batch_id: int, **values: Any) -> None: ...
+
+    async def known_remote_ids(self, provider: str) -> set[str]: ...
+
+    async def batch_jobs_page(
+        self, batch: BatchInfo, after_id: int, limit: int
+    ) -> Sequence[Sequence[Any]]: ...
+
+    async def held_jobs(
+        self, batch: BatchInfo, job_ids: Iterable[int]
+    ) -> dict[int, tuple[str | None, int]]: ...
+
+    async def release_batch(
+        self, batch: BatchInfo, state: BatchState, *, error: str | None = None
+    ) -> int: ...
+
+    async def fail_batch_jobs(self, batch: BatchInfo, error: str) -> int: ...
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[int]: ...

@@ -87,6 +87,19 @@ def m0006_streamed_answers(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
 
+def m0007_provider_batches(conn: Connection) -> None:
+    """Provider batch mode (docs/batch.md): the ``batches`` table and ``jobs.batch_id``.
+
+    A database created after the column joined tables.py already has it from 0001.
+    """
+    tables.batches.create(conn, checkfirst=True)
+    if "batch_id" not in {column["name"] for column in inspect(conn).get_columns("jobs")}:
+        kind = "INTEGER" if conn.dialect.name == "sqlite" else "BIGINT"
+        conn.execute(text(f"ALTER TABLE jobs ADD COLUMN batch_id {kind}"))
+    if "ix_jobs_batch" not in {index["name"] for index in inspect(conn).get_indexes("jobs")}:
+        conn.execute(text("CREATE INDEX ix_jobs_batch ON jobs (batch_id)"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
@@ -94,6 +107,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0004_run_record", m0004_run_record),
     ("0005_attempt_error_body", m0005_attempt_error_body),
     ("0006_streamed_answers", m0006_streamed_answers),
+    ("0007_provider_batches", m0007_provider_batches),
 ]
 
 

@@ -9,7 +9,7 @@ through ``Database.write()`` (``BEGIN IMMEDIATE`` on SQLite). :class:`Queue` is 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, tuple_, update
@@ -85,36 +85,46 @@ class Queue:
         async with self.db.read() as conn:
             return (await conn.execute(query)).first() is not None
 
-    async def queue_state(self, run_id: int) -> QueueState:
-        """How much is left: pending jobs due now, pending ones held back (and the earliest), running ones."""
+    async def queue_state(self, run_id: int, *, providers: Collection[str] | None = None) -> QueueState:
+        """How much is left: pending jobs due now, pending ones held back (and the earliest), running ones
+        (held by runners: the jobs of provider batches are the batch driver's to wait for)."""
         now = utcnow()
         query = select(
             func.count().filter(jobs.c.state == JobState.PENDING),
             func.min(jobs.c.not_before).filter(jobs.c.state == JobState.PENDING, jobs.c.not_before > now),
             func.count().filter(jobs.c.state == JobState.PENDING, jobs.c.not_before > now),
-            func.count().filter(jobs.c.state == JobState.RUNNING),
+            func.count().filter(jobs.c.state == JobState.RUNNING, jobs.c.batch_id.is_(None)),
         ).where(jobs.c.run_id == run_id, jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))
+        if providers is not None:
+            query = query.where(jobs.c.provider.in_(list(providers)))
         async with self.db.read() as conn:
             pending, next_due, held, running = (await conn.execute(query)).one()
         return QueueState(pending=pending, held_back=held, next_due_at=next_due, running=running)
 
     # -- the queue --------------------------------------------------------------------------------
 
-    async def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
-        """Lease up to ``limit`` due pending jobs to ``owner``, counting the attempt in the same statement."""
+    async def claim(
+        self,
+        run_id: int,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        providers: Collection[str] | None = None,
+    ) -> list[ClaimedJob]:
+        """Lease up to ``limit`` due pending jobs to ``owner``, counting the attempt in the same statement;
+        ``providers``: only jobs of these (batch mode leaves the others to their provider batches)."""
         now = utcnow()
         db_now = self.db.clock()
         token = secrets.token_hex(16)
-        due = self.db.lock_for_claim(
-            select(jobs.c.id)
-            .where(
-                jobs.c.run_id == run_id,
-                jobs.c.state == JobState.PENDING,
-                or_(jobs.c.not_before.is_(None), jobs.c.not_before <= db_now),
-            )
-            .order_by(jobs.c.id)
-            .limit(limit)
+        selected = select(jobs.c.id).where(
+            jobs.c.run_id == run_id,
+            jobs.c.state == JobState.PENDING,
+            or_(jobs.c.not_before.is_(None), jobs.c.not_before <= db_now),
         )
+        if providers is not None:
+            selected = selected.where(jobs.c.provider.in_(list(providers)))
+        due = self.db.lock_for_claim(selected.order_by(jobs.c.id).limit(limit))
         stmt = (
             update(jobs)
             .where(jobs.c.id.in_(due.scalar_subquery()))

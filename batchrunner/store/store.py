@@ -22,6 +22,7 @@ from batchrunner.errors import UsageError
 from batchrunner.models import ExportRow, JobState, Lease, RunInfo, RunStats
 from batchrunner.policy.estimate import Answered
 from batchrunner.store import estimates, insights, reports, runners, tables
+from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.queue import Queue
@@ -30,7 +31,7 @@ from batchrunner.store.submit import JobInserter
 jobs = tables.jobs
 
 
-class Store(Queue):
+class Store(Queue, BatchStoreOps):
     """One database: its runs, the queue's transitions (:class:`Queue`), reports and runners.
 
     The engine sees only the :class:`batchrunner.store.base.EngineStore` part of it.

@@ -116,10 +116,15 @@ jobs = Table(
     Column("last_error", Text),
     Column("updated_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
+    Column("batch_id", BigId),
     UniqueConstraint("run_id", "custom_id", name="uq_jobs_run_custom_id"),
     # ``sent``: the request of the current attempt went out (cleared by a claim, set by Store.mark_sent);
     # a running job of a runner that died was in flight if it is set.
+    # ``batch_id``: the provider batch (``batches.id``) that holds the job while it is running in one, and
+    # that served it once it has succeeded or failed there; cleared when it goes back to pending. No
+    # foreign key: 0001 creates ``jobs`` before ``batches`` exists.
     Index("ix_jobs_claim", "run_id", "state", "id"),
+    Index("ix_jobs_batch", "batch_id"),
 )
 
 attempts = Table(
@@ -160,6 +165,35 @@ results = Table(
     Column("ttft_ms", Float),
     Column("stream_events", LargeBinary),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("local_id", String(40), nullable=False, unique=True),
+    Column("provider", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("state", String(16), nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False, server_default="0"),
+    Column("file_id", String(200)),
+    Column("remote_id", String(200)),
+    Column("remote_status", String(32)),
+    Column("succeeded", Integer, nullable=False, server_default="0"),
+    Column("errored", Integer, nullable=False, server_default="0"),
+    Column("expired", Integer, nullable=False, server_default="0"),
+    Column("canceled", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("submitted_at", UTCDateTime()),
+    Column("polled_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
+    Column("error", Text),
+    # one row per provider batch (docs/batch.md): committed, with its jobs leased to it, before anything is
+    # uploaded; ``file_id`` and ``remote_id`` are recorded as soon as the provider gives them
+    Index("ix_batches_run_state", "run_id", "state"),
 )
 
 provider_pauses = Table(

@@ -56,6 +56,8 @@ async def write_outcomes(conn: AsyncConnection, accepted: list[Outcome], now: da
         ],
     )
     retrying = [o.lease.job_id for o in accepted if o.state is JobState.PENDING]
+    if retrying:  # back in the queue, a job of a provider batch is no longer the batch's
+        await conn.execute(update(jobs).where(jobs.c.id.in_(retrying)).values(batch_id=None))
     if retrying:  # a retry in a run cancelled meanwhile is not made: the job is cancelled
         await conn.execute(
             update(jobs)

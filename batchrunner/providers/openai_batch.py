@@ -19,9 +19,10 @@ Headers as the realtime adapter sends them: ``Authorization: Bearer KEY`` and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -148,14 +149,15 @@ class OpenAIBatchApi:
         del request_count  # the metadata names the local batch
         cutoff = created_after - CLOCK_SKEW
         found: list[RemoteBatch] = []
-        async for batch in self._list():
-            if batch.created_at < cutoff:
-                break
-            if batch.local_id == local_id:
-                found.append(batch)
+        async with contextlib.aclosing(self._list()) as batches:
+            async for batch in batches:
+                if batch.created_at < cutoff:
+                    break
+                if batch.local_id == local_id:
+                    found.append(batch)
         return found
 
-    async def _list(self) -> AsyncIterator[RemoteBatch]:
+    async def _list(self) -> AsyncGenerator[RemoteBatch]:
         """Every batch, newest first, page by page."""
         after: str | None = None
         while True:

@@ -13,6 +13,13 @@ Routes (127.0.0.1 only): OpenAI ``POST /v1/chat/completions`` (``stream`` too, w
 ``POST /v1/messages`` (``stream`` too); ``GET /stats`` (``?prompts=0`` leaves out the per-prompt maps);
 ``POST /reset``. Any other ``/v1/...`` path answers an OpenAI-shaped 404.
 
+**Batch APIs** (docs/batch-wire.md): OpenAI ``/v1/files`` and ``/v1/batches`` (:mod:`.openai_batches`),
+Anthropic ``/v1/messages/batches`` (:mod:`.anthropic_batches`). Each line is answered as the realtime route
+would answer it; a batch runs over ``batch_seconds`` (``--batch-seconds``), may expire part done
+(``--batch-expire-fraction``), fail validation (``[[batch:invalid]]`` in a prompt) or be cancelled; the batch
+routes' own requests meet ``--batch-api-faults``. Their books are the ``batch_*`` fields below, apart from
+the realtime counters.
+
 **API key**: OpenAI routes read ``Authorization: Bearer KEY``, Anthropic ``x-api-key`` (or a bearer token).
 Any non-empty key passes unless ``api_key`` is set, then only that one; otherwise 401 in the provider's shape.
 
@@ -47,7 +54,15 @@ restarted against the same server meets the same faults.
      "duplicates": 4,               # sum over prompt keys of (answers - 1)
      "tokens": {"input": 120, "output": 80, "cached": 0},   # over the answers
      "attempts": {"prompt text": 3, ...},    # requests per prompt key
-     "answers": {"prompt text": 1, ...}}     # complete answers per prompt key
+     "answers": {"prompt text": 1, ...},     # complete answers per prompt key
+     "batch_requests": 7, "batch_by_status": {"200": 7},   # requests to the batch routes
+     "batch_files": 1,              # files uploaded
+     "batches": {"openai": 1, "anthropic": 1}, "batches_failed": 0,
+     "batch_lines": 6,              # lines in created batches that run
+     "batch_line_duplicates": 0,    # lines whose prompt key was in an earlier batch
+     "batch_answers": 5, "batch_errors": 1,    # lines answered (counted when a batch ends)
+     "batch_tokens": {"input": 60, "output": 40},
+     "batch_placements": {"prompt text": 1, ...}}   # batch lines per prompt key
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ answered at once; everything else waits the configured latency first.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import json
 import secrets
@@ -18,7 +17,17 @@ from typing import Any
 
 from aiohttp import web
 
-from batchrunner.fakeserver import anthropic_wire, error_bodies, openai_wire, render, transport
+from batchrunner.fakeserver import (
+    anthropic_batches,
+    anthropic_wire,
+    error_bodies,
+    openai_batches,
+    openai_wire,
+    render,
+    transport,
+)
+from batchrunner.fakeserver.auth import key_problem
+from batchrunner.fakeserver.batchhttp import BATCHES, BatchState
 from batchrunner.fakeserver.books import Books
 from batchrunner.fakeserver.config import FakeServerConfig
 from batchrunner.fakeserver.error_bodies import WireError
@@ -71,8 +80,11 @@ def create_app(config: FakeServerConfig) -> web.Application:
     app = web.Application(client_max_size=32 * 1024 * 1024)
     state = ServerState(config)
     app[STATE] = state
+    app[BATCHES] = BatchState(config, state.books.batch, state.next_id, state.plan_for)
     for api in Api:
         app.router.add_post(api.value, _api_handler(api))
+    openai_batches.add_routes(app.router)
+    anthropic_batches.add_routes(app.router)
     app.router.add_get("/stats", _stats)
     app.router.add_post("/reset", _reset)
     app.router.add_route("*", "/v1/{tail:.*}", _unknown)
@@ -86,6 +98,8 @@ def create_app(config: FakeServerConfig) -> web.Application:
 
 async def _stats(request: web.Request) -> web.Response:
     prompts = request.query.get("prompts", "1") not in ("0", "false", "no")
+    batches = request.app[BATCHES]
+    batches.store.settle_all(batches.clock())
     return web.json_response(request.app[STATE].books.snapshot(prompts=prompts))
 
 
@@ -134,7 +148,7 @@ async def _serve(request: web.Request, state: ServerState, api: Api) -> web.Stre
         )
         return _error(state, error, headers)
     attempt = state.books.attempt(call.key)
-    missing = _key_problem(request, anthropic, state.config.api_key)
+    missing = key_problem(request, anthropic, state.config.api_key)
     if missing is not None:
         return _error(
             state,
@@ -172,19 +186,6 @@ def _plan(state: ServerState, key: str) -> FaultPlan | None:
         return state.plan_for(key)
     except ValueError as exc:
         raise BadRequest(f"bad fault directive in the prompt: {exc}") from None
-
-
-def _key_problem(request: web.Request, anthropic: bool, expected: str | None) -> bool | None:
-    """``None`` if the key is acceptable, ``True`` if it is missing, ``False`` if it is wrong."""
-    key = request.headers.get("x-api-key") if anthropic else None
-    if not key:
-        auth = request.headers.get("authorization", "")
-        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if not key:
-        return True
-    if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-        return False
-    return None
 
 
 def _limit(

@@ -2,12 +2,101 @@
 
 Every counter is O(1) per request (``duplicates`` is kept incrementally), so the books stay cheap at thousands
 of requests per second. The server runs in one event loop, so no locks are needed.
+
+The batch APIs keep books of their own (:class:`BatchBooks`): their traffic changes none of the realtime
+counters, so a test can tell what was sent in real time from what was put in a provider batch.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+
+class BatchBooks:
+    """What the batch APIs were given and answered (docs/batch-wire.md "Books")."""
+
+    __slots__ = (
+        "answers",
+        "batches",
+        "by_status",
+        "errors",
+        "failed_batches",
+        "files",
+        "input_tokens",
+        "line_duplicates",
+        "lines",
+        "output_tokens",
+        "placements",
+        "requests",
+    )
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.requests = 0
+        self.by_status: dict[str, int] = {}
+        self.files = 0
+        self.batches: dict[str, int] = {}
+        self.failed_batches = 0
+        self.lines = 0
+        self.placements: dict[str, int] = {}
+        self.line_duplicates = 0
+        self.answers = 0
+        self.errors = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    def request(self) -> int:
+        """Count one request to a batch route; return its 1-based number (the ``batch_api_faults`` key)."""
+        self.requests += 1
+        return self.requests
+
+    def status(self, code: int) -> None:
+        name = str(code)
+        self.by_status[name] = self.by_status.get(name, 0) + 1
+
+    def batch(self, api: str, *, failed: bool) -> None:
+        """A batch was created on ``api`` (``openai`` or ``anthropic``); ``failed``: it fails validation."""
+        self.batches[api] = self.batches.get(api, 0) + 1
+        self.failed_batches += failed
+
+    def place(self, key: str | None) -> int:
+        """A line with prompt ``key`` was put in a batch that will run; return how many times it has been
+        (its attempt number for the fault plan). ``None``: a body without a prompt key (answered 400)."""
+        self.lines += 1
+        if key is None:
+            return 1
+        count = self.placements.get(key, 0) + 1
+        self.placements[key] = count
+        if count > 1:
+            self.line_duplicates += 1
+        return count
+
+    def settled(self, *, answers: int, errors: int, input_tokens: int, output_tokens: int) -> None:
+        """A batch ended: ``answers`` lines answered, ``errors`` lines answered with an error."""
+        self.answers += answers
+        self.errors += errors
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+
+    def snapshot(self, *, prompts: bool) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "batch_requests": self.requests,
+            "batch_by_status": dict(self.by_status),
+            "batch_files": self.files,
+            "batches": dict(self.batches),
+            "batches_failed": self.failed_batches,
+            "batch_lines": self.lines,
+            "batch_line_duplicates": self.line_duplicates,
+            "batch_answers": self.answers,
+            "batch_errors": self.errors,
+            "batch_tokens": {"input": self.input_tokens, "output": self.output_tokens},
+        }
+        if prompts:
+            stats["batch_placements"] = dict(self.placements)
+        return stats
 
 
 class Books:
@@ -17,6 +106,7 @@ class Books:
         "answers",
         "answers_total",
         "attempts",
+        "batch",
         "by_fault",
         "by_route",
         "by_status",
@@ -36,6 +126,7 @@ class Books:
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.batch = BatchBooks()
         self.clear()
 
     def clear(self) -> None:
@@ -57,6 +148,7 @@ class Books:
         self.cached_tokens = 0
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
+        self.batch.clear()
 
     def begin(self, route: str) -> None:
         """A request arrived on an API route."""
@@ -136,4 +228,4 @@ class Books:
         if prompts:
             stats["attempts"] = dict(self.attempts)
             stats["answers"] = dict(self.answers)
-        return stats
+        return stats | self.batch.snapshot(prompts=prompts)

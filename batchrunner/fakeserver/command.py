@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from batchrunner.fakeserver.config import FakeServerConfig
-from batchrunner.fakeserver.faults import FaultKind, load_schedule
+from batchrunner.fakeserver.faults import FaultKind, load_schedule, parse_plan
 
 if TYPE_CHECKING:
     from batchrunner.fakeserver.server import FakeServer
@@ -38,6 +38,10 @@ The prompt key is the text of the last user message (chat, messages), the input 
 (responses), or the input texts joined by newlines (embeddings). GET /stats returns the books (requests,
 statuses, faults, answers and attempts per prompt, duplicates, peak concurrency, limit violations, tokens);
 POST /reset clears them.
+
+Provider batches (POST /v1/files + /v1/batches, POST /v1/messages/batches): each line is answered as the
+realtime route would answer it; a prompt's [[fault:400]] fails its line, [[batch:invalid]] fails the whole
+batch's validation. Their books are the batch_* fields of GET /stats.
 """
 
 
@@ -152,8 +156,30 @@ def _fault_options(command: Callable[..., Any]) -> Callable[..., Any]:
     default=None,
     help="The truncate fault cuts a stream after N events (default: half of them).",
 )
+@click.option(
+    "--batch-seconds",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    help="How long a provider batch (OpenAI Batch API, Anthropic Message Batches) takes; its lines "
+    "complete evenly over this time.",
+)
+@click.option(
+    "--batch-expire-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    metavar="F",
+    help="Every batch expires once this fraction of its lines is done; the rest are expired lines "
+    "(default: batches never expire).",
+)
+@click.option(
+    "--batch-api-faults",
+    default=None,
+    metavar="PLAN",
+    help="Faults for the batch API's own requests (files, batches) by their number, e.g. '429,ok,500'.",
+)
 @_fault_options
-def fake_server(schedule_file: Path | None, **options: Any) -> None:
+def fake_server(schedule_file: Path | None, batch_api_faults: str | None, **options: Any) -> None:
     """Serve fake OpenAI and Anthropic APIs on 127.0.0.1 until SIGINT or SIGTERM.
 
     Deterministic answers and usage, RPM/TPM limits with real rate-limit headers, injected faults, and books
@@ -163,7 +189,10 @@ def fake_server(schedule_file: Path | None, **options: Any) -> None:
     try:
         schedule = load_schedule(schedule_file) if schedule_file is not None else {}
         config = FakeServerConfig(
-            fault_rates={k: p for k, p in rates.items() if p}, schedule=schedule, **options
+            fault_rates={k: p for k, p in rates.items() if p},
+            schedule=schedule,
+            batch_api_faults=parse_plan(batch_api_faults) if batch_api_faults else None,
+            **options,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

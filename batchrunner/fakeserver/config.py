@@ -49,6 +49,15 @@ class FakeServerConfig:
     """A streamed answer's pause between two SSE events (after ``latency_ms`` before the first)."""
     cut_after_events: int | None = None
     """The ``truncate`` fault cuts a stream after this many events (``None``: half of them)."""
+    batch_seconds: float = 2.0
+    """How long a provider batch (OpenAI Batch API, Anthropic Message Batches) takes to run its lines,
+    which complete evenly over this time (docs/batch-wire.md)."""
+    batch_expire_fraction: float | None = None
+    """Every batch expires once this fraction of its lines is done (the rest are expired lines);
+    ``None``: batches never expire."""
+    batch_api_faults: FaultPlan | None = None
+    """Faults for the batch API's own requests (files, batches, message batches) by their number since
+    start or ``POST /reset``: ``"429,ok,500"`` (``--batch-api-faults``, the plan syntax of :mod:`.faults`)."""
 
     def __post_init__(self) -> None:
         rates = MappingProxyType({FaultKind(kind): float(rate) for kind, rate in self.fault_rates.items()})
@@ -64,7 +73,14 @@ class FakeServerConfig:
             problems.append(f"port must be in 0..65535, not {self.port}")
         if self.api_key == "":
             problems.append("api_key must be None (accept any key) or a non-empty string")
-        for name in ("latency_ms", "jitter_ms", "retry_after_s", "max_hang_s", "event_gap_ms"):
+        for name in (
+            "latency_ms",
+            "jitter_ms",
+            "retry_after_s",
+            "max_hang_s",
+            "event_gap_ms",
+            "batch_seconds",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, not {value}")
@@ -79,6 +95,9 @@ class FakeServerConfig:
         ):
             if value < low:
                 problems.append(f"{name} must be >= {low}, not {value}")
+        fraction = self.batch_expire_fraction
+        if fraction is not None and not 0 <= fraction < 1:
+            problems.append(f"batch_expire_fraction must be in [0, 1), not {fraction}")
         if self.embedding_dim > 65536:
             problems.append(f"embedding_dim must be at most 65536, not {self.embedding_dim}")
         return problems + self._rate_problems()

@@ -11,6 +11,7 @@ from types import TracebackType
 from aiohttp import web
 
 from batchrunner.fakeserver.app import STATE, create_app
+from batchrunner.fakeserver.batchhttp import BATCHES
 from batchrunner.fakeserver.config import HOST, FakeServerConfig
 
 SHUTDOWN_GRACE_S = 1.0
@@ -36,6 +37,8 @@ class FakeServer:
 
     def stats(self, *, prompts: bool = True) -> dict[str, object]:
         """The books, as ``GET /stats`` returns them."""
+        batches = self._runner.app[BATCHES]
+        batches.store.settle_all(batches.clock())
         return self._runner.app[STATE].books.snapshot(prompts=prompts)
 
     def reset(self) -> None:

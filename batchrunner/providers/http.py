@@ -26,6 +26,11 @@ most of the CPU. So the adapters of :mod:`batchrunner.providers.openai_http` and
 - **when a request is sent**: a request's ``on_sent`` is called from aiohttp's
   ``on_request_headers_sent`` trace, once its headers are handed to the connection, so a request still
   waiting for a connection (a pool being opened, a refused connect) is never recorded as sent;
+- **the batch APIs' requests** (:meth:`HttpSession.send`, :mod:`batchrunner.providers.batchcalls`): any
+  method, query parameters, and bodies that are not built in memory: a file uploaded as multipart form
+  data (:func:`file_form`) or a body streamed from an async iterator with its length known
+  (:func:`streamed`); their downloads are read line by line (:meth:`HttpSession.body_lines`), with a
+  timeout between two reads rather than for the whole (a results file may take minutes);
 - **streams** (:meth:`HttpSession.open` and :func:`lines`): the body's lines as they arrive, split on
   ``\n`` (a ``\r`` before it dropped), decoded as UTF-8 as event streams are, and of any length (not
   aiohttp's ``readline``, which refuses lines over 64 KiB); added up by
@@ -42,9 +47,10 @@ import functools
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,7 +59,17 @@ import aiohttp
 from batchrunner.providers.errors import safe_cause, transport_error
 from batchrunner.providers.streaming import StreamedBody
 
-__all__ = ["HttpSession", "Posted", "error_body", "join_url", "lines", "user_agent"]
+__all__ = [
+    "Body",
+    "HttpSession",
+    "Posted",
+    "error_body",
+    "file_form",
+    "join_url",
+    "lines",
+    "streamed",
+    "user_agent",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +79,45 @@ class Posted:
     status: int
     headers: Mapping[str, str]
     text: str
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A request body that is not a JSON value built in memory: what aiohttp sends, the headers that
+    describe it, and what to close once the request is over (an open file, an unfinished iterator)."""
+
+    data: object
+    headers: Mapping[str, str]
+    close: Callable[[], Awaitable[None]] = field(default=_nothing)
+
+
+def file_form(
+    path: Path, *, field_name: str, filename: str, content_type: str, fields: Mapping[str, str]
+) -> Body:
+    """``multipart/form-data`` with ``fields`` and the file at ``path``, read from disk as it is sent."""
+    handle = path.open("rb")
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field(field_name, handle, filename=filename, content_type=content_type)
+    writer = form()
+
+    async def close() -> None:
+        handle.close()
+
+    return Body(data=writer, headers={"Content-Type": writer.content_type}, close=close)
+
+
+def streamed(chunks: AsyncIterable[bytes], length: int, content_type: str = "application/json") -> Body:
+    """A body sent as ``chunks`` come, with its ``Content-Length`` announced (not chunked encoding).
+
+    ``chunks`` may be left unfinished (a server that answers before reading it all): it must hold nothing
+    that needs closing between two chunks."""
+    return Body(data=chunks, headers={"Content-Type": content_type, "Content-Length": str(length)})
 
 
 def join_url(base_url: str, path: str) -> str:
@@ -186,6 +241,56 @@ class HttpSession:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
         return Posted(status=response.status, headers=response.headers, text=_decode(raw, response.charset))
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout_s: float,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        body: Body | None = None,
+        headers: Mapping[str, str] | None = None,
+        long: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """Send any request and return the response with its body unread (the caller releases it);
+        ``long``: ``timeout_s`` bounds each read, not the whole exchange (uploads, downloads)."""
+        data: object = None
+        extra = dict(headers or {})
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+        elif body is not None:
+            data = body.data
+            extra |= body.headers
+        timeout = (
+            aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s, sock_read=timeout_s)
+            if long
+            else self._timeout(timeout_s)
+        )
+        try:
+            return await self._client().request(
+                method,
+                self.base_url + path.lstrip("/"),
+                params=params,
+                data=data,
+                headers=extra,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
+        finally:
+            if body is not None:
+                await body.close()
+
+    async def body_lines(self, response: aiohttp.ClientResponse, timeout_s: float) -> AsyncIterator[str]:
+        """:func:`lines` of ``response``, a transport failure raised as a ``ProviderError``."""
+        try:
+            async for line in lines(response):
+                yield line
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise self._transport_error(exc, timeout_s) from safe_cause(exc, self._secrets)
 
     def streamed_body(
         self, response: aiohttp.ClientResponse, started: float, timeout_s: float

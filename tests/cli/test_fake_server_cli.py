@@ -33,6 +33,9 @@ def test_help_documents_every_option_and_the_directive_syntax() -> None:
         "--schedule",
         "--rpm",
         "--tpm",
+        "--batch-seconds",
+        "--batch-expire-fraction",
+        "--batch-api-faults",
     ):
         assert flag in result.output
     for kind in FaultKind:
@@ -47,6 +50,8 @@ def test_help_documents_every_option_and_the_directive_syntax() -> None:
         (["--p429", "1.5"], "not in the range"),
         (["--rpm", "0"], "not in the range"),
         (["--schedule", "missing.json"], "does not exist"),
+        (["--batch-expire-fraction", "1"], "not in the range"),
+        (["--batch-api-faults", "teapot"], "unknown fault 'teapot'"),
     ],
 )
 def test_bad_options_exit_2_with_a_reason(args: list[str], message: str) -> None:

@@ -154,7 +154,31 @@ def test_books_count_duplicates_incrementally_and_reset_keeps_in_flight() -> Non
         "duplicates": 0,
         "answer_span_s": None,
         "tokens": {"input": 0, "output": 0, "cached": 0},
+        "batch_requests": 0,
+        "batch_by_status": {},
+        "batch_files": 0,
+        "batches": {},
+        "batches_failed": 0,
+        "batch_lines": 0,
+        "batch_line_duplicates": 0,
+        "batch_answers": 0,
+        "batch_errors": 0,
+        "batch_tokens": {"input": 0, "output": 0},
     }
+
+
+def test_batch_books_count_placements_apart_from_the_realtime_books() -> None:
+    books = Books()
+    assert books.batch.place("a") == 1 and books.batch.place("a") == 2 and books.batch.place(None) == 1
+    books.batch.batch("openai", failed=False)
+    books.batch.settled(answers=2, errors=1, input_tokens=4, output_tokens=6)
+    stats = books.snapshot()
+    assert stats["batch_lines"] == 3 and stats["batch_line_duplicates"] == 1
+    assert stats["batch_placements"] == {"a": 2} and stats["batches"] == {"openai": 1}
+    assert stats["batch_answers"] == 2 and stats["batch_errors"] == 1
+    assert stats["requests"] == 0 and stats["answers_total"] == 0 and stats["duplicates"] == 0
+    books.clear()
+    assert books.snapshot()["batch_placements"] == {}
 
 
 def test_prompt_keys() -> None:

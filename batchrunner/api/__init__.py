@@ -22,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from batchrunner.api.batching import BatchMode
     from batchrunner.api.changing import cancel, retry_failed
     from batchrunner.api.estimating import estimate
     from batchrunner.api.reading import StatusReport, export, results, runs, status
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 _HOMES = {
     **dict.fromkeys(["cancel", "retry_failed"], "batchrunner.api.changing"),
     "estimate": "batchrunner.api.estimating",
+    "BatchMode": "batchrunner.api.batching",
     **dict.fromkeys(["StatusReport", "export", "results", "runs", "status"], "batchrunner.api.reading"),
     **dict.fromkeys(["ProgressOptions", "Tune", "run"], "batchrunner.api.running"),
     **dict.fromkeys(["DEFAULT_DB", "open_store", "settings"], "batchrunner.api.session"),
@@ -57,7 +59,24 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_DB", "ExportFormat", "JobsSource", "Only", "ProgressOptions", "RunReport", "StatusReport",
-    "Tune", "cancel", "estimate", "export", "open_store", "results", "retry_failed", "run", "runs",
-    "settings", "status", "submit",
+    "DEFAULT_DB",
+    "BatchMode",
+    "ExportFormat",
+    "JobsSource",
+    "Only",
+    "ProgressOptions",
+    "RunReport",
+    "StatusReport",
+    "Tune",
+    "cancel",
+    "estimate",
+    "export",
+    "open_store",
+    "results",
+    "retry_failed",
+    "run",
+    "runs",
+    "settings",
+    "status",
+    "submit",
 ]  # fmt: skip

@@ -139,9 +139,12 @@ async def drive_batches(
             spilled = Runner(store, run, replace(options, providers=None), wiring)
             runner.append(spilled)
             report_of_realtime = await spilled.run()
-        report = report_of_realtime or await _report(store, run, live=waited.still_live)
+        report = report_of_realtime or RunReport(stats=await store.stats(run))
         return replace(
-            report, interrupted=report.interrupted or interrupted[0], batches_live=waited.still_live
+            report,
+            stats=await store.stats(run),  # the realtime runner's figures predate the batches' lines
+            interrupted=report.interrupted or interrupted[0],
+            batches_live=waited.still_live,
         )
     finally:
         if signals is not None:

@@ -116,6 +116,41 @@ def _env(name: str) -> dict[str, Any]:
     "(a run submitted so is resumed so without it).",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["realtime", "batch"]),
+    default="realtime",
+    show_default=True,
+    help="batch: send the jobs of providers with a batch API (openai, anthropic) as provider batches, "
+    "at half price and up to 24 h; the others run in real time (docs/batch.md).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Batch mode: at most this many requests per provider batch [default: the provider's limit].",
+)
+@click.option(
+    "--poll-interval",
+    "poll_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds between polls of live provider batches (a Retry-After is honoured).",
+)
+@click.option("--no-wait", is_flag=True, help="Batch mode: submit the batches and exit at once.")
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    help="Batch mode: when this long has passed (90s, 30m, 2h), cancel the batches still running, "
+    "record their finished lines and run the rest in real time.",
+)
+@click.option(
+    "--spill",
+    type=click.Choice(["realtime", "none"]),
+    default="none",
+    show_default=True,
+    help="Batch mode: run the jobs the batches did not answer (expired, cancelled) in real time.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print what the run would cost and take (as batchrunner estimate) and exit: nothing is queued "
@@ -135,6 +170,12 @@ def run(
     run_name: str | None,
     config_path: Path | None,
     skip_invalid: bool,
+    mode: str,
+    batch_size: int | None,
+    poll_s: float,
+    no_wait: bool,
+    deadline: str | None,
+    spill: str,
     dry_run: bool,
     no_progress: bool,
     verbose: int,
@@ -162,8 +203,17 @@ def run(
         flags["max_cost_usd"] = Decimal(str(flags["max_cost_usd"]))
     settings = resolve_settings(flags, config_path, verbose > 0)
     if dry_run:
-        _dry_run(file, run_name, settings, verbose > 0)
+        _dry_run(file, run_name, settings, verbose > 0, mode)
         return
+    if mode != "batch" and (batch_size or no_wait or deadline or spill != "none"):
+        raise click.UsageError("--batch-size, --no-wait, --deadline and --spill go with --mode batch")
+    batch = api.BatchMode(
+        batch_size=batch_size,
+        poll_s=poll_s,
+        wait=not no_wait,
+        deadline_s=None if deadline is None else parse_duration(deadline),
+        spill=spill == "realtime",
+    )
     progress = None
     if not (no_progress or quiet):
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
@@ -177,6 +227,8 @@ def run(
             handle_signals=True,
             crash_at=os.environ.get(CRASH_VARIABLE),
             notify=lambda message: click.echo(message, err=True),
+            mode=mode,  # type: ignore[arg-type]  # click.Choice
+            batch=batch,
         ),
         verbose > 0,
     )
@@ -185,12 +237,32 @@ def run(
     sys.exit(EXIT_INTERRUPTED if report.interrupted else report.exit_code)
 
 
-def _dry_run(file: str | None, run_name: str | None, settings: Settings, verbose: bool) -> None:
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` or plain seconds, as seconds; a UsageError otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    value = text.strip().lower()
+    factor = units.get(value[-1:])
+    number = value[:-1] if factor is not None else value
+    try:
+        seconds = float(number) * (factor or 1.0)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a duration (such as 90s, 30m, 2h)", param_hint="--deadline"
+        ) from None
+    if not seconds > 0 or seconds != seconds:
+        raise click.BadParameter(f"{text!r} must be a positive duration", param_hint="--deadline")
+    return seconds
+
+
+def _dry_run(file: str | None, run_name: str | None, settings: Settings, verbose: bool, mode: str) -> None:
     """``--dry-run``: FILE's jobs (not queued), else the run's pending ones, estimated; nothing is sent."""
     from batchrunner import api
     from batchrunner.cli.estimate import render_estimate
 
-    estimate = run_verb(api.estimate(file, settings=settings, run=None if file else run_name), verbose)
+    estimate = run_verb(
+        api.estimate(file, settings=settings, run=None if file else run_name, mode=mode),  # type: ignore[arg-type]
+        verbose,
+    )
     heading = f"{file}: {estimate.jobs:,} job(s)" if file else f"{estimate.jobs:,} pending job(s)"
     click.echo(render_estimate(estimate, f"dry run, {heading}"))
 
@@ -199,8 +271,13 @@ def summary_lines(report: RunReport, *, quiet: bool) -> list[str]:
     """How the run ended, with hints that do what they say when pasted as they are."""
     stats = report.stats
     again = command("run", report)
+    waiting = (
+        f"{report.batches_live} provider batch(es) still running at the provider; to pick them up: {again}"
+        if report.batches_live
+        else None
+    )
     if report.interrupted:
-        return [f"interrupted: results so far are saved; to resume: {again}"]
+        return [f"interrupted: results so far are saved; to resume: {again}", *([waiting] if waiting else [])]
     counts = ", ".join(
         f"{stats.by_state[state]} {state}"
         for state in ("succeeded", "failed", "pending", "cancelled")
@@ -210,7 +287,9 @@ def summary_lines(report: RunReport, *, quiet: bool) -> list[str]:
     if quiet and not report.stopped:
         return lines
     lines.append(f"run {stats.run!r}: {counts}")
-    if stats.by_state["pending"] and not report.cancelled:
+    if waiting:
+        lines.append(waiting)
+    elif stats.by_state["pending"] and not report.cancelled:
         lines.append(f"to resume: {again}")
     if stats.by_state["succeeded"] or stats.by_state["failed"]:
         lines.append(f"export with: {command('export', report)} --format csv -o results.csv")

@@ -133,6 +133,7 @@ class BatchDriver:
         a create that timed out may have been made, and making it again would pay twice)."""
         api = self.api_for(batch.provider)
         for attempt in range(1, SUBMIT_TRIES + 1):
+            batch = await self._refreshed(batch)  # what the last try recorded (file id, create sent)
             found = await self._recover(batch, api)
             if found is not None:
                 self.notify(f"batch {batch.local_id}: found at the provider as {found.id} (recorded now)")
@@ -160,6 +161,8 @@ class BatchDriver:
                 if file_id is not None:
                     self.crash_point("after-upload")
                     await self.store.update_batch(batch.id, file_id=file_id, state=BatchState.UPLOADED)
+            # recorded before the create goes out: after a crash, only then is the batch looked for
+            await self.store.update_batch(batch.id, submitted_at=datetime.now(UTC))
             remote = await api.create(batch.local_id, batch.endpoint, path, file_id)
             self.crash_point("after-create")
             return remote
@@ -174,17 +177,25 @@ class BatchDriver:
         return batch
 
     async def _recover(self, batch: BatchInfo, api: BatchApi) -> RemoteBatch | None:
-        """A provider batch a crash may have left unrecorded, if there is one; its upload, for OpenAI."""
-        taken = await self.store.known_remote_ids(batch.provider)
-        candidates = await _tried(lambda: api.find(batch.local_id, batch.created_at, batch.requests))
-        fresh = [remote for remote in candidates if remote.id not in taken]
-        if fresh:
-            return min(fresh, key=lambda remote: remote.created_at)  # the first made after the row
+        """The provider batch a crash may have left unrecorded, if there is one; its upload, for OpenAI.
+
+        Only a batch whose create was sent (``submitted_at`` is set just before) is looked for, and of the
+        candidates (Anthropic's match on time and count only) the one made closest to that moment wins,
+        never one another row has recorded.
+        """
         if batch.file_id is None:
             file_id = await _tried(lambda: api.find_upload(batch.local_id))
             if file_id is not None:
                 await self.store.update_batch(batch.id, file_id=file_id, state=BatchState.UPLOADED)
-        return None
+        sent_at = batch.submitted_at
+        if sent_at is None:
+            return None
+        taken = await self.store.known_remote_ids(batch.provider)
+        candidates = await _tried(lambda: api.find(batch.local_id, sent_at, batch.requests))
+        fresh = [remote for remote in candidates if remote.id not in taken]
+        if not fresh:
+            return None
+        return min(fresh, key=lambda remote: abs((remote.created_at - sent_at).total_seconds()))
 
     async def _record_submitted(self, batch: BatchInfo, remote: RemoteBatch) -> BatchInfo:
         now = datetime.now(UTC)

@@ -1,0 +1,189 @@
+"""``run --mode batch`` against the fake server's batch APIs: killed at every step and resumed, expiry and
+spill-over, the deadline (issue 12's acceptance; docs/batch.md).
+
+Runners are subprocesses (``python -m batchrunner run``) killed with SIGKILL at the named crash points
+(:mod:`batchrunner.engine.crashpoints`); the assertions are on the database, the export and the fake
+server's batch books (``batch_*``: what it was given in provider batches, per prompt).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.fake_server_fixtures import StartFakeServer
+from helpers.manifests import write_lines
+from helpers.running import RunnerProcess, cli
+
+from batchrunner.fakeserver.testing import FakeServerHandle
+from batchrunner.models import Usage
+from batchrunner.policy.pricing import BUILTIN_PRICES
+
+pytestmark = pytest.mark.slow  # runner subprocesses, 20,000 jobs
+
+HALF = 10_000
+
+
+def _lines(openai: int, anthropic: int, tag: str = "") -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = [
+        {"id": f"o{i}", "prompt": f"{tag}Classify review {i}: fine, slow shipping.", "model": "gpt-4o-mini",
+         "max_tokens": 20}
+        for i in range(openai)
+    ]  # fmt: skip
+    lines += [
+        {"custom_id": f"a{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 20,
+         "messages": [{"role": "user", "content": f"{tag}Summarise note {i}: call back."}]}}
+        for i in range(anthropic)
+    ]  # fmt: skip
+    return lines
+
+
+@pytest.fixture
+def env(fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServerHandle]:
+    server = fake_server(batch_seconds=1.0)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    yield server
+
+
+def _run(tmp_path: Path, args: list[str], crash_at: str | None = None, name: str = "run") -> RunnerProcess:
+    env = {"BATCHRUNNER_TEST_CRASH_AT": crash_at} if crash_at else None
+    return RunnerProcess(tmp_path, args, env=env, name=name)
+
+
+def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_killed_at_every_step_each_job_is_batched_once_and_costs_half(
+    env: FakeServerHandle, tmp_path: Path
+) -> None:
+    manifest = write_lines(tmp_path / "big.jsonl", _lines(HALF, HALF))
+    db = tmp_path / "batchrunner.db"
+    args = [
+        str(manifest),
+        "--mode",
+        "batch",
+        "--batch-size",
+        "5000",
+        "--poll-interval",
+        "0.2",
+        "--no-progress",
+    ]
+    # the four steps where a crash leaves something the provider holds and we have not recorded
+    for n, point in enumerate(["after-batch-row:2", "after-create:1", "after-upload:1", "while-polling:3"]):
+        process = _run(tmp_path, args, crash_at=point, name=f"kill{n}")
+        assert process.wait(120) == -9, process.stderr()
+        if point.startswith("after-batch-row"):  # the second row committed, nothing sent yet
+            assert _query(db, "SELECT count(*), min(state), max(state) FROM batches") == [
+                (2, "preparing", "preparing")
+            ]
+            assert env.stats()["batches"] == {}
+    final = _run(tmp_path, args, name="final")
+    assert final.wait(180) == 0, final.stderr()
+    assert "found at the provider" in (tmp_path / "kill2.stderr").read_text() + final.stderr()
+
+    books = env.stats(prompts=True)
+    assert books["batches"] == {"anthropic": 2, "openai": 2}  # two chunks each, none made twice
+    assert books["batch_files"] == 2  # the upload of the killed run was found again, not repeated
+    assert books["batch_lines"] == 2 * HALF and books["batch_line_duplicates"] == 0
+    assert set(books["batch_placements"].values()) == {1}  # every job put in a batch once
+    assert books["requests"] == 0  # nothing was sent in real time
+
+    exported = cli("export", "--db", str(db), "--format", "csv", "-o", "-")
+    assert exported.exit_code == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 2 * HALF and len({row["custom_id"] for row in rows}) == 2 * HALF
+    assert {row["status"] for row in rows} == {"succeeded"}
+    assert _query(db, "SELECT count(*) FROM batches WHERE state = 'done'") == [(4,)]
+
+    # half the realtime price: the same jobs (a sample of each half) run in real time into another database
+    sample = _lines(200, 200)
+    realtime_db = tmp_path / "realtime.db"
+    sample_file = write_lines(tmp_path / "sample.jsonl", sample)
+    ran = cli("run", str(sample_file), "--db", str(realtime_db), "--no-progress")
+    assert ran.exit_code == 0, ran.stderr
+    batch_costs = dict(
+        _query(db, "SELECT j.custom_id, r.cost_usd FROM results r JOIN jobs j ON j.id = r.job_id")
+    )
+    realtime_costs = _query(
+        realtime_db, "SELECT j.custom_id, r.cost_usd, r.input_tokens, r.output_tokens, j.model "
+        "FROM results r JOIN jobs j ON j.id = r.job_id"
+    )  # fmt: skip
+    assert len(realtime_costs) == 400
+    for custom_id, cost, input_tokens, output_tokens, model in realtime_costs:
+        listed = BUILTIN_PRICES.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+        assert listed is not None and cost == pytest.approx(float(listed))
+        assert batch_costs[custom_id] == pytest.approx(cost / 2), custom_id
+    total = sum(Decimal(str(cost)) for cost in batch_costs.values())
+    assert total > 0
+
+
+def test_an_expired_batch_spills_its_rest_to_real_time(fake_server: StartFakeServer, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    server = fake_server(batch_seconds=1.0, batch_expire_fraction=0.4)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    manifest = write_lines(tmp_path / "exp.jsonl", _lines(100, 100))
+    ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--spill", "realtime",
+              "--no-progress")  # fmt: skip
+    assert ran.exit_code == 0, ran.stderr
+    books = server.stats(prompts=False)
+    assert books["batch_answers"] == 80  # 40% of each batch answered there
+    assert books["answers_total"] == 120  # the other 60% in real time
+    db = tmp_path / "batchrunner.db"
+    served = _query(
+        db, "SELECT batch_id IS NOT NULL, count(*) FROM jobs WHERE state = 'succeeded' GROUP BY 1"
+    )
+    assert sorted(served) == [(0, 120), (1, 80)]
+    expired = _query(db, "SELECT count(*) FROM attempts WHERE error_class = 'batch_expired'")
+    assert expired == [(120,)]
+
+
+def test_without_spill_expired_jobs_are_left_pending(fake_server: StartFakeServer, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    server = fake_server(batch_seconds=0.5, batch_expire_fraction=0.5)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    manifest = write_lines(tmp_path / "left.jsonl", _lines(50, 0))
+    ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--no-progress")
+    assert ran.exit_code == 0, ran.stderr
+    assert "25 pending" in ran.stderr and "to resume" in ran.stderr
+    assert server.stats()["requests"] == 0
+    db = tmp_path / "batchrunner.db"
+    assert _query(db, "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state") == [
+        ("pending", 25), ("succeeded", 25)
+    ]  # fmt: skip
+    assert _query(db, "SELECT min(attempts), max(attempts) FROM jobs WHERE state = 'pending'") == [(0, 0)]
+
+
+def test_the_deadline_cancels_the_batches_and_spills_the_rest(fake_server: StartFakeServer, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    server = fake_server(batch_seconds=30.0)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    manifest = write_lines(tmp_path / "late.jsonl", _lines(60, 60))
+    ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.2", "--deadline", "3s",
+              "--no-progress")  # fmt: skip
+    assert ran.exit_code == 0, ran.stderr
+    assert "deadline passed" in ran.stderr
+    books = server.stats(prompts=False)
+    db = tmp_path / "batchrunner.db"
+    served = dict(
+        _query(db, "SELECT batch_id IS NOT NULL, count(*) FROM jobs WHERE state = 'succeeded' GROUP BY 1")
+    )
+    assert served.get(1, 0) == books["batch_answers"]  # what the batches finished is kept
+    assert served.get(0, 0) == books["answers_total"] == 120 - books["batch_answers"]  # the rest in real time
+    assert _query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == [(120,)]
+    assert json.loads(cli("status", "--json", "--db", str(db)).stdout)["states"]["succeeded"] == 120

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,25 @@ def _lines(openai: int, anthropic: int, tag: str = "") -> list[dict[str, Any]]:
     return lines
 
 
+Serve = Callable[..., FakeServerHandle]
+
+
 @pytest.fixture
-def env(fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServerHandle]:
-    server = fake_server(batch_seconds=1.0)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-    yield server
+def serve(fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch) -> Serve:
+    """Start the fake server with these settings and point both providers at it."""
+
+    def start(**config: Any) -> FakeServerHandle:
+        server = fake_server(**config)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def env(serve: Serve) -> Iterator[FakeServerHandle]:
+    yield serve(batch_seconds=1.0)
 
 
 def _run(tmp_path: Path, args: list[str], crash_at: str | None = None, name: str = "run") -> RunnerProcess:
@@ -130,11 +143,8 @@ def test_killed_at_every_step_each_job_is_batched_once_and_costs_half(
     assert total > 0
 
 
-def test_an_expired_batch_spills_its_rest_to_real_time(fake_server: StartFakeServer, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    server = fake_server(batch_seconds=1.0, batch_expire_fraction=0.4)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+def test_an_expired_batch_spills_its_rest_to_real_time(serve: Serve, tmp_path: Path) -> None:
+    server = serve(batch_seconds=1.0, batch_expire_fraction=0.4)
     manifest = write_lines(tmp_path / "exp.jsonl", _lines(100, 100))
     ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--spill", "realtime",
               "--no-progress")  # fmt: skip
@@ -151,11 +161,8 @@ def test_an_expired_batch_spills_its_rest_to_real_time(fake_server: StartFakeSer
     assert expired == [(120,)]
 
 
-def test_without_spill_expired_jobs_are_left_pending(fake_server: StartFakeServer, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    server = fake_server(batch_seconds=0.5, batch_expire_fraction=0.5)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+def test_without_spill_expired_jobs_are_left_pending(serve: Serve, tmp_path: Path) -> None:
+    server = serve(batch_seconds=0.5, batch_expire_fraction=0.5)
     manifest = write_lines(tmp_path / "left.jsonl", _lines(50, 0))
     ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--no-progress")
     assert ran.exit_code == 0, ran.stderr
@@ -168,11 +175,8 @@ def test_without_spill_expired_jobs_are_left_pending(fake_server: StartFakeServe
     assert _query(db, "SELECT min(attempts), max(attempts) FROM jobs WHERE state = 'pending'") == [(0, 0)]
 
 
-def test_the_deadline_cancels_the_batches_and_spills_the_rest(fake_server: StartFakeServer, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    server = fake_server(batch_seconds=30.0)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+def test_the_deadline_cancels_the_batches_and_spills_the_rest(serve: Serve, tmp_path: Path) -> None:
+    server = serve(batch_seconds=30.0)
     manifest = write_lines(tmp_path / "late.jsonl", _lines(60, 60))
     ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.2", "--deadline", "3s",
               "--no-progress")  # fmt: skip

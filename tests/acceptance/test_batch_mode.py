@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import sqlite3
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import write_lines
-from helpers.running import RunnerProcess, cli
+from helpers.running import RunnerProcess, cli, wait_until
 
 from batchrunner.fakeserver.testing import FakeServerHandle
 from batchrunner.models import Usage
@@ -191,3 +192,34 @@ def test_the_deadline_cancels_the_batches_and_spills_the_rest(serve: Serve, tmp_
     assert served.get(0, 0) == books["answers_total"] == 120 - books["batch_answers"]  # the rest in real time
     assert _query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == [(120,)]
     assert json.loads(cli("status", "--json", "--db", str(db)).stdout)["states"]["succeeded"] == 120
+
+
+def test_no_wait_submits_and_a_later_realtime_run_picks_the_batches_up(serve: Serve, tmp_path: Path) -> None:
+    server = serve(batch_seconds=1.0)
+    manifest = write_lines(tmp_path / "later.jsonl", _lines(30, 20))
+    submitted = cli("run", str(manifest), "--mode", "batch", "--no-wait", "--no-progress")
+    assert submitted.exit_code == 0, submitted.stderr
+    assert "submitted: br" in submitted.stderr and "still running at the provider" in submitted.stderr
+    db = tmp_path / "batchrunner.db"
+    assert _query(db, "SELECT state, count(*) FROM batches GROUP BY state") == [("submitted", 2)]
+    picked_up = cli("run", "--poll-interval", "0.2", "--no-progress")  # realtime mode: waits for them
+    assert picked_up.exit_code == 0, picked_up.stderr
+    assert "50 succeeded" in picked_up.stderr
+    books = server.stats(prompts=False)
+    assert books["requests"] == 0 and books["batch_lines"] == 50 and books["batch_line_duplicates"] == 0
+
+
+def test_ctrl_c_while_waiting_leaves_the_batches_running(serve: Serve, tmp_path: Path) -> None:
+    server = serve(batch_seconds=4.0)
+    manifest = write_lines(tmp_path / "wait.jsonl", _lines(20, 20))
+    process = _run(tmp_path, [str(manifest), "--mode", "batch", "--poll-interval", "0.2", "--no-progress"])
+    wait_until(lambda: process.stderr().count("submitted as") == 2, 30, "both batches submitted")
+    process.signal(signal.SIGINT)
+    assert process.wait(30) == 130
+    assert "still running at the provider; to pick them up: batchrunner run" in process.stderr()
+    db = tmp_path / "batchrunner.db"
+    assert _query(db, "SELECT count(*) FROM batches WHERE state = 'submitted'") == [(2,)]
+    resumed = cli("run", "--mode", "batch", "--poll-interval", "0.2", "--no-progress")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert _query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 40)]
+    assert server.stats(prompts=False)["batches"] == {"anthropic": 1, "openai": 1}  # none made again

@@ -76,15 +76,18 @@ async def drive_batches(
     run: RunInfo,
     settings: Settings,
     engine: tuple[EngineOptions, Wiring],
-    mode: BatchMode | None,
+    batch: BatchMode,
     *,
+    forming: bool,
     handle_signals: bool,
     notify: Callable[[str], None],
 ) -> RunReport:
-    """Batch mode (``mode``), or a realtime run that has live batches to wait for (``mode=None``)."""
+    """Batch mode (``forming``: new batches are formed), or a realtime run that has live batches to wait
+    for (only ``batch.poll_s`` applies then)."""
     options, wiring = engine
     apis = _Apis(settings)
     stop = asyncio.Event()
+    mode = batch if forming else None
     deadline = None
     if mode is not None and mode.deadline_s is not None:
         deadline = datetime.now(UTC) + timedelta(seconds=mode.deadline_s)
@@ -95,7 +98,7 @@ async def drive_batches(
         settings.prices,
         BatchOptions(
             batch_size=None if mode is None else mode.batch_size,
-            poll_s=60.0 if mode is None else mode.poll_s,
+            poll_s=batch.poll_s,
             deadline=deadline,
             max_attempts=options.max_attempts,
         ),

@@ -79,7 +79,8 @@ async def run(
                     found,
                     settings,
                     (options, wiring),
-                    (batch or BatchMode()) if mode == "batch" else None,
+                    batch or BatchMode(),
+                    forming=mode == "batch",
                     handle_signals=handle_signals,
                     notify=notify,
                 )

@@ -428,3 +428,32 @@ async def test_a_stopped_runner_still_holding_jobs_is_judged_like_a_live_one(sto
     assert await take_back(60) == (1, ["gone"])
     assert await take_back(-1) == (1, ["far"])  # on another host: once its heartbeat lapsed
     assert await take_back(-1) == (0, [])
+
+
+async def test_an_older_database_gains_the_batches_table_and_jobs_batch_id(db_target: str) -> None:
+    """0007 adds ``batches`` and ``jobs.batch_id`` to a database made before it; its jobs keep their rows."""
+    store = await Store.open(db_target)
+    try:
+        run_id = await queue(store, 2)
+        async with store.db.write() as conn:  # as the database was before 0007
+            await conn.execute(text("DROP INDEX ix_jobs_batch"))
+            await conn.execute(text("ALTER TABLE jobs DROP COLUMN batch_id"))
+            await conn.execute(text("DROP TABLE batches"))
+            await conn.execute(
+                tables.schema_migrations.delete().where(
+                    tables.schema_migrations.c.name == "0007_provider_batches"
+                )
+            )
+    finally:
+        await store.close()
+    store = await Store.open(db_target)
+    try:
+        page = await store.pending_page(run_id, ("fake", "/v1/chat/completions", "m"), 0, 10, any_model=False)
+        assert len(page) == 2
+        batch = await store.form_batch(
+            run_id, local_id="brold", provider="fake", endpoint="/v1/chat/completions", model="m",
+            job_ids=[int(row[0]) for row in page], size_bytes=10,
+        )  # fmt: skip
+        assert batch is not None and batch.requests == 2
+    finally:
+        await store.close()

@@ -207,10 +207,8 @@ class BatchDriver:
             "file_id": remote.input_file_id or batch.file_id,
         }
         await self.store.update_batch(batch.id, **values)
-        self.notify(
-            f"batch {batch.local_id}: {batch.requests:,} request(s) of {_what(batch)} "
-            f"submitted as {remote.id}"
-        )
+        self.notify(f"batch {batch.local_id}: {batch.requests:,} request(s) of {_what(batch)}")
+        self.notify(f"  submitted as {remote.id}")
         return _replace(batch, remote_id=remote.id, state=BatchState.SUBMITTED, submitted_at=now)
 
     # -- waiting and recording --------------------------------------------------------------------
@@ -280,7 +278,7 @@ class BatchDriver:
             self._shown[batch.id] = shown
             done = remote.succeeded + remote.errored + remote.expired + remote.canceled
             self.notify(
-                f"batch {batch.local_id} ({_what(batch)}): {remote.status}, {done:,}/{remote.total:,} done"
+                f"batch {batch.local_id}: {remote.status}, {done:,}/{remote.total:,} done"
                 + (f", {remote.errored:,} failed" if remote.errored else "")
             )
 
@@ -358,7 +356,12 @@ def _backoff(error: ProviderError, attempt: int) -> float:
 
 
 def _what(batch: BatchInfo) -> str:
-    return f"{batch.provider}/{batch.model}" if batch.model else batch.provider
+    """``openai/gpt-4o-mini /v1/responses``: the provider, the model (OpenAI's) and the endpoint."""
+    return (
+        f"{batch.provider}/{batch.model} {batch.endpoint}"
+        if batch.model
+        else f"{batch.provider} {batch.endpoint}"
+    )
 
 
 def _replace(batch: BatchInfo, **values: object) -> BatchInfo:

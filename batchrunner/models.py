@@ -221,6 +221,8 @@ class ResultRecord:
     """Time to first token of a streamed answer; None when not streamed."""
     stream_events: bytes | None = None
     """A streamed answer's raw events, zlib-packed (docs/streaming.md); None when not streamed."""
+    batch_line: str | None = None
+    """The provider batch's result line as received (docs/batch.md "Results"); None in real time."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -81,6 +81,7 @@ def line_outcome(
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cached_tokens,
             cost_usd=None if cost is None else float(cost),
+            batch_line=line.raw_line,
         )
         return Outcome(lease=lease, attempt=record, state=JobState.SUCCEEDED, result=result), cost
     if line.kind is LineKind.ERRORED and line.error is not None:

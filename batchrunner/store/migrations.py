@@ -88,11 +88,14 @@ def m0006_streamed_answers(conn: Connection) -> None:
 
 
 def m0007_provider_batches(conn: Connection) -> None:
-    """Provider batch mode (docs/batch.md): the ``batches`` table and ``jobs.batch_id``.
+    """Provider batch mode (docs/batch.md): the ``batches`` table, ``jobs.batch_id`` and the result line a
+    provider batch gave (``results.batch_line``).
 
-    A database created after the column joined tables.py already has it from 0001.
+    A database created after the columns joined tables.py already has them from 0001.
     """
     tables.batches.create(conn, checkfirst=True)
+    if "batch_line" not in {column["name"] for column in inspect(conn).get_columns("results")}:
+        conn.execute(text("ALTER TABLE results ADD COLUMN batch_line TEXT"))
     if "batch_id" not in {column["name"] for column in inspect(conn).get_columns("jobs")}:
         kind = "INTEGER" if conn.dialect.name == "sqlite" else "BIGINT"
         conn.execute(text(f"ALTER TABLE jobs ADD COLUMN batch_id {kind}"))

@@ -164,6 +164,7 @@ results = Table(
     Column("latency_ms", Float),
     Column("ttft_ms", Float),
     Column("stream_events", LargeBinary),
+    Column("batch_line", Text),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 

@@ -121,6 +121,9 @@ def test_killed_at_every_step_each_job_is_batched_once_and_costs_half(
     assert len(rows) == 2 * HALF and len({row["custom_id"] for row in rows}) == 2 * HALF
     assert {row["status"] for row in rows} == {"succeeded"}
     assert _query(db, "SELECT count(*) FROM batches WHERE state = 'done'") == [(4,)]
+    lines = _query(db, "SELECT j.custom_id, r.batch_line FROM results r JOIN jobs j ON j.id = r.job_id")
+    for custom_id, line in lines[:: HALF // 5]:  # each result keeps the provider's line as received
+        assert json.loads(line)["custom_id"].rsplit("-", 1)[1].isdigit(), custom_id
 
     # half the realtime price: the same jobs (a sample of each half) run in real time into another database
     sample = _lines(200, 200)

@@ -439,6 +439,7 @@ async def test_an_older_database_gains_the_batches_table_and_jobs_batch_id(db_ta
             await conn.execute(text("DROP INDEX ix_jobs_batch"))
             await conn.execute(text("ALTER TABLE jobs DROP COLUMN batch_id"))
             await conn.execute(text("DROP TABLE batches"))
+            await conn.execute(text("ALTER TABLE results DROP COLUMN batch_line"))
             await conn.execute(
                 tables.schema_migrations.delete().where(
                     tables.schema_migrations.c.name == "0007_provider_batches"

@@ -86,5 +86,6 @@ def test_what_each_line_becomes(line: LineOutcome, attempt: int, state: JobState
         assert cost == Decimal("0.000225")
         assert outcome.result is not None and outcome.result.cost_usd == pytest.approx(0.000225)
         assert outcome.attempt.request_id == "req_1"
+        assert outcome.result.batch_line == "{}"  # the provider's line, kept as received
     else:
         assert cost is None and outcome.result is None and outcome.error_class is not None

@@ -33,7 +33,7 @@ from typing import Final, TypeVar
 from batchrunner.engine.batchforming import build_input, form_batches
 from batchrunner.engine.batchlines import job_id_of, line_outcome
 from batchrunner.engine.crashpoints import CrashPoint, never
-from batchrunner.errors import ProviderError, RateLimited, TransientError
+from batchrunner.errors import PermanentError, ProviderError, RateLimited, RunStoppingError, TransientError
 from batchrunner.models import BatchInfo, BatchState, Outcome, RunInfo
 from batchrunner.policy.pricing import PriceTable
 from batchrunner.providers.batchapi import BatchApi, LineOutcome, RemoteBatch
@@ -124,9 +124,24 @@ class BatchDriver:
             if self.stop.is_set():
                 break
             if batch.state is not BatchState.SUBMITTED:
-                batch = await self._submit(batch)
+                try:
+                    batch = await self._submit(batch)
+                except (PermanentError, RunStoppingError) as exc:
+                    raise await self._refused(batch, exc) from exc
             submitted.append(batch)
         return submitted
+
+    async def _refused(self, batch: BatchInfo, error: ProviderError) -> RunStoppingError:
+        """The provider's batch API refused us (no batch API at that URL, a bad key): the jobs of this
+        provider's batches not yet sent go back to pending, and the run stops saying so."""
+        released = 0
+        for other in await self.store.batches_of(self.run.id, live_only=True):
+            if other.provider == batch.provider and other.remote_id is None and other.submitted_at is None:
+                released += await self.store.release_batch(other, BatchState.FAILED, error=str(error))
+        return RunStoppingError(
+            f"{batch.provider}: its batch API refused batch {batch.local_id}: {error}; {released:,} job(s) "
+            "are pending again (batchrunner run --mode realtime sends them in real time)"
+        )
 
     async def _submit(self, batch: BatchInfo) -> BatchInfo:
         """Send one batch to the provider, looking for it there first (and again after every failed try:

@@ -23,6 +23,7 @@ from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import write_lines
 from helpers.running import RunnerProcess, cli, wait_until
 
+from batchrunner.fakeserver.faults import parse_plan
 from batchrunner.fakeserver.testing import FakeServerHandle
 from batchrunner.models import Usage
 from batchrunner.policy.pricing import BUILTIN_PRICES
@@ -226,3 +227,21 @@ def test_ctrl_c_while_waiting_leaves_the_batches_running(serve: Serve, tmp_path:
     assert resumed.exit_code == 0, resumed.stderr
     assert _query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 40)]
     assert server.stats(prompts=False)["batches"] == {"anthropic": 1, "openai": 1}  # none made again
+
+
+def test_a_server_without_a_batch_api_stops_the_run_and_leaves_the_jobs_pending(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(batch_api_faults=parse_plan("*404"))  # every batch-API request: 404
+    manifest = write_lines(tmp_path / "nobatch.jsonl", _lines(12, 0))
+    ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--no-progress")
+    assert ran.exit_code == 3, ran.stderr
+    assert "its batch API refused batch br" in ran.stderr and "12 job(s) are pending again" in ran.stderr
+    db = tmp_path / "batchrunner.db"
+    assert _query(db, "SELECT state, attempts, batch_id IS NULL, count(*) FROM jobs GROUP BY 1, 2, 3") == [
+        ("pending", 0, 1, 12)
+    ]
+    assert _query(db, "SELECT state FROM batches") == [("failed",)]
+    realtime = cli("run", "--no-progress")  # as the message says: nothing is stuck in the failed batch
+    assert realtime.exit_code == 0, realtime.stderr
+    assert server.stats(prompts=False)["answers_total"] == 12

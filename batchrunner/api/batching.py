@@ -28,7 +28,6 @@ from batchrunner.engine.options import EngineOptions, RunReport, Wiring
 from batchrunner.engine.runner import Runner
 from batchrunner.models import RunInfo
 from batchrunner.providers.batchapi import BatchApi, open_batch_api
-from batchrunner.providers.catalog import has_batch_api
 from batchrunner.store.store import Store
 
 __all__ = ["BatchMode", "drive_batches"]
@@ -107,7 +106,7 @@ async def drive_batches(
         stop=stop,
     )
     left = await store.providers_left(run.id)
-    batched = [name for name in left if has_batch_api(name, settings.provider_config(name).kind)]
+    batched = [name for name in left if settings.provider_config(name).batch_api]
     realtime = frozenset(left) - frozenset(batched) if mode is not None else None
     runner: list[Runner] = []
     interrupted = [False]

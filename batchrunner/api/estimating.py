@@ -19,7 +19,6 @@ from batchrunner.config import Settings
 from batchrunner.errors import ManifestError, ManifestIssue, UsageError
 from batchrunner.models import JobSpec
 from batchrunner.policy.estimate import Answered, Estimate, JobTally, Mode, Pace, build_estimate
-from batchrunner.providers.catalog import has_batch_api
 
 __all__ = ["estimate", "estimate_of", "paces_for"]
 
@@ -76,7 +75,7 @@ def paces_for(settings: Settings, providers: Iterable[str]) -> dict[str, Pace]:
             tpm=limits.tpm,
             concurrency=limits.max_concurrency,
             latency_ms=latency,
-            batch_api=has_batch_api(name, entry.kind),
+            batch_api=entry.batch_api,
         )
     return paces
 

@@ -29,7 +29,14 @@ from batchrunner.config.sources import (
 )
 from batchrunner.errors import ConfigError, UsageError
 from batchrunner.policy.pricing import BUILTIN_PRICES, PriceTable
-from batchrunner.providers.catalog import KINDS, PRESETS, ProviderKind, ProviderPreset, default_key_env
+from batchrunner.providers.catalog import (
+    KINDS,
+    PRESETS,
+    ProviderKind,
+    ProviderPreset,
+    default_key_env,
+    has_batch_api,
+)
 from batchrunner.secret import Secret
 
 _OPTION_NAMES: Final = {"timeout_s": "timeout", "max_cost_usd": "max_cost"}
@@ -185,6 +192,9 @@ def _provider(
     section = entry or ProviderSection()
     kind = _kind(name, preset, section, label)
     key_env, api_key = _key(name, kind, section, env)
+    if section.batch_api and kind == "fake":
+        where = f"{label}: {dotted(('providers', name, 'batch_api'))}"
+        raise ConfigError(f"{where}: the fake provider has no batch API (it answers in-process)")
     preset_url = env.get(preset.base_url_env, "").strip() if preset and preset.base_url_env else ""
     return ProviderConfig(
         name=name,
@@ -198,6 +208,7 @@ def _provider(
         connect_timeout_s=section.connect_timeout_s,
         fake_latency_ms=section.fake_latency_ms,
         headers=_headers(preset, env),
+        batch_api=has_batch_api(name, kind) if section.batch_api is None else section.batch_api,
     )
 
 

@@ -85,6 +85,9 @@ class ProviderSection(_Strict):
     timeout_s: Positive | None = None
     connect_timeout_s: Positive | None = None
     fake_latency_ms: NonNegative | None = None
+    batch_api: bool | None = None
+    """``false``: an OpenAI-compatible server without ``/v1/files`` + ``/v1/batches``; its jobs run in real
+    time in batch mode (default: true for the openai and anthropic kinds, false for the other presets)."""
 
 
 class ConfigSchema(_Strict):

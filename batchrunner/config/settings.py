@@ -101,12 +101,21 @@ class ProviderConfig:
     fake_latency_ms: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra request headers from the preset's variables (``OPENAI_ORG_ID``...)."""
+    batch_api: bool = False
+    """It has a batch API that ``run --mode batch`` uses (catalog ``has_batch_api``, or the file's
+    ``batch_api``)."""
 
     @classmethod
     def preset(cls, name: str) -> ProviderConfig:
         """A preset with no key and its default base URL (what it is without any environment)."""
         preset = PRESETS[name]
-        return cls(name=name, kind=preset.kind, key_env=preset.key_env, base_url=preset.base_url)
+        return cls(
+            name=name,
+            kind=preset.kind,
+            key_env=preset.key_env,
+            base_url=preset.base_url,
+            batch_api=preset.batch_api,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -401,3 +401,24 @@ def test_unknown_provider_names(tmp_path: Path) -> None:
     write(tmp_path, "batchrunner.toml", "")
     with pytest.raises(UsageError, match="--provider: unknown provider 'nope'"):
         load(tmp_path, flags={"provider": "nope"})
+
+
+def test_which_providers_have_a_batch_api(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "batchrunner.toml",
+        '[providers.vllm]\nkind = "openai"\nbase_url = "http://127.0.0.1:8000/v1"\nbatch_api = false\n'
+        '[providers.proxy]\nkind = "openai"\nbase_url = "http://127.0.0.1:4000/v1"\n',
+    )
+    settings = load(tmp_path)
+    has = {name: settings.provider_config(name).batch_api for name in sorted(settings.known_providers)}
+    # the presets as the catalog says; a configured OpenAI-compatible server has one unless it says not
+    assert has == {
+        "anthropic": True, "cohere": False, "fake": False, "gemini": False, "openai": True,
+        "proxy": True, "vllm": False,
+    }  # fmt: skip
+
+
+def test_the_fake_provider_cannot_claim_a_batch_api(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[providers.fake]\nbatch_api = true\n")
+    assert "providers.fake.batch_api" in message and "no batch API" in message

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from typing import Final, TypeVar
 from batchrunner.engine.batchforming import build_input, form_batches
 from batchrunner.engine.batchlines import job_id_of, line_outcome
 from batchrunner.engine.crashpoints import CrashPoint, never
+from batchrunner.engine.liveness import pid_alive
 from batchrunner.errors import PermanentError, ProviderError, RateLimited, RunStoppingError, TransientError
 from batchrunner.models import BatchInfo, BatchState, Outcome, RunInfo
 from batchrunner.policy.pricing import PriceTable
@@ -46,6 +48,9 @@ T = TypeVar("T")
 
 WRITE_GROUP: Final = 500
 """Result lines written back per transaction."""
+HOLD_S: Final = 3600.0
+"""How long a process holds a batch it sends before another runner may take it over (a process found
+dead on its own machine is taken over at once): longer than any upload and create take."""
 SUBMIT_TRIES: Final = 5
 """Tries of one upload or create that fails transiently before the run gives up on it (it is recovered
 on the next run: the row stays as it was)."""
@@ -99,6 +104,8 @@ class BatchDriver:
         self.crash_point, self.notify = crash_point, notify
         self.stop = stop or asyncio.Event()
         self._shown: dict[int, tuple[str | None, int, int]] = {}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        """Who sends a batch (``batches.owner``): this process."""
         self._deadline_done = False
 
     # -- forming and submitting -------------------------------------------------------------------
@@ -118,12 +125,17 @@ class BatchDriver:
         return formed
 
     async def submit_live(self) -> list[BatchInfo]:
-        """Make sure every live batch of the run is at the provider (submitting or recovering it)."""
+        """Make sure every live batch of the run is at the provider (submitting or recovering it), but for
+        those another live process is sending right now (it records them; :meth:`wait` polls them)."""
         submitted = []
+        gone = [owner for owner in await self.store.batch_owners(self.run.id) if _gone(owner)]
         for batch in await self.store.batches_of(self.run.id, live_only=True):
             if self.stop.is_set():
                 break
             if batch.state is not BatchState.SUBMITTED:
+                if not await self.store.hold_batch(batch, self.owner, HOLD_S, gone=gone):
+                    self.notify(f"batch {batch.local_id}: another runner is sending it")
+                    continue
                 try:
                     batch = await self._submit(batch)
                 except (PermanentError, RunStoppingError) as exc:
@@ -220,6 +232,8 @@ class BatchDriver:
             "submitted_at": batch.submitted_at or now,
             "remote_status": remote.status,
             "file_id": remote.input_file_id or batch.file_id,
+            "owner": None,
+            "owner_until": None,
         }
         await self.store.update_batch(batch.id, **values)
         self.notify(f"batch {batch.local_id}: {batch.requests:,} request(s) of {_what(batch)}")
@@ -368,6 +382,12 @@ def _backoff(error: ProviderError, attempt: int) -> float:
     if isinstance(error, RateLimited) and error.retry_after:
         return min(error.retry_after, 600.0)
     return float(min(2**attempt, 60))
+
+
+def _gone(owner: str) -> bool:
+    """A batch's owner (``host:pid``) is a process of this machine that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 def _what(batch: BatchInfo) -> str:

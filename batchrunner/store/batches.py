@@ -12,9 +12,10 @@ longer the batch's changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from batchrunner.models import BatchInfo, BatchState, JobState
 from batchrunner.store.database import Database, utcnow
@@ -142,6 +143,33 @@ class BatchStoreOps:
         """Record what the provider said (``file_id``, ``remote_id``, ``state``, counts, ``error``...)."""
         async with self.db.write() as conn:
             await conn.execute(batches.update().where(batches.c.id == batch_id).values(**values))
+
+    async def hold_batch(self, batch: BatchInfo, owner: str, seconds: float, *, gone: Sequence[str]) -> bool:
+        """Become the one process sending ``batch`` to the provider, for ``seconds``: when nobody holds it,
+        ``owner`` already does, the holder's hold lapsed, or the holder is one of ``gone`` (dead
+        processes); also when the batch is no longer being sent. False: a live process holds it."""
+        now = utcnow()
+        free = or_(
+            batches.c.owner.is_(None),
+            batches.c.owner == owner,
+            batches.c.owner_until < now,
+            batches.c.owner.in_(list(gone) or [""]),
+        )
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                batches.update()
+                .where(batches.c.id == batch.id, batches.c.remote_id.is_(None), free)
+                .values(owner=owner, owner_until=now + timedelta(seconds=seconds))
+            )
+        return result.rowcount == 1
+
+    async def batch_owners(self, run_id: int) -> set[str]:
+        """The processes holding the run's live batches (to judge which are gone)."""
+        query = select(batches.c.owner).where(
+            batches.c.run_id == run_id, batches.c.owner.is_not(None), batches.c.state.in_(LIVE_STATES)
+        )
+        async with self.db.read() as conn:
+            return {str(owner) for owner in (await conn.execute(query)).scalars()}
 
     async def known_remote_ids(self, provider: str) -> set[str]:
         """Provider batch ids already recorded (by any run), so recovery never adopts one twice."""

@@ -192,8 +192,12 @@ batches = Table(
     Column("polled_at", UTCDateTime()),
     Column("ended_at", UTCDateTime()),
     Column("error", Text),
+    Column("owner", String(300)),
+    Column("owner_until", UTCDateTime()),
     # one row per provider batch (docs/batch.md): committed, with its jobs leased to it, before anything is
-    # uploaded; ``file_id`` and ``remote_id`` are recorded as soon as the provider gives them
+    # uploaded; ``file_id`` and ``remote_id`` are recorded as soon as the provider gives them. ``owner``
+    # (``host:pid``) and ``owner_until``: the process sending it to the provider, so that two runners of
+    # one run never send the same batch (another takes it over once that process is gone or its hold lapsed)
     Index("ix_batches_run_state", "run_id", "state"),
 )
 

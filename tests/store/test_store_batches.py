@@ -100,3 +100,22 @@ async def test_a_refused_batch_fails_its_jobs_with_the_reason(store: Store) -> N
     assert set((await states(store)).values()) == {JobState.FAILED}
     [row] = await store.batches_of(run_id)
     assert (row.state, row.error) == (BatchState.FAILED, "refused: mixed models")
+
+
+async def test_one_process_at_a_time_sends_a_batch(store: Store) -> None:
+    run_id = await queue(store, 1)
+    batch = await store.form_batch(
+        run_id, local_id="brhold", provider="fake", endpoint="/v1/chat/completions", model="m",
+        job_ids=[1], size_bytes=1,
+    )  # fmt: skip
+    assert batch is not None
+    assert await store.hold_batch(batch, "host-a:1", 60, gone=[])
+    assert await store.hold_batch(batch, "host-a:1", 60, gone=[])  # its own hold, renewed
+    assert not await store.hold_batch(batch, "host-b:2", 60, gone=[])  # a live holder keeps it
+    assert await store.batch_owners(run_id) == {"host-a:1"}
+    assert await store.hold_batch(batch, "host-b:2", 60, gone=["host-a:1"])  # its holder died: taken over
+    assert not await store.hold_batch(batch, "host-a:1", 60, gone=[])
+    assert await store.hold_batch(batch, "host-c:3", -1, gone=["host-b:2"])  # a hold that lapsed at once ...
+    assert await store.hold_batch(batch, "host-d:4", 60, gone=[])  # ... is anyone's
+    await store.update_batch(batch.id, remote_id="batch_9", state=BatchState.SUBMITTED)
+    assert not await store.hold_batch(batch, "host-d:4", 60, gone=[])  # submitted: nothing left to send

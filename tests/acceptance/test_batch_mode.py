@@ -22,6 +22,7 @@ import pytest
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import write_lines
 from helpers.running import RunnerProcess, cli, wait_until
+from helpers.store_fixtures import POSTGRES
 
 from batchrunner.fakeserver.faults import parse_plan
 from batchrunner.fakeserver.testing import FakeServerHandle
@@ -245,3 +246,41 @@ def test_a_server_without_a_batch_api_stops_the_run_and_leaves_the_jobs_pending(
     realtime = cli("run", "--no-progress")  # as the message says: nothing is stuck in the failed batch
     assert realtime.exit_code == 0, realtime.stderr
     assert server.stats(prompts=False)["answers_total"] == 12
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db")
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+def test_runners_started_together_send_each_job_in_one_batch(
+    serve: Serve, tmp_path: Path, shared_db: str
+) -> None:
+    server = serve(batch_seconds=1.0)
+    manifest = write_lines(tmp_path / "together.jsonl", _lines(3000, 3000))
+    submitted = cli("submit", str(manifest), "--db", shared_db)
+    assert submitted.exit_code == 0, submitted.stderr
+    args = [
+        "--db",
+        shared_db,
+        "--mode",
+        "batch",
+        "--batch-size",
+        "1000",
+        "--poll-interval",
+        "0.2",
+        "--no-progress",
+    ]
+    runners = [_run(tmp_path, args, name=f"together{n}") for n in range(3)]
+    for process in runners:
+        assert process.wait(120) == 0, process.stderr()
+    books = server.stats(prompts=True)
+    assert books["batch_lines"] == 6000 and books["batch_line_duplicates"] == 0
+    assert set(books["batch_placements"].values()) == {1}
+    assert sum(books["batches"].values()) == 6 and books["requests"] == 0
+    exported = cli("export", "--db", shared_db, "--format", "csv", "-o", "-")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 6000 and {row["status"] for row in rows} == {"succeeded"}

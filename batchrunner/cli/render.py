@@ -172,7 +172,7 @@ def _batch_view(batch: BatchInfo, now: datetime) -> list[str]:
     state = batch.state.value + (f" ({batch.remote_status})" if batch.remote_status else "")
     age = _duration(max((now - batch.created_at).total_seconds(), 0.0))
     return [
-        f"    {batch.local_id}  {what}  {state}  age {age}",
+        f"    {batch.local_id}  {state}  age {age}  {what}",  # a long model name is what gets cut
         f"      provider id {batch.remote_id or '- (not submitted yet)'}",
         f"      requests {batch.requests:,}  succeeded {batch.succeeded:,}  errored {batch.errored:,}  "
         f"expired {batch.expired:,}  canceled {batch.canceled:,}",

@@ -10,7 +10,7 @@ from batchrunner.api.session import open_store, resolved
 from batchrunner.config import Settings
 from batchrunner.engine.batchdriver import BatchDriver, BatchOptions
 from batchrunner.engine.liveness import STALE_AFTER_S, pid_alive
-from batchrunner.models import RunInfo
+from batchrunner.models import BatchState, RunInfo
 from batchrunner.providers.batchapi import BatchApi, open_batch_api
 from batchrunner.store.store import Store
 
@@ -38,6 +38,8 @@ class CancelReport:
     batch_failed: int = 0
     batches_still_cancelling: int = 0
     """Batches that had not ended within the wait: ``batchrunner run`` records them."""
+    batches_dropped: int = 0
+    """Batches formed but never sent to the provider (a run stopped before): their jobs are cancelled."""
 
 
 async def cancel(
@@ -51,18 +53,25 @@ async def cancel(
     answers in flight are recorded), and its live provider batches (the lines they answered are recorded,
     those they did not run are cancelled).
 
-    The run is marked cancelled first, so no runner claims the jobs a cancelled batch gives back; then the
-    batches are cancelled at the provider and waited for (up to ``wait_s``) by the batch driver, which
-    records their lines as a run would; then the jobs that came back pending are cancelled too.
+    The run is marked cancelled first, so no runner claims the jobs a cancelled batch gives back; batches
+    formed but never sent give their jobs back (cancelled); then the batches at the provider are cancelled
+    there and waited for (up to ``wait_s``) by the batch driver, which records their lines as a run would;
+    then the jobs that came back pending are cancelled too. A batch whose create was sent but not
+    recorded (a crash) is left to the next run's recovery.
     """
     settings = resolved(settings)
     async with open_store(settings.run.db) as store:
         found = await store.find_run(run)
         before = (await store.state_counts(found))["cancelled"]
-        cancelled = await _cancel_queue(store, found)
-        live = [batch for batch in await store.batches_of(found.id, live_only=True) if batch.remote_id]
-        if not live:
-            return CancelReport(cancelled=cancelled)
+        await _cancel_queue(store, found)
+        live = await store.batches_of(found.id, live_only=True)
+        unsent = [batch for batch in live if batch.remote_id is None and batch.submitted_at is None]
+        for batch in unsent:  # never created at the provider: a later run must not send them
+            await store.release_batch(batch, BatchState.DONE, error="cancelled before it was sent")
+        if not any(batch.remote_id for batch in live):
+            return CancelReport(
+                cancelled=(await store.state_counts(found))["cancelled"] - before, batches_dropped=len(unsent)
+            )
         apis = _Apis(settings)
         stop = asyncio.Event()
         options = BatchOptions(poll_s=poll_s, max_attempts=settings.run.max_attempts)
@@ -81,6 +90,7 @@ async def cancel(
             batch_succeeded=waited.succeeded,
             batch_failed=waited.failed,
             batches_still_cancelling=waited.still_live,
+            batches_dropped=len(unsent),
         )
 
 

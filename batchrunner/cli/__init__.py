@@ -229,6 +229,8 @@ def cancel(
             f"{report.batch_succeeded} succeeded, {report.batch_failed} failed",
             err=True,
         )
+    if report.batches_dropped:
+        click.echo(f"{report.batches_dropped} provider batch(es) not sent yet dropped", err=True)
     click.echo(f"{report.cancelled} job(s) cancelled", err=True)
     if report.batches_still_cancelling:
         click.echo(

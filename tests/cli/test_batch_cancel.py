@@ -5,6 +5,7 @@ they did not run end cancelled; a batch that has not ended in time is left for `
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import sqlite3
@@ -18,6 +19,7 @@ from helpers.manifests import write_lines
 from helpers.running import cli, status_of
 
 from batchrunner.fakeserver.testing import FakeServerHandle
+from batchrunner.store.store import Store
 
 pytestmark = pytest.mark.slow  # provider batches that take seconds
 
@@ -110,3 +112,41 @@ def test_a_batch_still_cancelling_is_left_for_the_next_run(
     assert states.get("succeeded", 0) == books["batch_answers"]
     assert states.get("cancelled", 0) == 10 - books["batch_answers"] and "pending" not in states
     assert _query(db, "SELECT DISTINCT state FROM batches") == [("done",)]
+
+
+def test_a_batch_formed_but_never_sent_is_dropped_and_never_sent_later(
+    fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = _serve(fake_server, monkeypatch, batch_seconds=1.0)
+    manifest = write_lines(tmp_path / "jobs.jsonl", _lines(6, 0))
+    assert cli("submit", str(manifest)).exit_code == 0
+    db = tmp_path / "batchrunner.db"
+    asyncio.run(_form_unsent_batch(str(db)))  # as a run killed after committing the batch's row leaves it
+    assert status_of("--db", str(db))["states"]["batched"] == 6
+
+    cancelled = cli("cancel", "--db", str(db))
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert "1 provider batch(es) not sent yet dropped" in cancelled.stderr
+    assert "6 job(s) cancelled" in cancelled.stderr
+    again = cli("run", "--db", str(db), "--poll-interval", "0.2", "--no-progress")
+    assert again.exit_code in (0, 3), again.stderr
+    books = server.stats(prompts=False)
+    assert books["batches"] == {} and books["batch_files"] == 0 and books["requests"] == 0
+    assert _query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("cancelled", 6)]
+    assert _query(db, "SELECT state, error FROM batches") == [("done", "cancelled before it was sent")]
+
+
+async def _form_unsent_batch(db: str) -> None:
+    store = await Store.open(db, create=False)
+    try:
+        run = await store.find_run(None)
+        [group] = await store.pending_groups(run.id, ["openai"])
+        ids = [int(row[0]) for row in await store.pending_page(run.id, group, 0, 100, any_model=False)]
+        provider, endpoint, model = group
+        formed = await store.form_batch(
+            run.id, local_id="brunsent", provider=provider, endpoint=endpoint, model=model, job_ids=ids,
+            size_bytes=1,
+        )  # fmt: skip
+        assert formed is not None and formed.requests == 6
+    finally:
+        await store.close()

@@ -274,13 +274,37 @@ class BatchInfo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BatchesSummary:
+    """A run's provider batches as ``status`` shows them, and what was paid at batch price."""
+
+    batches: list[BatchInfo] = field(default_factory=list)
+    """Every batch of the run, oldest first."""
+    batch_results: int = 0
+    """Results of jobs a provider batch answered (``jobs.batch_id`` set)."""
+    batch_cost_usd: float = 0.0
+    """Their summed cost (at the provider's batch price)."""
+    all_results: int = 0
+    all_cost_usd: float = 0.0
+
+    @property
+    def live(self) -> list[BatchInfo]:
+        return [batch for batch in self.batches if batch.state.is_live]
+
+    @property
+    def cost_share(self) -> float | None:
+        """The share of the run's cost paid at batch price (None: nothing costed yet)."""
+        return self.batch_cost_usd / self.all_cost_usd if self.all_cost_usd > 0 else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunStats:
     """Aggregates of one run, for ``status``."""
 
     run: str
     total: int
     by_state: dict[str, int]
-    """Jobs by state, and ``claimed`` apart from ``running`` (in flight): see store/reports.py."""
+    """Jobs by state, with ``claimed`` (held by a runner, not sent) and ``batched`` (held by a live provider
+    batch) apart from ``running`` (in flight): see store/reports.py."""
     attempts: int
     """Requests sent over the run's life (recorded attempts and those in flight); it never decreases."""
     attempts_this_try: int
@@ -332,6 +356,8 @@ class ExportRow(NamedTuple):
     """Of the job's last attempt (None: no attempt, or no HTTP answer); so are the next two."""
     request_id: str | None
     error_body: str | None
+    served_by: str | None = None
+    """``realtime`` or ``batch`` (a provider batch answered it) for a succeeded or failed job, else None."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchrunner.api.batching import BatchMode
-    from batchrunner.api.changing import cancel, retry_failed
+    from batchrunner.api.changing import CancelReport, cancel, retry_failed
     from batchrunner.api.estimating import estimate
     from batchrunner.api.reading import StatusReport, export, results, runs, status
     from batchrunner.api.running import ProgressOptions, Tune, run
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from batchrunner.store.reports import Only
 
 _HOMES = {
-    **dict.fromkeys(["cancel", "retry_failed"], "batchrunner.api.changing"),
+    **dict.fromkeys(["CancelReport", "cancel", "retry_failed"], "batchrunner.api.changing"),
     "estimate": "batchrunner.api.estimating",
     "BatchMode": "batchrunner.api.batching",
     **dict.fromkeys(["StatusReport", "export", "results", "runs", "status"], "batchrunner.api.reading"),
@@ -61,6 +61,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_DB",
     "BatchMode",
+    "CancelReport",
     "ExportFormat",
     "JobsSource",
     "Only",

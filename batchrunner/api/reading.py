@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from batchrunner.api.session import open_store, resolved
 from batchrunner.config import Settings
 from batchrunner.engine.liveness import runner_alive
 from batchrunner.export import ExportFormat, ExportOptions, jsonl_record, write_export
-from batchrunner.models import RunInfo, RunStats
+from batchrunner.models import BatchesSummary, RunInfo, RunStats
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.reports import Only
 
@@ -22,11 +22,13 @@ class StatusReport:
 
     stats: RunStats
     insights: RunInsights
+    batches: BatchesSummary = field(default_factory=BatchesSummary)
+    """The run's provider batches (none for a run never in batch mode)."""
 
     @property
     def remaining(self) -> int:
         states = self.stats.by_state
-        return states["pending"] + states["claimed"] + states["running"]
+        return states["pending"] + states["claimed"] + states["running"] + states["batched"]
 
     @property
     def live(self) -> bool:
@@ -54,12 +56,13 @@ async def status(*, settings: Settings | None = None, run: str | None = None) ->
     async with open_store(resolved(settings).run.db) as store:
         found = await store.find_run(run)
         stats, insights = await store.stats(found), await store.insights(found)
+        batches = await store.batch_summary(found)
     now = datetime.now(UTC)
     runners = [
         replace(r, alive=runner_alive(host=r.host, pid=r.pid, heartbeat_at=r.heartbeat_at, now=now))
         for r in insights.runners
     ]
-    return StatusReport(stats=stats, insights=replace(insights, runners=runners))
+    return StatusReport(stats=stats, insights=replace(insights, runners=runners), batches=batches)
 
 
 async def runs(*, settings: Settings | None = None) -> list[RunInfo]:

@@ -205,12 +205,39 @@ def retry(
 @db_option
 @config_option
 @verbose_option
-def cancel(run_name: str | None, db: str | None, config_path: Path | None, verbose: bool) -> None:
-    """Cancel a run's pending and running jobs."""
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the cancelled provider batches to end (a later run records the rest).",
+)
+def cancel(
+    run_name: str | None, db: str | None, config_path: Path | None, verbose: bool, wait_s: float
+) -> None:
+    """Cancel a run's pending and running jobs, and its live provider batches (waiting for them to end:
+    the lines they answered are recorded, the rest cancelled)."""
     from batchrunner import api
 
-    count = run_verb(api.cancel(settings=_settings(db, config_path, verbose), run=run_name), verbose)
-    click.echo(f"{count} job(s) cancelled", err=True)
+    settings = _settings(db, config_path, verbose)
+    report = run_verb(api.cancel(settings=settings, run=run_name, wait_s=wait_s), verbose)
+    if report.batches_cancelled:
+        click.echo(
+            f"{report.batches_cancelled} provider batch(es) cancelled; recorded what they had answered: "
+            f"{report.batch_succeeded} succeeded, {report.batch_failed} failed",
+            err=True,
+        )
+    if report.batches_dropped:
+        click.echo(f"{report.batches_dropped} provider batch(es) not sent yet dropped", err=True)
+    click.echo(f"{report.cancelled} job(s) cancelled", err=True)
+    if report.batches_still_cancelling:
+        click.echo(
+            f"{report.batches_still_cancelling} provider batches are still cancelling; "
+            "`batchrunner run` records them",
+            err=True,
+        )
 
 
 def _settings(db: str | None, config_path: Path | None, verbose: bool) -> Settings:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
-from batchrunner.models import RunInfo
+from batchrunner.models import BatchesSummary, BatchInfo, RunInfo
 from batchrunner.policy.pricing import format_usd
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ def status_json(report: StatusReport) -> str:
         "cost_projected_usd": None
         if report.projected_cost_usd is None
         else round(report.projected_cost_usd, 9),
+        "batches": [_batch_json(batch) for batch in report.batches.batches],
+        "batch_price": _batch_price_json(report.batches),
         "resent_after_interruption": insights.resent_after_interruption,
         "possibly_billed": insights.possibly_billed,
         "runners": [
@@ -58,12 +60,49 @@ def status_json(report: StatusReport) -> str:
     return json.dumps(document, indent=2)
 
 
-def render_status(report: StatusReport) -> str:
+def _batch_json(batch: BatchInfo) -> dict[str, Any]:
+    return {
+        "local_id": batch.local_id,
+        "provider": batch.provider,
+        "model": batch.model,
+        "endpoint": batch.endpoint,
+        "remote_id": batch.remote_id,
+        "state": batch.state.value,
+        "remote_status": batch.remote_status,
+        "requests": batch.requests,
+        "succeeded": batch.succeeded,
+        "errored": batch.errored,
+        "expired": batch.expired,
+        "canceled": batch.canceled,
+        "created_at": _iso(batch.created_at),
+        "submitted_at": _iso(batch.submitted_at),
+        "ended_at": _iso(batch.ended_at),
+        "error": batch.error,
+    }
+
+
+def _batch_price_json(summary: BatchesSummary) -> dict[str, Any]:
+    share = summary.cost_share
+    return {
+        "results": summary.batch_results,
+        "cost_usd": round(summary.batch_cost_usd, 9),
+        "all_results": summary.all_results,
+        "all_cost_usd": round(summary.all_cost_usd, 9),
+        "cost_share": None if share is None else round(share, 4),
+    }
+
+
+WIDTH: Final = 80
+"""``status`` text fits a terminal this wide."""
+SHOWN_BATCHES: Final = 6
+"""Up to this many batches are shown one by one; beyond, the live ones (as many) and a count of the rest."""
+_STATE_LABELS: Final = {"batched": "in provider batches"}
+
+
+def render_status(report: StatusReport, *, now: datetime | None = None) -> str:
     stats, insights = report.stats, report.insights
-    states = "  ".join(f"{state} {count}" for state, count in stats.by_state.items())
-    lines = [
-        f"run {stats.run}: {stats.total} job(s)",
-        f"  {states}",
+    lines = [f"run {stats.run}: {stats.total} job(s)", *_state_lines(report)]
+    lines += [
         f"  attempts {stats.attempts} (this try {stats.attempts_this_try})  re-sent after interruption "
         f"{insights.resent_after_interruption}  possibly billed {insights.possibly_billed}",
         f"  tokens   in {stats.input_tokens:,}  out {stats.output_tokens:,}  cached {stats.cached_tokens:,}",
@@ -78,6 +117,7 @@ def render_status(report: StatusReport) -> str:
         lines.append(f"  activity {_iso(stats.first_activity)} .. {_iso(stats.last_activity)}")
     if stats.top_errors:
         lines.append("  errors   " + ", ".join(f"{cls} x{n}" for cls, n in stats.top_errors))
+    lines += _batch_lines(report.batches, now or datetime.now(UTC))
     for runner in insights.runners:
         limits = f"  limits {json.dumps(runner.limits)}" if runner.limits else ""
         state = "live" if runner.alive else "dead"
@@ -86,6 +126,70 @@ def render_status(report: StatusReport) -> str:
             f"started {_iso(runner.started_at)}, heartbeat {_iso(runner.heartbeat_at)}{limits}"
         )
     return "\n".join(lines)
+
+
+def _state_lines(report: StatusReport) -> list[str]:
+    """The counts by state, wrapped to :data:`WIDTH`; jobs in provider batches only in a run with some."""
+    by_state = report.stats.by_state
+    cells = [
+        f"{_STATE_LABELS.get(state, state)} {count}"
+        for state, count in by_state.items()
+        if state != "batched" or count or report.batches.batches
+    ]
+    lines = ["  " + cells[0]]
+    for cell in cells[1:]:
+        if len(lines[-1]) + 2 + len(cell) > WIDTH:
+            lines.append("  " + cell)
+        else:
+            lines[-1] += "  " + cell
+    return lines
+
+
+def _batch_lines(summary: BatchesSummary, now: datetime) -> list[str]:
+    """The run's provider batches (all of a few, else the live ones and a count of the rest) and what
+    was paid at batch price."""
+    batches = summary.batches
+    if not batches and not summary.batch_results:
+        return []
+    live = summary.live
+    lines = [f"  batches  {len(batches)} provider batch(es), {len(live)} live"]
+    shown = batches if len(batches) <= SHOWN_BATCHES else live[:SHOWN_BATCHES]
+    for batch in shown:
+        lines += _batch_view(batch, now)
+    rest = [batch for batch in batches if batch not in shown]
+    if rest:
+        counts: dict[str, int] = {}
+        for batch in rest:
+            counts[batch.state.value] = counts.get(batch.state.value, 0) + 1
+        states = ", ".join(f"{state} {n}" for state, n in counts.items())
+        lines.append(f"    and {len(rest)} more ({states})")
+    lines.append("  " + _batch_price(summary))
+    return [_fit(line) for line in lines]
+
+
+def _batch_view(batch: BatchInfo, now: datetime) -> list[str]:
+    what = f"{batch.provider}/{batch.model}" if batch.model else batch.provider
+    state = batch.state.value + (f" ({batch.remote_status})" if batch.remote_status else "")
+    age = _duration(max((now - batch.created_at).total_seconds(), 0.0))
+    return [
+        f"    {batch.local_id}  {state}  age {age}  {what}",  # a long model name is what gets cut
+        f"      provider id {batch.remote_id or '- (not submitted yet)'}",
+        f"      requests {batch.requests:,}  succeeded {batch.succeeded:,}  errored {batch.errored:,}  "
+        f"expired {batch.expired:,}  canceled {batch.canceled:,}",
+    ]
+
+
+def _batch_price(summary: BatchesSummary) -> str:
+    share = summary.cost_share
+    percent = "" if share is None else f" ({share:.0%})"
+    return (
+        f"batch price  {summary.batch_results:,} of {summary.all_results:,} result(s), "
+        f"{format_usd(summary.batch_cost_usd)} of {format_usd(summary.all_cost_usd)}{percent}"
+    )
+
+
+def _fit(line: str) -> str:
+    return line if len(line) <= WIDTH else line[: WIDTH - 3] + "..."
 
 
 def _cost(report: StatusReport) -> str:

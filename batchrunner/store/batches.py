@@ -21,6 +21,7 @@ from batchrunner.models import BatchInfo, BatchState, JobState
 from batchrunner.store.database import Database, utcnow
 from batchrunner.store.reports import fetch_all
 from batchrunner.store.tables import batches, jobs
+from batchrunner.store.takeback import run_cancelled
 
 __all__ = ["BATCH_OWNER", "BatchStoreOps"]
 
@@ -205,14 +206,17 @@ class BatchStoreOps:
 
     async def release_batch(self, batch: BatchInfo, state: BatchState, *, error: str | None = None) -> int:
         """End the batch's row in ``state``; the jobs it still holds (no line came for them) go back to
-        pending with their attempt refunded, in the same transaction. Returns how many went back."""
+        pending with their attempt refunded, in the same transaction (cancelled instead, in a run
+        cancelled meanwhile, as a retry would be: store/writeback.py). Returns how many went back."""
         now = utcnow()
+        cancelled = run_cancelled()
         async with self.db.write() as conn:
             result = await conn.execute(
                 update(jobs)
                 .where(*_held_by(batch))
                 .values(
-                    state=JobState.PENDING,
+                    state=case((cancelled, JobState.CANCELLED), else_=JobState.PENDING),
+                    finished_at=case((cancelled, now), else_=jobs.c.finished_at),
                     batch_id=None,
                     lease_owner=None,
                     lease_token=None,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, null, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import ExportRow, JobState, RunInfo, RunStats
@@ -32,32 +32,39 @@ run-stopping error is numbered again by the next one."""
 
 
 def _by_state_query(run: RunInfo) -> Select[Any]:
-    """(state, sent, jobs, attempts) per state of the run's jobs (``sent`` tells the running ones apart)."""
+    """(state, sent, batched, jobs, attempts) per state of the run's jobs (``sent`` and ``batched``, a
+    ``batch_id`` set, tell the running ones apart)."""
+    batched = jobs.c.batch_id.is_not(None)
     return (
-        select(jobs.c.state, jobs.c.sent, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
+        select(jobs.c.state, jobs.c.sent, batched, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
         .where(jobs.c.run_id == run.id)
-        .group_by(jobs.c.state, jobs.c.sent)
+        .group_by(jobs.c.state, jobs.c.sent, batched)
     )
 
 
 CLAIMED = "claimed"
 """Not a job state of its own: a running job whose request has not been sent (queued in a runner)."""
+BATCHED = "batched"
+"""Not a job state of its own either: a running job held by a provider batch (store/batches.py)."""
 
 
 def _counts(state_rows: Sequence[Any]) -> dict[str, int]:
     """Jobs by state from :func:`_by_state_query` rows, every state present (zeros included).
 
-    ``running`` counts the requests in flight now; ``claimed`` the jobs a runner holds but has not sent.
+    ``running`` counts the requests in flight now; ``claimed`` the jobs a runner holds but has not sent;
+    ``batched`` the jobs live provider batches hold (sent, but answered in hours, not seconds).
     """
     counts = {state.value: 0 for state in JobState}
-    counts[CLAIMED] = 0
-    for state, sent, count, _ in state_rows:
-        key = CLAIMED if state == JobState.RUNNING and not sent else str(state)
+    counts[CLAIMED] = counts[BATCHED] = 0
+    for state, sent, batched, count, _ in state_rows:
+        key = str(state)
+        if state == JobState.RUNNING:
+            key = BATCHED if batched else "running" if sent else CLAIMED
         counts[key] += int(count)
     return dict(sorted(counts.items(), key=lambda item: _ORDER.index(item[0])))
 
 
-_ORDER = ["pending", CLAIMED, "running", "succeeded", "failed", "cancelled"]
+_ORDER = ["pending", CLAIMED, "running", BATCHED, "succeeded", "failed", "cancelled"]
 
 
 async def state_counts(db: Database, run: RunInfo) -> dict[str, int]:
@@ -120,8 +127,8 @@ async def run_stats(db: Database, run: RunInfo) -> RunStats:
         run=run.name,
         total=sum(by_state.values()),
         by_state=by_state,
-        attempts=recorded + by_state["running"],
-        attempts_this_try=sum(int(n) for _, _, _, n in state_rows) - by_state[CLAIMED],
+        attempts=recorded + by_state["running"] + by_state[BATCHED],
+        attempts_this_try=sum(int(n) for *_, n in state_rows) - by_state[CLAIMED],
         input_tokens=int(usage[0]),
         output_tokens=int(usage[1]),
         cached_tokens=int(usage[2]),
@@ -159,6 +166,16 @@ async def export_pages(
         last_id = rows[-1][0]
 
 
+_answered = or_(jobs.c.state == JobState.SUCCEEDED, jobs.c.state == JobState.FAILED)
+_SERVED_BY = case(
+    (and_(_answered, jobs.c.batch_id.is_(None)), literal("realtime")),
+    (_answered, literal("batch")),
+    else_=null(),
+).label("served_by")
+"""What answered a finished job: a job a provider batch answered keeps its ``batch_id``
+(store/batches.py); one never answered (pending, running, cancelled) has none."""
+
+
 def _export_query(
     run: RunInfo, only: Only, page_size: int, *, last_attempt: bool, last_id_of_run: int
 ) -> Select[Any]:
@@ -192,6 +209,7 @@ def _export_query(
             results.c.latency_ms,
             results.c.ttft_ms,
             *attempt_columns,
+            _SERVED_BY,
         )
         .select_from(tried)
         .where(jobs.c.id <= last_id_of_run)

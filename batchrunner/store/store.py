@@ -2,7 +2,8 @@
 
 All queue logic that touches the database lives in this package (STYLE habit 11): the transitions of a
 job in :mod:`batchrunner.store.queue`, submitting in :mod:`~batchrunner.store.submit`, the figures in
-:mod:`~batchrunner.store.reports` and :mod:`~batchrunner.store.insights`, the runners table in
+:mod:`~batchrunner.store.reports`, :mod:`~batchrunner.store.insights` and
+:mod:`~batchrunner.store.batchreports`, the runners table in
 :mod:`~batchrunner.store.runners`. :class:`Store` puts them behind one object and manages the runs.
 """
 
@@ -19,9 +20,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
-from batchrunner.models import ExportRow, JobState, Lease, RunInfo, RunStats
+from batchrunner.models import BatchesSummary, ExportRow, JobState, Lease, RunInfo, RunStats
 from batchrunner.policy.estimate import Answered
-from batchrunner.store import estimates, insights, reports, runners, tables
+from batchrunner.store import batchreports, estimates, insights, reports, runners, tables
 from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
@@ -159,6 +160,10 @@ class Store(Queue, BatchStoreOps):
 
     async def stats(self, run: RunInfo) -> RunStats:
         return await reports.run_stats(self.db, run)
+
+    async def batch_summary(self, run: RunInfo) -> BatchesSummary:
+        """The run's provider batches and what was paid at batch price (for ``status``)."""
+        return await batchreports.batch_summary(self.db, run)
 
     async def spent_usd(self, run: RunInfo) -> Decimal:
         """The money already spent on the run (priced results only)."""

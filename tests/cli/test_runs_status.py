@@ -66,6 +66,8 @@ STATUS_KEYS = {
     "throughput_per_s",
     "eta_s",
     "cost_projected_usd",
+    "batches",
+    "batch_price",
     "resent_after_interruption",
     "possibly_billed",
     "runners",
@@ -77,11 +79,13 @@ def test_status_json_has_stable_keys_and_right_counts(tmp_path: Path, db: Path) 
     assert cli("submit", str(source), "--provider", "fake").exit_code == 0
     queued = status_of()
     assert set(queued) == STATUS_KEYS
-    assert set(queued["states"]) == {"pending", "claimed", "running", "succeeded", "failed", "cancelled"}
+    assert set(queued["states"]) == {
+        "pending", "claimed", "running", "batched", "succeeded", "failed", "cancelled"
+    }  # fmt: skip
     assert set(queued["tokens"]) == {"input", "output", "cached"}
     assert (queued["run"], queued["total"], queued["attempts"]) == ("simple", 20, 0)
     assert queued["states"] == {
-        "pending": 20, "claimed": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0
+        "pending": 20, "claimed": 0, "running": 0, "batched": 0, "succeeded": 0, "failed": 0, "cancelled": 0
     }  # fmt: skip
 
     ran = cli("run", "--no-progress")
@@ -89,7 +93,7 @@ def test_status_json_has_stable_keys_and_right_counts(tmp_path: Path, db: Path) 
     done = status_of()
     assert set(done) == STATUS_KEYS
     assert done["states"] == {
-        "pending": 0, "claimed": 0, "running": 0, "succeeded": 20, "failed": 0, "cancelled": 0
+        "pending": 0, "claimed": 0, "running": 0, "batched": 0, "succeeded": 20, "failed": 0, "cancelled": 0
     }  # fmt: skip
     [(tokens_in, tokens_out)] = query(db, "SELECT sum(input_tokens), sum(output_tokens) FROM results")
     assert done["attempts"] == 20 and done["tokens"]["input"] == tokens_in > 0

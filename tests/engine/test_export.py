@@ -36,7 +36,7 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         await api.export(settings=api.settings(db=db), format="csv", output=str(target)) == len(OUTPUTS) + 1
     )
     header, *rows = read_csv(target)
-    assert header[:13] == [
+    assert header[:14] == [
         "custom_id",
         "status",
         "provider",
@@ -47,11 +47,12 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "cached_tokens",
         "cost_usd",
         "attempts",
+        "mode",
         "latency_ms",
         "ttft_ms",
         "error",
     ]
-    assert header[13:] == ["metadata.lang", "metadata.n"]
+    assert header[14:] == ["metadata.lang", "metadata.n"]
     assert [row[0] for row in rows] == [f"id-{n:03d}" for n in range(1, len(OUTPUTS) + 2)]
     outputs = [row[4] for row in rows[: len(OUTPUTS)]]
     assert outputs == [
@@ -76,18 +77,24 @@ async def test_csv_is_in_manifest_order_with_formulas_neutralised(db: str, tmp_p
         "'-",
         "'-inf",
     ]
-    assert rows[0][1:4] == ["succeeded", "fake", "fake-model"] and rows[0][5:11] == [
+    assert rows[0][1:4] == ["succeeded", "fake", "fake-model"] and rows[0][5:12] == [
         "10",
         "5",
         "2",
         "0.001",
         "1",
+        "realtime",
         "12.5",
     ]
     failed = rows[-1]
-    assert failed[1] == "failed" and failed[12] == "permanent: 400 bad request" and failed[4] == ""
+    assert (
+        failed[1] == "failed"
+        and failed[10] == "realtime"
+        and failed[13] == "permanent: 400 bad request"
+        and failed[4] == ""
+    )
     assert failed[5:8] == ["", "", ""]  # no result, so no token counts (not zeros)
-    assert rows[2][13:] == ["en", "3"]
+    assert rows[2][14:] == ["en", "3"]
 
 
 async def test_csv_keeps_ids_and_numeric_metadata_as_they_are(tmp_path: Path) -> None:

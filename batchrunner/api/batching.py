@@ -22,12 +22,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batchrunner.api.batchapis import BatchApis
 from batchrunner.config import Settings
 from batchrunner.engine.batchdriver import BatchDriver, BatchOptions, WaitReport
 from batchrunner.engine.options import EngineOptions, RunReport, Wiring
 from batchrunner.engine.runner import Runner
 from batchrunner.models import RunInfo
-from batchrunner.providers.batchapi import BatchApi, open_batch_api
 from batchrunner.store.store import Store
 
 __all__ = ["BatchMode", "drive_batches"]
@@ -49,27 +49,6 @@ class BatchMode:
     """``--spill realtime``: jobs the batches did not answer (expired, cancelled) run in real time after."""
 
 
-class _Apis:
-    """Each provider's batch API, opened once, closed at the end."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.opened: dict[str, BatchApi] = {}
-
-    def __call__(self, name: str) -> BatchApi:
-        api = self.opened.get(name)
-        if api is None:
-            built = open_batch_api(self.settings.provider_settings(name))
-            if built is None:
-                raise ValueError(f"provider {name} has no batch API")
-            api = self.opened[name] = built
-        return api
-
-    async def aclose(self) -> None:
-        for api in self.opened.values():
-            await api.aclose()
-
-
 async def drive_batches(
     store: Store,
     run: RunInfo,
@@ -84,7 +63,7 @@ async def drive_batches(
     """Batch mode (``forming``: new batches are formed), or a realtime run that has live batches to wait
     for (only ``batch.poll_s`` applies then)."""
     options, wiring = engine
-    apis = _Apis(settings)
+    apis = BatchApis(settings)
     stop = asyncio.Event()
     mode = batch if forming else None
     deadline = None

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass
 
+from batchrunner.api.batchapis import BatchApis
 from batchrunner.api.session import open_store, resolved
 from batchrunner.config import Settings
-from batchrunner.engine.batchdriver import BatchDriver, BatchOptions
+from batchrunner.engine.batchdriver import HOLD_S, BatchDriver, BatchOptions, owner_gone
 from batchrunner.engine.liveness import STALE_AFTER_S, pid_alive
-from batchrunner.models import BatchState, RunInfo
-from batchrunner.providers.batchapi import BatchApi, open_batch_api
+from batchrunner.models import BatchInfo, BatchState, RunInfo
 from batchrunner.store.store import Store
 
 CANCEL_WAIT_S = 60.0
@@ -65,14 +66,12 @@ async def cancel(
         before = (await store.state_counts(found))["cancelled"]
         await _cancel_queue(store, found)
         live = await store.batches_of(found.id, live_only=True)
-        unsent = [batch for batch in live if batch.remote_id is None and batch.submitted_at is None]
-        for batch in unsent:  # never created at the provider: a later run must not send them
-            await store.release_batch(batch, BatchState.DONE, error="cancelled before it was sent")
+        unsent = await _drop_unsent(store, found, live)
         if not any(batch.remote_id for batch in live):
             return CancelReport(
                 cancelled=(await store.state_counts(found))["cancelled"] - before, batches_dropped=len(unsent)
             )
-        apis = _Apis(settings)
+        apis = BatchApis(settings)
         stop = asyncio.Event()
         options = BatchOptions(poll_s=poll_s, max_attempts=settings.run.max_attempts)
         driver = BatchDriver(store, found, apis, settings.prices, options, stop=stop)
@@ -94,28 +93,23 @@ async def cancel(
         )
 
 
+async def _drop_unsent(store: Store, run: RunInfo, live: list[BatchInfo]) -> list[BatchInfo]:
+    """Batches never created at the provider give their jobs back (cancelled), so that a later run does
+    not send them; but for one a live process is sending right now (it holds the batch)."""
+    owners = await store.batch_owners(run.id)
+    gone = [owner for owner in owners if owner_gone(owner)]
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    dropped = []
+    for batch in live:
+        if batch.remote_id is not None or batch.submitted_at is not None:
+            continue
+        if await store.hold_batch(batch, me, HOLD_S, gone=gone):
+            await store.release_batch(batch, BatchState.DONE, error="cancelled before it was sent")
+            dropped.append(batch)
+    return dropped
+
+
 async def _cancel_queue(store: Store, run: RunInfo) -> int:
     return await store.cancel(
         run.id, host=socket.gethostname(), is_alive=pid_alive, stale_after_s=STALE_AFTER_S
     )
-
-
-class _Apis:
-    """Each provider's batch API, opened once, closed at the end."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.opened: dict[str, BatchApi] = {}
-
-    def __call__(self, name: str) -> BatchApi:
-        api = self.opened.get(name)
-        if api is None:
-            built = open_batch_api(self.settings.provider_settings(name))
-            if built is None:
-                raise ValueError(f"provider {name} has no batch API")
-            api = self.opened[name] = built
-        return api
-
-    async def aclose(self) -> None:
-        for api in self.opened.values():
-            await api.aclose()

@@ -41,7 +41,7 @@ from batchrunner.policy.pricing import PriceTable
 from batchrunner.providers.batchapi import BatchApi, LineOutcome, RemoteBatch
 from batchrunner.store.base import BatchStore
 
-__all__ = ["BatchDriver", "BatchOptions", "WaitReport"]
+__all__ = ["HOLD_S", "BatchDriver", "BatchOptions", "WaitReport", "owner_gone"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class BatchDriver:
         """Make sure every live batch of the run is at the provider (submitting or recovering it), but for
         those another live process is sending right now (it records them; :meth:`wait` polls them)."""
         submitted = []
-        gone = [owner for owner in await self.store.batch_owners(self.run.id) if _gone(owner)]
+        gone = [owner for owner in await self.store.batch_owners(self.run.id) if owner_gone(owner)]
         for batch in await self.store.batches_of(self.run.id, live_only=True):
             if self.stop.is_set():
                 break
@@ -288,7 +288,14 @@ class BatchDriver:
         for batch in await self.store.batches_of(self.run.id, live_only=True):
             if batch.remote_id is None:
                 continue
-            await self.api_for(batch.provider).cancel(batch.remote_id)
+            try:
+                await self.api_for(batch.provider).cancel(batch.remote_id)
+            except (
+                RateLimited,
+                TransientError,
+            ) as exc:  # the others are still asked; the next cancel retries
+                log.warning("batch %s: could not cancel it: %s", batch.local_id, exc)
+                continue
             asked += 1
         return asked
 
@@ -384,7 +391,7 @@ def _backoff(error: ProviderError, attempt: int) -> float:
     return float(min(2**attempt, 60))
 
 
-def _gone(owner: str) -> bool:
+def owner_gone(owner: str) -> bool:
     """A batch's owner (``host:pid``) is a process of this machine that no longer exists."""
     host, _, pid = owner.rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))

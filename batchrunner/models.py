@@ -206,6 +206,29 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptRow:
+    """One recorded attempt with its job's id, as ``batchrunner attempts`` shows it."""
+
+    custom_id: str
+    provider: str
+    model: str | None
+    number: int
+    runner_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status_code: int | None
+    error_class: str | None
+    error_message: str | None
+    """Redacted when it was recorded, as every stored message is."""
+    latency_ms: float | None
+    ttft_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    possibly_billed: bool
+    request_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ResultRecord:
     """The answer of a succeeded job."""
 

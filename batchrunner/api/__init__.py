@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from batchrunner.api.batching import BatchMode
     from batchrunner.api.changing import CancelReport, cancel, retry_failed
     from batchrunner.api.estimating import estimate
-    from batchrunner.api.reading import StatusReport, export, results, runs, status
+    from batchrunner.api.reading import StatusReport, attempts, export, results, runs, status
     from batchrunner.api.running import ProgressOptions, Tune, run
     from batchrunner.api.session import DEFAULT_DB, open_store, settings
     from batchrunner.api.submitting import JobsSource, submit
@@ -37,7 +37,9 @@ _HOMES = {
     **dict.fromkeys(["CancelReport", "cancel", "retry_failed"], "batchrunner.api.changing"),
     "estimate": "batchrunner.api.estimating",
     "BatchMode": "batchrunner.api.batching",
-    **dict.fromkeys(["StatusReport", "export", "results", "runs", "status"], "batchrunner.api.reading"),
+    **dict.fromkeys(
+        ["StatusReport", "attempts", "export", "results", "runs", "status"], "batchrunner.api.reading"
+    ),
     **dict.fromkeys(["ProgressOptions", "Tune", "run"], "batchrunner.api.running"),
     **dict.fromkeys(["DEFAULT_DB", "open_store", "settings"], "batchrunner.api.session"),
     **dict.fromkeys(["JobsSource", "submit"], "batchrunner.api.submitting"),
@@ -69,6 +71,7 @@ __all__ = [
     "RunReport",
     "StatusReport",
     "Tune",
+    "attempts",
     "cancel",
     "estimate",
     "export",

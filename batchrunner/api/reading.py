@@ -10,8 +10,9 @@ from typing import Any
 from batchrunner.api.session import open_store, resolved
 from batchrunner.config import Settings
 from batchrunner.engine.liveness import runner_alive
+from batchrunner.errors import UsageError
 from batchrunner.export import ExportFormat, ExportOptions, jsonl_record, write_export
-from batchrunner.models import BatchesSummary, RunInfo, RunStats
+from batchrunner.models import AttemptRow, BatchesSummary, RunInfo, RunStats
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.reports import Only
 
@@ -49,6 +50,24 @@ class StatusReport:
         if not priced or not self.stats.cost_known:
             return None
         return self.stats.cost_usd / priced * (self.stats.total - self.stats.by_state["cancelled"])
+
+
+async def attempts(
+    *,
+    settings: Settings | None = None,
+    run: str | None = None,
+    job: str | None = None,
+    failed: bool = False,
+    limit: int = 20,
+) -> list[AttemptRow]:
+    """The latest ``limit`` attempts of a run (the latest by default), newest first: of job ``job`` (its
+    custom id) only, or only those that failed. A ``job`` the run does not have is a UsageError."""
+    async with open_store(resolved(settings).run.db, create=False) as store:
+        found = await store.find_run(run)
+        rows = await store.attempt_rows(found, custom_id=job, failed=failed, limit=limit)
+        if job is not None and not rows and not await store.has_job(found, job):
+            raise UsageError(f"run {found.name!r} has no job {job!r}")
+    return rows
 
 
 async def status(*, settings: Settings | None = None, run: str | None = None) -> StatusReport:

@@ -20,9 +20,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
-from batchrunner.models import BatchesSummary, ExportRow, JobState, Lease, RunInfo, RunStats
+from batchrunner.models import AttemptRow, BatchesSummary, ExportRow, JobState, Lease, RunInfo, RunStats
 from batchrunner.policy.estimate import Answered
-from batchrunner.store import batchreports, estimates, insights, reports, runners, tables
+from batchrunner.store import attemptlog, batchreports, estimates, insights, reports, runners, tables
 from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
@@ -184,6 +184,17 @@ class Store(Queue, BatchStoreOps):
 
     async def answered_by_model(self, run: RunInfo) -> dict[tuple[str, str | None], Answered]:
         return await estimates.answered_by_model(self.db, run)
+
+    async def attempt_rows(
+        self, run: RunInfo, *, custom_id: str | None = None, failed: bool = False, limit: int = 20
+    ) -> list[AttemptRow]:
+        """The run's attempts, newest first (``batchrunner attempts``)."""
+        return await attemptlog.attempt_rows(self.db, run, custom_id=custom_id, failed=failed, limit=limit)
+
+    async def has_job(self, run: RunInfo, custom_id: str) -> bool:
+        query = select(jobs.c.id).where(jobs.c.run_id == run.id, jobs.c.custom_id == custom_id)
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).first() is not None
 
     async def metadata_keys(self, run: RunInfo) -> list[str]:
         return await reports.metadata_keys(self.db, run)

@@ -6,9 +6,7 @@ reason on stderr and a distinct exit code; the traceback only with ``-v``.
 
 from __future__ import annotations
 
-import logging
 import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,11 +15,13 @@ import click
 from batchrunner.cli.common import (
     config_option,
     db_option,
+    log_format_option,
     resolve_settings,
     run_option,
     run_verb,
     verbose_option,
 )
+from batchrunner.cli.logs import LOG_FORMATS, LogFormat, configure, say
 from batchrunner.cli.render import render_runs, render_status, status_json
 
 if TYPE_CHECKING:  # the verbs are imported when a command runs, so that --help stays light
@@ -33,7 +33,13 @@ if TYPE_CHECKING:  # the verbs are imported when a command runs, so that --help 
 @click.version_option(package_name="batchrunner")
 @click.option("--db", metavar="PATH|URL", help="The job database, for any command (as each command's --db).")
 @click.option("-v", "--verbose", count=True, help="More logging, for any command (as each command's -v).")
-def main(db: str | None, verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    envvar="BATCHRUNNER_LOG_FORMAT",
+    help="text or json, for any command (as each command's --log-format).",
+)
+def main(db: str | None, verbose: int, log_format: LogFormat | None) -> None:
     """Run large batches of LLM API calls reliably: resumable, rate-limited, never paying twice.
 
     \b
@@ -41,9 +47,7 @@ def main(db: str | None, verbose: int) -> None:
     batchrunner status                     counts, tokens, cost, errors
     batchrunner export --format csv -o results.csv
     """
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure(log_format or "text")
 
 
 @main.command()
@@ -66,6 +70,7 @@ def main(db: str | None, verbose: int) -> None:
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def submit(
     file: str,
     run_name: str | None,
@@ -92,17 +97,19 @@ def submit(
         api.submit(file, settings=settings, run=run_name, skip_invalid=skip_invalid, tally=tally),
         verbose,
     )
-    click.echo(
+    say(
         f"run {report.run!r}: {report.inserted} job(s) queued, {report.already_present} already present"
         + (" (nothing new)" if report.inserted == 0 and report.already_present else ""),
-        err=True,
+        event="submitted",
+        run=report.run,
+        count=report.inserted,
     )
     if report.rejected:
-        click.echo(f"warning: {report.rejected} invalid line(s) skipped; see {report.rejects_file}", err=True)
+        say(f"warning: {report.rejected} invalid line(s) skipped; see {report.rejects_file}")
     if report.inserted:
-        click.echo(
+        say(
             f"{one_line(estimate_of(tally, settings))}; details: batchrunner estimate {shlex.quote(file)}",
-            err=True,
+            event="estimate",
         )
 
 
@@ -112,6 +119,7 @@ def submit(
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def status(
     run_name: str | None, as_json: bool, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
@@ -126,6 +134,7 @@ def status(
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def runs(db: str | None, config_path: Path | None, verbose: bool) -> None:
     """List the runs in the database."""
     from batchrunner import api
@@ -156,6 +165,7 @@ def runs(db: str | None, config_path: Path | None, verbose: bool) -> None:
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def export(
     run_name: str | None,
     fmt: api.ExportFormat,
@@ -181,7 +191,7 @@ def export(
         verbose,
     )
     if output != "-":
-        click.echo(f"exported {count} row(s) to {output}", err=True)
+        say(f"exported {count} row(s) to {output}")
 
 
 @main.command()
@@ -190,6 +200,7 @@ def export(
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def retry(
     failed: bool, run_name: str | None, db: str | None, config_path: Path | None, verbose: bool
 ) -> None:
@@ -197,7 +208,7 @@ def retry(
     from batchrunner import api
 
     count = run_verb(api.retry_failed(settings=_settings(db, config_path, verbose), run=run_name), verbose)
-    click.echo(f"{count} failed job(s) requeued", err=True)
+    say(f"{count} failed job(s) requeued")
 
 
 @main.command()
@@ -224,19 +235,17 @@ def cancel(
     settings = _settings(db, config_path, verbose)
     report = run_verb(api.cancel(settings=settings, run=run_name, wait_s=wait_s), verbose)
     if report.batches_cancelled:
-        click.echo(
+        say(
             f"{report.batches_cancelled} provider batch(es) cancelled; recorded what they had answered: "
-            f"{report.batch_succeeded} succeeded, {report.batch_failed} failed",
-            err=True,
+            f"{report.batch_succeeded} succeeded, {report.batch_failed} failed"
         )
     if report.batches_dropped:
-        click.echo(f"{report.batches_dropped} provider batch(es) not sent yet dropped", err=True)
-    click.echo(f"{report.cancelled} job(s) cancelled", err=True)
+        say(f"{report.batches_dropped} provider batch(es) not sent yet dropped")
+    say(f"{report.cancelled} job(s) cancelled")
     if report.batches_still_cancelling:
-        click.echo(
+        say(
             f"{report.batches_still_cancelling} provider batches are still cancelling; "
-            "`batchrunner run` records them",
-            err=True,
+            "`batchrunner run` records them"
         )
 
 

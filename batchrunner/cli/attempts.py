@@ -11,6 +11,7 @@ import click
 from batchrunner.cli.common import (
     config_option,
     db_option,
+    log_format_option,
     resolve_settings,
     run_option,
     run_verb,
@@ -35,6 +36,7 @@ MESSAGE_WIDTH = 76
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def attempts(
     run_name: str | None,
     job: str | None,

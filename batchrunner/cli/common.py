@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
+from batchrunner.cli.logs import LOG_FORMATS, configure, keep_secret, say
 from batchrunner.errors import (
     BatchrunnerError,
     ConfigError,
@@ -55,7 +56,7 @@ def error_boundary(verbose: bool) -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
+    say(message, event="error", level=logging.ERROR, status=code)
     sys.exit(code)
 
 
@@ -71,7 +72,11 @@ def resolve_settings(flags: Mapping[str, object | None], config_path: Path | Non
     from batchrunner.config import load_settings  # pydantic, yaml: only for a command that runs
 
     with error_boundary(verbose):
-        return load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
+        settings = load_settings(flags=flags, env=os.environ, cwd=Path.cwd(), config_path=config_path)
+        for entry in settings.providers.values():  # never in a log line, whatever a message says
+            if entry.api_key is not None:
+                keep_secret(entry.api_key.get_secret_value())
+        return settings
     raise AssertionError("unreachable")  # pragma: no cover - the boundary exits
 
 
@@ -115,6 +120,29 @@ def run_option(func: F) -> F:
         metavar="NAME",
         help="The run to act on [default: the latest: the one most recently submitted, run, retried "
         "or cancelled].",
+    )
+    return option(func)
+
+
+def log_format_option(func: F) -> F:
+    """``--log-format text|json`` (``BATCHRUNNER_LOG_FORMAT``), given to any command or before it."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        value = from_group(ctx, param, value)
+        if value:
+            configure(value)
+        return value
+
+    option = click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        callback=apply,
+        expose_value=False,
+        is_eager=True,
+        envvar="BATCHRUNNER_LOG_FORMAT",
+        show_envvar=True,
+        help="How the log and messages on stderr are written: text, or json (one object a line, for log "
+        "shippers) [default: text].",
     )
     return option(func)
 

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from batchrunner.cli.common import config_option, db_option, resolve_settings, run_verb, verbose_option
+from batchrunner.cli.common import (
+    config_option,
+    db_option,
+    log_format_option,
+    resolve_settings,
+    run_verb,
+    verbose_option,
+)
 
 if TYPE_CHECKING:
     from batchrunner.policy.estimate import Estimate, ModelEstimate
@@ -39,6 +46,7 @@ NAME_WIDTH: Final = 30
 @db_option
 @config_option
 @verbose_option
+@log_format_option
 def estimate(
     file: str | None,
     run_name: str | None,

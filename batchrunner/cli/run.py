@@ -16,9 +16,11 @@ from batchrunner.cli.common import (
     EXIT_INTERRUPTED,
     config_option,
     from_group,
+    log_format_option,
     resolve_settings,
     run_verb,
 )
+from batchrunner.cli.logs import current_format, say
 
 if TYPE_CHECKING:
     from batchrunner.api import RunReport
@@ -165,6 +167,7 @@ def _env(name: str) -> dict[str, Any]:
     help="More logging (-vv: every attempt); tracebacks on errors.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@log_format_option
 def run(
     file: str | None,
     run_name: str | None,
@@ -215,7 +218,7 @@ def run(
         spill=spill == "realtime",
     )
     progress = None
-    if not (no_progress or quiet):
+    if not (no_progress or quiet or current_format() == "json"):  # a progress line is not a JSON object
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
     report = run_verb(
         api.run(
@@ -226,15 +229,19 @@ def run(
             progress=progress,
             handle_signals=True,
             crash_at=os.environ.get(CRASH_VARIABLE),
-            notify=lambda message: click.echo(message, err=True),
+            notify=lambda message: say(message, event="notice"),
             mode=mode,  # type: ignore[arg-type]  # click.Choice
             batch=batch,
         ),
         verbose > 0,
     )
     for line in summary_lines(report, quiet=quiet):
-        click.echo(line, err=True)
+        say(line, event="summary", run=report.stats.run, state=_states(report))
     sys.exit(EXIT_INTERRUPTED if report.interrupted else report.exit_code)
+
+
+def _states(report: RunReport) -> dict[str, int]:
+    return {state: count for state, count in report.stats.by_state.items() if count}
 
 
 def parse_duration(text: str) -> float:

@@ -44,9 +44,11 @@ class ErrorLog:
         where: Callable[[str], str],
         interval_s: float = SUMMARY_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        run: str | None = None,
     ) -> None:
-        """``where(provider)`` is the provider's endpoint URL."""
+        """``where(provider)`` is the provider's endpoint URL; ``run`` names the run in each record."""
         self._where = where
+        self._run = run
         self._interval_s = interval_s
         self._clock = clock
         self._kinds: dict[tuple[str, str], _Kind] = {}
@@ -67,6 +69,21 @@ class ErrorLog:
                 latency,
                 record.error_class or "ok",
                 outcome.state.value,
+                extra={
+                    "event": "attempt",
+                    "run": self._run,
+                    "job": job.custom_id,
+                    "attempt": record.number,
+                    "provider": job.provider,
+                    "model": job.model,
+                    "status": record.status_code,
+                    "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 1),
+                    "ttft_ms": None if record.ttft_ms is None else round(record.ttft_ms, 1),
+                    "input_tokens": record.input_tokens,
+                    "output_tokens": record.output_tokens,
+                    "error_class": record.error_class,
+                    "state": outcome.state.value,
+                },
             )
         if record.error_class is not None:
             self._error(job.provider, label(record.error_class, record.status_code), outcome)
@@ -80,7 +97,11 @@ class ErrorLog:
         kind = self._kinds.get((provider, kind_label))
         if kind is None:
             kind = self._kinds[provider, kind_label] = _Kind(url=safe_url(self._where(provider)))
-            log.info("%s: %s from %s: %s", provider, kind_label, kind.url, text)
+            log.info(
+                "%s: %s from %s: %s", provider, kind_label, kind.url, text,
+                extra={"event": "error_kind", "run": self._run, "provider": provider, "url": kind.url,
+                       "error_class": kind_label, "count": 1},
+            )  # fmt: skip
             kind.reported = 1
         kind.count += 1
         kind.latest = text
@@ -91,7 +112,11 @@ class ErrorLog:
         self._last_summary = self._clock()
         for (provider, kind_label), kind in self._kinds.items():
             if kind.count > kind.reported:
-                log.info("%s: %s x%d from %s: %s", provider, kind_label, kind.count, kind.url, kind.latest)
+                log.info(
+                    "%s: %s x%d from %s: %s", provider, kind_label, kind.count, kind.url, kind.latest,
+                    extra={"event": "error_count", "run": self._run, "provider": provider, "url": kind.url,
+                           "error_class": kind_label, "count": kind.count},
+                )  # fmt: skip
                 kind.reported = kind.count
 
 

@@ -94,7 +94,7 @@ class Runner:
             on_written=self._on_written,
             crash_point=wiring.crash_point,
         )
-        self._errors = ErrorLog(where=lambda name: self._provider(name).base_url)
+        self._errors = ErrorLog(where=lambda name: self._provider(name).base_url, run=run.name)
         self._outcomes = OutcomeFilter(
             write=self._checkpointer.add, stop=self.request_stop, enabled=options.stop_on_systematic
         )

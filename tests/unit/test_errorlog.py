@@ -131,3 +131,24 @@ def test_label(error_class: str, status: int | None, expected: str) -> None:
 )
 def test_safe_url(url: str, expected: str) -> None:
     assert safe_url(url) == expected
+
+
+def test_a_key_in_a_message_is_scrubbed_from_json_and_text_lines() -> None:
+    import json as json_module
+
+    from batchrunner.cli.logs import JsonFormatter, _ScrubbingText, forget_secrets, keep_secret
+
+    keep_secret("sk-live-canary-999")
+    try:
+        record = logging.LogRecord(
+            "batchrunner.x", logging.WARNING, __file__, 1, "bad key %s", ("sk-live-canary-999",), None
+        )
+        record.provider = "openai"
+        line = JsonFormatter().format(record)
+        assert (
+            json_module.loads(line)["message"] == "bad key ***"
+            and json_module.loads(line)["provider"] == "openai"
+        )
+        assert "canary" not in _ScrubbingText("%(message)s").format(record)
+    finally:
+        forget_secrets()

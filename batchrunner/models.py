@@ -320,6 +320,35 @@ class BatchesSummary:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Percentiles:
+    """p50/p95/p99 of some latencies, in milliseconds, and how many were counted."""
+
+    p50: float
+    p95: float
+    p99: float
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimingFigures:
+    """``status``'s timing: percentiles over the run (within 5%, never below: policy/histogram.py) and
+    over the last minute (exact), and the last minute's throughput. ``None``: nothing timed."""
+
+    latency_run: Percentiles | None = None
+    latency_last_minute: Percentiles | None = None
+    ttft_run: Percentiles | None = None
+    """Time to first token, for streamed requests only."""
+    ttft_last_minute: Percentiles | None = None
+    answered_last_minute: int = 0
+    """Attempts answered (no error) in the last 60 s."""
+    attempts_last_minute: int = 0
+
+    @property
+    def throughput_last_minute_per_s(self) -> float:
+        return self.answered_last_minute / 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunStats:
     """Aggregates of one run, for ``status``."""
 

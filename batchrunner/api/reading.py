@@ -12,7 +12,7 @@ from batchrunner.config import Settings
 from batchrunner.engine.liveness import runner_alive
 from batchrunner.errors import UsageError
 from batchrunner.export import ExportFormat, ExportOptions, jsonl_record, write_export
-from batchrunner.models import AttemptRow, BatchesSummary, RunInfo, RunStats
+from batchrunner.models import AttemptRow, BatchesSummary, RunInfo, RunStats, TimingFigures
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.reports import Only
 
@@ -25,6 +25,8 @@ class StatusReport:
     insights: RunInsights
     batches: BatchesSummary = field(default_factory=BatchesSummary)
     """The run's provider batches (none for a run never in batch mode)."""
+    timing: TimingFigures = field(default_factory=TimingFigures)
+    """Latency and TTFT percentiles over the run and the last minute; the last minute's throughput."""
 
     @property
     def remaining(self) -> int:
@@ -76,12 +78,15 @@ async def status(*, settings: Settings | None = None, run: str | None = None) ->
         found = await store.find_run(run)
         stats, insights = await store.stats(found), await store.insights(found)
         batches = await store.batch_summary(found)
+        timing = await store.timing(found)
     now = datetime.now(UTC)
     runners = [
         replace(r, alive=runner_alive(host=r.host, pid=r.pid, heartbeat_at=r.heartbeat_at, now=now))
         for r in insights.runners
     ]
-    return StatusReport(stats=stats, insights=replace(insights, runners=runners), batches=batches)
+    return StatusReport(
+        stats=stats, insights=replace(insights, runners=runners), batches=batches, timing=timing
+    )
 
 
 async def runs(*, settings: Settings | None = None) -> list[RunInfo]:

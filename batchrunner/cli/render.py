@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from batchrunner.models import BatchesSummary, BatchInfo, RunInfo
+from batchrunner.models import BatchesSummary, BatchInfo, Percentiles, RunInfo, TimingFigures
 from batchrunner.policy.pricing import format_usd
 
 if TYPE_CHECKING:
@@ -56,8 +56,56 @@ def status_json(report: StatusReport) -> str:
             }
             for r in insights.runners
         ],
+        **timing_json(report.timing),
     }
     return json.dumps(document, indent=2)
+
+
+def timing_json(timing: TimingFigures) -> dict[str, Any]:
+    """``latency_ms`` and ``ttft_ms`` (each ``run`` and ``last_minute``: p50/p95/p99/count, or null) and
+    ``throughput_last_minute_per_s``."""
+
+    def figures(value: Percentiles | None) -> dict[str, float | int] | None:
+        if value is None:
+            return None
+        return {"p50": value.p50, "p95": value.p95, "p99": value.p99, "count": value.count}
+
+    return {
+        "latency_ms": {
+            "run": figures(timing.latency_run),
+            "last_minute": figures(timing.latency_last_minute),
+        },
+        "ttft_ms": {"run": figures(timing.ttft_run), "last_minute": figures(timing.ttft_last_minute)},
+        "throughput_last_minute_per_s": round(timing.throughput_last_minute_per_s, 3),
+    }
+
+
+def _timing_lines(timing: TimingFigures) -> list[str]:
+    """``latency  p50 312 ms  p95 340  p99 402 (run)  last min 298/330/351`` and the same for TTFT."""
+    lines = []
+    for label, run, minute in (
+        ("latency", timing.latency_run, timing.latency_last_minute),
+        ("ttft   ", timing.ttft_run, timing.ttft_last_minute),
+    ):
+        if run is None and minute is None:
+            continue
+        line = f"  {label}  "
+        if run is not None:
+            line += f"p50 {_ms(run.p50)} ms  p95 {_ms(run.p95)}  p99 {_ms(run.p99)} (run)"
+        if minute is not None:
+            line += ("  " if run is not None else "") + (
+                f"last min {_ms(minute.p50)}/{_ms(minute.p95)}/{_ms(minute.p99)}"
+            )
+        lines.append(line)
+    if timing.attempts_last_minute:
+        answered, tried = timing.answered_last_minute, timing.attempts_last_minute
+        rate = timing.throughput_last_minute_per_s
+        lines.append(f"  last min {answered:,} answered of {tried:,} attempts, {rate:,.1f}/s")
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def _batch_json(batch: BatchInfo) -> dict[str, Any]:
@@ -113,6 +161,7 @@ def render_status(report: StatusReport, *, now: datetime | None = None) -> str:
         lines.append(
             f"  rate     {insights.throughput_per_s * 60:,.1f} jobs/min (last {insights.window_s:.0f} s){eta}"
         )
+    lines += _timing_lines(report.timing)
     if stats.first_activity:
         lines.append(f"  activity {_iso(stats.first_activity)} .. {_iso(stats.last_activity)}")
     if stats.top_errors:

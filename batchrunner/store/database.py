@@ -125,6 +125,22 @@ class Database:
         dialect_module: Any = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
         return dialect_module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
+    async def upsert_adding(
+        self,
+        conn: AsyncConnection,
+        table: Any,
+        rows: list[dict[str, Any]],
+        keys: tuple[str, ...],
+        column: str,
+    ) -> None:
+        """Insert ``rows``; where a row with the same ``keys`` exists, add to its ``column`` instead."""
+        dialect_module: Any = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
+        stmt = dialect_module.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={column: table.c[column] + stmt.excluded[column]}
+        )
+        await conn.execute(stmt, rows)
+
     async def insert_ignoring_conflicts(
         self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], *conflict_columns: str
     ) -> int:

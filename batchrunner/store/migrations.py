@@ -7,12 +7,14 @@ migration that has shipped is never edited.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from batchrunner.policy.histogram import bucket_of
 from batchrunner.store import tables
 from batchrunner.store.database import Database
 
@@ -103,6 +105,28 @@ def m0007_provider_batches(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_jobs_batch ON jobs (batch_id)"))
 
 
+def m0008_latency_histograms(conn: Connection) -> None:
+    """Latency histograms per run (``latencies``, policy/histogram.py) for ``status``'s percentiles, counted
+    from the attempts already recorded; ``ix_attempts_finished`` for the last minute's figures."""
+    tables.latencies.create(conn, checkfirst=True)
+    if "ix_attempts_finished" not in {index["name"] for index in inspect(conn).get_indexes("attempts")}:
+        conn.execute(text("CREATE INDEX ix_attempts_finished ON attempts (finished_at)"))
+    counts: Counter[tuple[int, str, int]] = Counter()
+    attempts, jobs = tables.attempts, tables.jobs
+    query = (
+        select(jobs.c.run_id, attempts.c.latency_ms, attempts.c.ttft_ms)
+        .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
+        .where(attempts.c.latency_ms.is_not(None))
+    )
+    for run_id, latency, ttft in conn.execute(query):
+        counts[run_id, "latency", bucket_of(latency)] += 1
+        if ttft is not None:
+            counts[run_id, "ttft", bucket_of(ttft)] += 1
+    if counts:
+        rows = [{"run_id": r, "kind": k, "bucket": b, "count": n} for (r, k, b), n in counts.items()]
+        conn.execute(tables.latencies.insert(), rows)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
@@ -111,6 +135,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0005_attempt_error_body", m0005_attempt_error_body),
     ("0006_streamed_answers", m0006_streamed_answers),
     ("0007_provider_batches", m0007_provider_batches),
+    ("0008_latency_histograms", m0008_latency_histograms),
 ]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batchrunner.models import ClaimedJob, JobState, Lease, Outcome, QueueState
 from batchrunner.store import runners, tables, takeback
 from batchrunner.store.database import Database, utcnow
-from batchrunner.store.writeback import write_outcomes
+from batchrunner.store.writeback import count_latencies, write_outcomes
 
 jobs = tables.jobs
 
@@ -189,11 +189,13 @@ class Queue:
             accepted = [o for o in outcomes if o.lease.job_id in held]
             if accepted:
                 await write_outcomes(conn, accepted, utcnow())
+                await count_latencies(self.db, conn, accepted, held)
         return {o.lease.job_id for o in accepted}
 
-    async def _held(self, conn: AsyncConnection, leases: list[Lease]) -> set[int]:
-        query = self.db.lock_rows(select(jobs.c.id).where(_holds(leases)).order_by(jobs.c.id))
-        return set((await conn.execute(query)).scalars())
+    async def _held(self, conn: AsyncConnection, leases: list[Lease]) -> dict[int, int]:
+        """The jobs whose lease holds, with their run."""
+        query = self.db.lock_rows(select(jobs.c.id, jobs.c.run_id).where(_holds(leases)).order_by(jobs.c.id))
+        return {int(job_id): int(run_id) for job_id, run_id in (await conn.execute(query)).all()}
 
     async def release(self, leases: Iterable[Lease], *, max_attempts: int | None = None) -> int:
         """Give running jobs back to the queue (a stop); fenced by their leases.

@@ -20,9 +20,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.errors import UsageError
-from batchrunner.models import AttemptRow, BatchesSummary, ExportRow, JobState, Lease, RunInfo, RunStats
+from batchrunner.models import (
+    AttemptRow,
+    BatchesSummary,
+    ExportRow,
+    JobState,
+    Lease,
+    RunInfo,
+    RunStats,
+    TimingFigures,
+)
 from batchrunner.policy.estimate import Answered
-from batchrunner.store import attemptlog, batchreports, estimates, insights, reports, runners, tables
+from batchrunner.store import attemptlog, batchreports, estimates, insights, reports, runners, tables, timing
 from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
@@ -190,6 +199,10 @@ class Store(Queue, BatchStoreOps):
     ) -> list[AttemptRow]:
         """The run's attempts, newest first (``batchrunner attempts``)."""
         return await attemptlog.attempt_rows(self.db, run, custom_id=custom_id, failed=failed, limit=limit)
+
+    async def timing(self, run: RunInfo) -> TimingFigures:
+        """Latency and TTFT percentiles (run, last minute) and the last minute's throughput."""
+        return await timing.timing(self.db, run)
 
     async def has_job(self, run: RunInfo, custom_id: str) -> bool:
         query = select(jobs.c.id).where(jobs.c.run_id == run.id, jobs.c.custom_id == custom_id)

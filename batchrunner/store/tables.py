@@ -148,6 +148,7 @@ attempts = Table(
     Column("request_id", String(200)),
     Column("error_body", Text),
     Index("ix_attempts_job", "job_id"),
+    Index("ix_attempts_finished", "finished_at"),
 )
 
 results = Table(
@@ -199,6 +200,17 @@ batches = Table(
     # (``host:pid``) and ``owner_until``: the process sending it to the provider, so that two runners of
     # one run never send the same batch (another takes it over once that process is gone or its hold lapsed)
     Index("ix_batches_run_state", "run_id", "state"),
+)
+
+latencies = Table(
+    "latencies",
+    metadata,
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    # attempts per latency bucket (policy/histogram.py), counted as they are written: ``kind`` is
+    # ``latency`` or ``ttft``; a run's percentiles read these few rows instead of sorting its attempts
 )
 
 provider_pauses = Table(

@@ -6,6 +6,7 @@ whose lease still holds; one ``executemany`` per table, so a group of hundreds i
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,9 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import JobState, Outcome
+from batchrunner.policy.histogram import bucket_of
 from batchrunner.store import tables, takeback
+from batchrunner.store.database import Database
 
 jobs = tables.jobs
 
@@ -84,3 +87,20 @@ def _attempt_values(outcome: Outcome) -> dict[str, Any]:
 def vars_of(record: Any) -> dict[str, Any]:
     """The fields of a slotted dataclass as a dict (``dataclasses.asdict`` deep-copies; this does not)."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+async def count_latencies(
+    db: Database, conn: AsyncConnection, accepted: list[Outcome], runs: dict[int, int]
+) -> None:
+    """Add the group's latencies and times to first token to their runs' histograms (policy/histogram.py):
+    one upsert of a few rows, whatever the group's size."""
+    counts: Counter[tuple[int, str, int]] = Counter()
+    for outcome in accepted:
+        record, run_id = outcome.attempt, runs[outcome.lease.job_id]
+        if record.latency_ms is not None:
+            counts[run_id, "latency", bucket_of(record.latency_ms)] += 1
+        if record.ttft_ms is not None:
+            counts[run_id, "ttft", bucket_of(record.ttft_ms)] += 1
+    if counts:
+        rows = [{"run_id": r, "kind": k, "bucket": b, "count": n} for (r, k, b), n in counts.items()]
+        await db.upsert_adding(conn, tables.latencies, rows, ("run_id", "kind", "bucket"), "count")

@@ -71,6 +71,9 @@ STATUS_KEYS = {
     "resent_after_interruption",
     "possibly_billed",
     "runners",
+    "latency_ms",
+    "ttft_ms",
+    "throughput_last_minute_per_s",
 }
 
 

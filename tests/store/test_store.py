@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -247,6 +248,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert names == [
         "0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record",
         "0005_attempt_error_body", "0006_streamed_answers", "0007_provider_batches",
+        "0008_latency_histograms",
     ]  # fmt: skip
 
 
@@ -456,5 +458,35 @@ async def test_an_older_database_gains_the_batches_table_and_jobs_batch_id(db_ta
             job_ids=[int(row[0]) for row in page], size_bytes=10,
         )  # fmt: skip
         assert batch is not None and batch.requests == 2
+    finally:
+        await store.close()
+
+
+async def test_an_older_database_gains_histograms_of_its_recorded_latencies(db_target: str) -> None:
+    """0008 counts the attempts already recorded into ``latencies``; status's percentiles then see them."""
+    store = await Store.open(db_target)
+    try:
+        run_id = await queue(store, 3)
+        claimed = await store.claim(run_id, "me", 3, lease_seconds=60)
+        timed = [
+            replace(success(job.lease), attempt=replace(attempt(1), latency_ms=ms, ttft_ms=ttft))
+            for job, ms, ttft in zip(claimed, (10.0, 20.0, 400.0), (None, 5.0, None), strict=True)
+        ]
+        await store.record_outcomes(timed)
+        async with store.db.write() as conn:  # as the database was before 0008
+            await conn.execute(text("DROP TABLE latencies"))
+            await conn.execute(
+                tables.schema_migrations.delete().where(
+                    tables.schema_migrations.c.name == "0008_latency_histograms"
+                )
+            )
+    finally:
+        await store.close()
+    store = await Store.open(db_target)
+    try:
+        figures = await store.timing(await store.find_run("r"))
+        assert figures.latency_run is not None and figures.latency_run.count == 3
+        assert 400.0 <= figures.latency_run.p99 <= 420.0 and 10.0 <= figures.latency_run.p50 <= 21.0
+        assert figures.ttft_run is not None and figures.ttft_run.count == 1
     finally:
         await store.close()

@@ -103,6 +103,14 @@ def m0007_provider_batches(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_jobs_batch ON jobs (batch_id)"))
 
 
+def m0008_attempts_finished_index(conn: Connection) -> None:
+    """An index on ``attempts.finished_at``: the dashboard's time series read the last minutes' attempts
+    (store/timeline.py) without a scan of every attempt. A database created after the index joined
+    tables.py already has it from 0001."""
+    if "ix_attempts_finished" not in {index["name"] for index in inspect(conn).get_indexes("attempts")}:
+        conn.execute(text("CREATE INDEX ix_attempts_finished ON attempts (finished_at)"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
@@ -111,6 +119,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0005_attempt_error_body", m0005_attempt_error_body),
     ("0006_streamed_answers", m0006_streamed_answers),
     ("0007_provider_batches", m0007_provider_batches),
+    ("0008_attempts_finished_index", m0008_attempts_finished_index),
 ]
 
 

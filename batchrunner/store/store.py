@@ -22,7 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batchrunner.errors import UsageError
 from batchrunner.models import AttemptRow, BatchesSummary, ExportRow, JobState, Lease, RunInfo, RunStats
 from batchrunner.policy.estimate import Answered
-from batchrunner.store import attemptlog, batchreports, estimates, insights, reports, runners, tables
+from batchrunner.store import (
+    attemptlog,
+    batchreports,
+    estimates,
+    insights,
+    reports,
+    runners,
+    tables,
+    timeline,
+)
 from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
@@ -190,6 +199,16 @@ class Store(Queue, BatchStoreOps):
     ) -> list[AttemptRow]:
         """The run's attempts, newest first (``batchrunner attempts``)."""
         return await attemptlog.attempt_rows(self.db, run, custom_id=custom_id, failed=failed, limit=limit)
+
+    async def timeline(
+        self, run: RunInfo, *, span_s: float = 600.0, bucket_s: float = 10.0
+    ) -> timeline.Timeline:
+        """The run's attempts of the last ``span_s`` seconds in time buckets (the dashboard's plots)."""
+        return await timeline.run_timeline(self.db, run, now=utcnow(), span_s=span_s, bucket_s=bucket_s)
+
+    async def latest_outputs(self, run: RunInfo, *, limit: int = 5) -> list[tuple[str, str]]:
+        """The run's latest answers, ``(custom_id, text)``, newest first."""
+        return await timeline.latest_outputs(self.db, run, limit=limit)
 
     async def has_job(self, run: RunInfo, custom_id: str) -> bool:
         query = select(jobs.c.id).where(jobs.c.run_id == run.id, jobs.c.custom_id == custom_id)

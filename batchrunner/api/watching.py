@@ -28,6 +28,10 @@ StatusFields = Callable[[StatusReport], Mapping[str, Any]]
 
 LATEST_ERRORS = 8
 PERCENTILES = (50, 95, 99)
+BUCKETS = 60
+"""The plots' points: the last 60 buckets of the first width that holds the run since its first activity
+(1 to 10 minutes), so a short run is not a spike at the edge of 10 minutes."""
+BUCKET_WIDTHS_S = (1.0, 2.0, 5.0, 10.0)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,11 +99,13 @@ class Watcher:
         report = StatusReport(
             stats=stats, insights=replace(insights, runners=live), batches=await store.batch_summary(found)
         )
+        since = (now - stats.first_activity).total_seconds() if stats.first_activity else 0.0
+        width = next((w for w in BUCKET_WIDTHS_S if w * BUCKETS >= since), BUCKET_WIDTHS_S[-1])
         return Snapshot(
             taken_at=now,
             runs=runs,
             status=report,
-            timeline=await store.timeline(found),
+            timeline=await store.timeline(found, span_s=width * BUCKETS, bucket_s=width),
             errors=await store.attempt_rows(found, failed=True, limit=LATEST_ERRORS),
             pauses=await store.active_pauses(found.id),
             outputs=await store.latest_outputs(found) if self._show_content else None,

@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any, Final
 from urllib.parse import quote
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from batchrunner.api.watching import StatusFields, Watcher, snapshot_document
 from batchrunner.config import Settings
@@ -44,7 +44,8 @@ HEADERS: Final = {
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:",
 }
 WATCHER: Final = web.AppKey("watcher", Watcher)
-OPTIONS: Final = web.AppKey("options", dict)
+OPTIONS: Final = web.AppKey[dict[str, Any]]("options")
+SOCKETS: Final = web.AppKey[set[web.WebSocketResponse]]("sockets")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,6 +66,8 @@ def build_app(
     app = web.Application(middlewares=[_token_middleware(token)])
     app[WATCHER] = watcher
     app[OPTIONS] = {"run": run, "token": token, "status_fields": status_fields, "interval_s": interval_s}
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _file)
     app.router.add_get("/favicon.ico", _no_icon)
@@ -121,10 +124,26 @@ async def _status(request: web.Request) -> web.Response:
     return web.json_response(await _document(request))
 
 
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, tell the pages we are going (1001), so that they reconnect and we need not wait."""
+    open_sockets = app[SOCKETS]
+    for ws in [*open_sockets]:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the dashboard stops")
+
+
 async def _socket(request: web.Request) -> web.WebSocketResponse:
     """Push a snapshot, wait ``interval_s`` (or until the page sends or goes), again."""
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    try:
+        await _push(request, ws)
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _push(request: web.Request, ws: web.WebSocketResponse) -> None:
     interval = request.app[OPTIONS]["interval_s"]
     loop = asyncio.get_running_loop()
     while not ws.closed:
@@ -139,7 +158,6 @@ async def _socket(request: web.Request) -> web.WebSocketResponse:
             continue
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             break
-    return ws
 
 
 def dashboard_url(host: str, port: int, token: str | None) -> str:

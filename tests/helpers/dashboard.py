@@ -61,6 +61,12 @@ class DashboardProcess:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM (the dashboard stops serving and exits 0), and reap; again is a no-op."""
+        if self.process.returncode is not None:
+            return
         self.process.terminate()
         try:
             self.process.communicate(timeout=10)

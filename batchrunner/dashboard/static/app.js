@@ -143,6 +143,7 @@ function plot(svg, series, lines) {
   parts.push(label(L - 3, T + 8, short(top / 1.1), "end"), label(L - 3, H - B, "0", "end"));
   if (n) parts.push(label(L, H - 3, series.t[0].slice(11, 16)), label(W - 4, H - 3, series.t[n - 1].slice(11, 19), "end"));
   let drawn = 0;
+  let legend = L + 6;
   lines.forEach(([name, v], k) => {
     const points = [];
     v.forEach((value, i) => { if (value !== null) points.push(x(i).toFixed(1) + "," + y(value).toFixed(1)); });
@@ -160,7 +161,8 @@ function plot(svg, series, lines) {
       dot.setAttribute("fill", COLORS[k % COLORS.length]);
       parts.push(dot);
     }
-    parts.push(label(L + 6 + 60 * k, T + 8, name));
+    parts.push(label(legend, T + 8, name));
+    legend += 12 + 6.5 * name.length;
     parts[parts.length - 1].setAttribute("fill", COLORS[k % COLORS.length]);
   });
   svg.replaceChildren(...parts);

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from helpers.dashboard import DashboardProcess, watch_until
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.manifests import prompts, write_manifest
+from helpers.manifests import fake_lines, prompts, write_lines, write_manifest
 from helpers.running import RunnerProcess, cli, run_args, settings_for, status_of
 
 from batchrunner.cli.dashboard import status_fields
@@ -99,3 +99,25 @@ async def test_the_token_guards_every_request_and_the_socket(tmp_path: Path) -> 
 def test_another_host_needs_a_token(tmp_path: Path) -> None:
     refused = cli("dashboard", "--host", "0.0.0.0", "--port", "0")
     assert refused.exit_code == 2 and "--token" in refused.stderr
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_answers_are_shown_only_with_show_content(tmp_path: Path, show: bool) -> None:
+    db = tmp_path / "c.db"
+    ran = cli("run", str(write_lines(tmp_path / "c.jsonl", fake_lines(3))), "--db", str(db), "--no-progress")
+    assert ran.exit_code == 0, ran.output
+    exported = cli("export", "--db", str(db), "--format", "jsonl", "-o", "-")
+    answers = [json.loads(line)["output"] for line in exported.stdout.splitlines()]
+
+    async def served() -> str:
+        settings = settings_for(None, db)
+        async with (
+            start_dashboard(settings, port=0, show_content=show, status_fields=status_fields) as url,
+            aiohttp.ClientSession() as session,
+            session.get(url + "api/status") as response,
+        ):
+            return await response.text()
+
+    document = asyncio.run(served())
+    assert len(answers) == 3 and all(answer and (answer in document) == show for answer in answers)
+    assert ("outputs" in json.loads(document)) == show

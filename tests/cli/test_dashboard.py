@@ -29,16 +29,16 @@ def done(snapshot: dict[str, Any]) -> bool:
 
 @pytest.mark.slow  # a run of a few seconds beside the dashboard, both as subprocesses
 async def test_the_socket_shows_a_run_grow_to_its_total_and_serves_no_key(
-    fake_server: StartFakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_server: StartFakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_target: str
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     server = fake_server(latency_ms=250, api_key=CANARY, retry_after_s=0)
-    db = tmp_path / "dash.db"
+    db = db_target  # SQLite or PostgreSQL
     manifest = write_manifest(tmp_path / "dash.jsonl", prompts(JOBS, "d", faults={3: "429", 7: "500"}))
     # started before the run (before its database even exists), as a user may
     with DashboardProcess(tmp_path, ["--db", str(db)]) as dashboard:
         waiting = await watch_until(dashboard.page("ws"), lambda s: "waiting" in s, within_s=10)
-        assert "no database" in waiting[-1]["waiting"]
+        assert ("no database" if db.endswith(".db") else "no runs") in waiting[-1]["waiting"]
         runner = RunnerProcess(tmp_path, [*run_args(manifest, server), "--db", str(db), "--concurrency", "4"])
         raw: list[str] = []
         try:

@@ -43,7 +43,8 @@ class Snapshot:
     status: StatusReport
     timeline: Timeline
     errors: list[AttemptRow]
-    """The latest failed attempts, newest first (their messages redacted when they were recorded)."""
+    """The latest failed attempts within the plotted span, newest first (their messages redacted when
+    they were recorded)."""
     pauses: dict[str, float]
     """Providers paused by a 429 now, with the seconds left."""
     outputs: list[tuple[str, str]] | None = None
@@ -106,7 +107,7 @@ class Watcher:
             runs=runs,
             status=report,
             timeline=await store.timeline(found, span_s=width * BUCKETS, bucket_s=width),
-            errors=await store.attempt_rows(found, failed=True, limit=LATEST_ERRORS),
+            errors=await store.latest_errors(found, within_s=width * BUCKETS, limit=LATEST_ERRORS),
             pauses=await store.active_pauses(found.id),
             outputs=await store.latest_outputs(found) if self._show_content else None,
         )

@@ -43,9 +43,11 @@ HEADERS: Final = {
     "Referrer-Policy": "no-referrer",  # the token is in the URL
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:",
 }
+MAX_SHARED: Final = 64
 WATCHER: Final = web.AppKey("watcher", Watcher)
 OPTIONS: Final = web.AppKey[dict[str, Any]]("options")
 SOCKETS: Final = web.AppKey[set[web.WebSocketResponse]]("sockets")
+SHARED: Final = web.AppKey[dict[str | None, "_Shared"]]("shared")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -67,6 +69,7 @@ def build_app(
     app[WATCHER] = watcher
     app[OPTIONS] = {"run": run, "token": token, "status_fields": status_fields, "interval_s": interval_s}
     app[SOCKETS] = set()
+    app[SHARED] = {}
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _file)
@@ -113,15 +116,35 @@ async def _no_icon(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _document(request: web.Request) -> dict[str, Any]:
+async def _document(request: web.Request) -> str:
+    """The snapshot of the run the request names (else the dashboard's) as JSON text. Pages watching
+    the same run share one snapshot a tick: it is read again only once it is half an interval old."""
     options = request.app[OPTIONS]
     run = request.query.get("run") or options["run"]
-    snapshot = await request.app[WATCHER].snapshot(run)
-    return snapshot_document(snapshot, options["status_fields"])
+    shared = request.app[SHARED]
+    if run not in shared and len(shared) >= MAX_SHARED:  # names from the query: keep the map bounded
+        shared.clear()
+    loop = asyncio.get_running_loop()
+    async with shared.setdefault(run, _Shared()).lock:
+        entry = shared[run]
+        if entry.text is None or loop.time() - entry.taken > options["interval_s"] / 2:
+            snapshot = await request.app[WATCHER].snapshot(run)
+            entry.text = json.dumps(snapshot_document(snapshot, options["status_fields"]))
+            entry.taken = loop.time()
+        return entry.text
+
+
+class _Shared:
+    """The latest snapshot of one run, and the lock its readers take turns on."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.text: str | None = None
+        self.taken = 0.0
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.json_response(await _document(request))
+    return web.Response(text=await _document(request), content_type="application/json")
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -149,7 +172,7 @@ async def _push(request: web.Request, ws: web.WebSocketResponse) -> None:
     while not ws.closed:
         started = loop.time()
         try:
-            await ws.send_str(json.dumps(await _document(request)))
+            await ws.send_str(await _document(request))
         except ConnectionResetError:
             break
         try:

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -205,6 +206,11 @@ class Store(Queue, BatchStoreOps):
     ) -> timeline.Timeline:
         """The run's attempts of the last ``span_s`` seconds in time buckets (the dashboard's plots)."""
         return await timeline.run_timeline(self.db, run, now=utcnow(), span_s=span_s, bucket_s=bucket_s)
+
+    async def latest_errors(self, run: RunInfo, *, within_s: float, limit: int = 8) -> list[AttemptRow]:
+        """The run's failed attempts of the last ``within_s`` seconds, newest first (the dashboard's)."""
+        since = utcnow() - timedelta(seconds=within_s)
+        return await timeline.latest_errors(self.db, run, since=since, limit=limit)
 
     async def latest_outputs(self, run: RunInfo, *, limit: int = 5) -> list[tuple[str, str]]:
         """The run's latest answers, ``(custom_id, text)``, newest first."""

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from batchrunner.store import tables
 from batchrunner.store.store import Store
-from batchrunner.store.timeline import Bucket, latest_outputs, run_timeline, span_query
+from batchrunner.store.timeline import Bucket, latest_errors, latest_outputs, run_timeline, span_query
 
 NOW = datetime(2026, 1, 2, 12, 0, 5, tzinfo=UTC)
 """5 s into a 10 s bucket: the last bucket starts at 12:00:00."""
@@ -54,6 +54,21 @@ async def test_attempts_fall_in_their_buckets_with_their_figures(store: Store) -
     assert sorted(last.latencies_ms) == [100.0, 300.0]  # a failed attempt's latency is not an answer's
     assert (before.succeeded, before.errors) == (1, {"transient": 1})
     assert all(b.succeeded == 0 and not b.errors for b in timeline.buckets[:-2])
+
+
+async def test_the_latest_errors_are_the_spans_newest_first(store: Store) -> None:
+    await queue(store, 1, run="r")
+    await write_attempts(store, "r", [
+        {"finished_at": ago(700), "status_code": 500, "error_class": "transient"},  # before the span
+        {"finished_at": ago(30), "status_code": 429, "error_class": "rate_limited", "error_message": "slow"},
+        {"finished_at": ago(20), "status_code": 200},
+        {"finished_at": ago(10), "status_code": 500, "error_class": "transient", "error_message": "oops"},
+    ])  # fmt: skip
+    errors = await latest_errors(store.db, await store.find_run("r"), since=ago(600), limit=5)
+    assert [(e.number, e.error_class, e.error_message) for e in errors] == [
+        (4, "transient", "oops"),
+        (2, "rate_limited", "slow"),
+    ]
 
 
 def test_percentiles_are_nearest_rank() -> None:

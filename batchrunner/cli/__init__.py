@@ -257,11 +257,13 @@ def _settings(db: str | None, config_path: Path | None, verbose: bool) -> Settin
 
 def _register_commands() -> None:
     from batchrunner.cli.attempts import attempts
+    from batchrunner.cli.dashboard import dashboard
     from batchrunner.cli.estimate import estimate
     from batchrunner.cli.run import run
     from batchrunner.fakeserver.command import fake_server
 
     main.add_command(attempts)
+    main.add_command(dashboard)
     main.add_command(estimate)
     main.add_command(run)
     main.add_command(fake_server)

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +32,17 @@ from batchrunner.models import (
     TimingFigures,
 )
 from batchrunner.policy.estimate import Answered
-from batchrunner.store import attemptlog, batchreports, estimates, insights, reports, runners, tables, timing
+from batchrunner.store import (
+    attemptlog,
+    batchreports,
+    estimates,
+    insights,
+    reports,
+    runners,
+    tables,
+    timeline,
+    timing,
+)
 from batchrunner.store.batches import BatchStoreOps
 from batchrunner.store.database import Database, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
@@ -203,6 +214,21 @@ class Store(Queue, BatchStoreOps):
     async def timing(self, run: RunInfo) -> TimingFigures:
         """Latency and TTFT percentiles (run, last minute) and the last minute's throughput."""
         return await timing.timing(self.db, run)
+
+    async def timeline(
+        self, run: RunInfo, *, span_s: float = 600.0, bucket_s: float = 10.0
+    ) -> timeline.Timeline:
+        """The run's attempts of the last ``span_s`` seconds in time buckets (the dashboard's plots)."""
+        return await timeline.run_timeline(self.db, run, now=utcnow(), span_s=span_s, bucket_s=bucket_s)
+
+    async def latest_errors(self, run: RunInfo, *, within_s: float, limit: int = 8) -> list[AttemptRow]:
+        """The run's failed attempts of the last ``within_s`` seconds, newest first (the dashboard's)."""
+        since = utcnow() - timedelta(seconds=within_s)
+        return await timeline.latest_errors(self.db, run, since=since, limit=limit)
+
+    async def latest_outputs(self, run: RunInfo, *, limit: int = 5) -> list[tuple[str, str]]:
+        """The run's latest answers, ``(custom_id, text)``, newest first."""
+        return await timeline.latest_outputs(self.db, run, limit=limit)
 
     async def has_job(self, run: RunInfo, custom_id: str) -> bool:
         query = select(jobs.c.id).where(jobs.c.run_id == run.id, jobs.c.custom_id == custom_id)

@@ -148,7 +148,7 @@ attempts = Table(
     Column("request_id", String(200)),
     Column("error_body", Text),
     Index("ix_attempts_job", "job_id"),
-    Index("ix_attempts_finished", "finished_at"),
+    Index("ix_attempts_finished", "finished_at"),  # status's last minute, the dashboard's series
 )
 
 results = Table(

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "batchrunner"
 
 LAYERS: dict[str, int] = {
     "cli": 7,
+    "dashboard": 7,
     "api": 6,
     "engine": 5,
     "store": 5,
@@ -35,6 +36,7 @@ ALLOWED = {
         "batchrunner.store.base",
     ),  # the EngineStore Protocol: the one part of the store the engine sees
     ("cli", "batchrunner.fakeserver.command"),  # the CLI registers the fake server's own command
+    ("cli", "batchrunner.dashboard.server"),  # `batchrunner dashboard` and `run --dashboard` start it
 }
 
 HOMES: dict[str, tuple[str, ...]] = {
@@ -42,7 +44,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "sqlalchemy": ("batchrunner.store",),
     "openai": ("batchrunner.providers.openai",),
     "anthropic": ("batchrunner.providers.anthropic",),
-    "aiohttp": ("batchrunner.fakeserver", "batchrunner.providers.http"),
+    "aiohttp": ("batchrunner.fakeserver", "batchrunner.providers.http", "batchrunner.dashboard"),
     "pydantic": ("batchrunner.config",),
     "yaml": ("batchrunner.config",),
     "dotenv": ("batchrunner.config",),
@@ -149,7 +151,16 @@ def test_every_import_points_down_and_each_library_has_one_home() -> None:
         ),
         # a name through the public surface's re-exports, not from its home
         ("batchrunner.engine.runner", "from batchrunner import RunReport", "in no layer"),
+        # the dashboard renders status through what the CLI hands it, never by importing the CLI
+        (
+            "batchrunner.dashboard.server",
+            "from batchrunner.cli.render import status_json",
+            "a sideways import",
+        ),
+        # and nothing below the CLI starts it
+        ("batchrunner.api.running", "from batchrunner.dashboard.server import start_dashboard", "an upward"),
         # what is allowed
+        ("batchrunner.cli.dashboard", "from batchrunner.dashboard.server import start_dashboard", None),
         ("batchrunner.engine.runner", "from batchrunner.store.base import EngineStore", None),
         ("batchrunner.api.running", "from batchrunner.engine.runner import Runner", None),
     ],

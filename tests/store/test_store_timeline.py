@@ -1,0 +1,106 @@
+"""What the dashboard plots (store/timeline.py), on SQLite and PostgreSQL: a run's attempts of the last
+minutes in time buckets, from attempts written with known times, and its latest answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from helpers.store_data import queue
+from sqlalchemy import insert, select
+
+from batchrunner.store import tables
+from batchrunner.store.store import Store
+from batchrunner.store.timeline import Bucket, latest_errors, latest_outputs, run_timeline, span_query
+
+NOW = datetime(2026, 1, 2, 12, 0, 5, tzinfo=UTC)
+"""5 s into a 10 s bucket: the last bucket starts at 12:00:00."""
+
+
+async def write_attempts(store: Store, run: str, rows: list[dict[str, Any]]) -> None:
+    run_id = (await store.find_run(run)).id
+    async with store.db.write() as conn:
+        job_ids = (
+            await conn.execute(select(tables.jobs.c.id).where(tables.jobs.c.run_id == run_id))
+        ).scalars()
+        job_id = next(iter(job_ids))
+        for number, row in enumerate(rows, start=1):
+            values = {"job_id": job_id, "number": number, "started_at": row["finished_at"], **row}
+            await conn.execute(insert(tables.attempts).values(**values))
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+async def test_attempts_fall_in_their_buckets_with_their_figures(store: Store) -> None:
+    await queue(store, 2, run="r")
+    await queue(store, 1, run="other")
+    await write_attempts(store, "r", [
+        {"finished_at": ago(1), "latency_ms": 100.0, "input_tokens": 10, "output_tokens": 5},
+        {"finished_at": ago(2), "latency_ms": 300.0, "input_tokens": 1, "output_tokens": 1},
+        {"finished_at": ago(3), "status_code": 429, "error_class": "rate_limited", "latency_ms": 9.0},
+        {"finished_at": ago(12), "latency_ms": 50.0},  # the bucket before
+        {"finished_at": ago(12), "status_code": 500, "error_class": "transient"},
+        {"finished_at": ago(700), "latency_ms": 1.0},  # older than the span: not read
+    ])  # fmt: skip
+    await write_attempts(store, "other", [{"finished_at": ago(1), "latency_ms": 5.0}])  # another run's
+    timeline = await run_timeline(store.db, await store.find_run("r"), now=NOW, span_s=60, bucket_s=10)
+
+    assert [b.start for b in timeline.buckets] == [ago(55 - 10 * i) for i in range(6)]
+    last, before = timeline.buckets[-1], timeline.buckets[-2]
+    assert (last.succeeded, last.tokens, last.rate_limited, last.errors) == (2, 17, 1, {"rate_limited": 1})
+    assert sorted(last.latencies_ms) == [100.0, 300.0]  # a failed attempt's latency is not an answer's
+    assert (before.succeeded, before.errors) == (1, {"transient": 1})
+    assert all(b.succeeded == 0 and not b.errors for b in timeline.buckets[:-2])
+
+
+async def test_the_latest_errors_are_the_spans_newest_first(store: Store) -> None:
+    await queue(store, 1, run="r")
+    await write_attempts(store, "r", [
+        {"finished_at": ago(700), "status_code": 500, "error_class": "transient"},  # before the span
+        {"finished_at": ago(30), "status_code": 429, "error_class": "rate_limited", "error_message": "slow"},
+        {"finished_at": ago(20), "status_code": 200},
+        {"finished_at": ago(10), "status_code": 500, "error_class": "transient", "error_message": "oops"},
+    ])  # fmt: skip
+    errors = await latest_errors(store.db, await store.find_run("r"), since=ago(600), limit=5)
+    assert [(e.number, e.error_class, e.error_message) for e in errors] == [
+        (4, "transient", "oops"),
+        (2, "rate_limited", "slow"),
+    ]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    bucket = Bucket(start=NOW, latencies_ms=[float(n) for n in range(100, 0, -1)])
+    assert [bucket.percentile(q) for q in (50, 95, 99, 100)] == [50.0, 95.0, 99.0, 100.0]
+    assert Bucket(start=NOW, latencies_ms=[7.0]).percentile(99) == 7.0
+    assert Bucket(start=NOW).percentile(50) is None  # no answer in the bucket: no point drawn
+
+
+async def test_the_latest_answers_newest_first_cut_to_width(store: Store) -> None:
+    await queue(store, 3, run="r")
+    run = await store.find_run("r")
+    async with store.db.write() as conn:
+        ids = (await conn.execute(select(tables.jobs.c.id).order_by(tables.jobs.c.id))).scalars().all()
+        for job_id, output in zip(ids, ["first", "second", "x" * 900], strict=True):
+            await conn.execute(
+                insert(tables.results).values(job_id=job_id, output_text=output, created_at=NOW)
+            )
+    outputs = await latest_outputs(store.db, run, limit=2, width=500)
+    assert outputs == [("job-3", "x" * 500), ("job-2", "second")]
+
+
+async def test_the_span_is_read_through_its_index(tmp_path: Path) -> None:
+    """The series read the span's attempts by ``ix_attempts_finished``, not every job of the run."""
+    store = await Store.open(str(tmp_path / "plan.db"))
+    try:
+        await queue(store, 3, run="r")
+        query = span_query(await store.find_run("r"), NOW).compile(dialect=store.db.reader.dialect)
+        async with store.db.read() as conn:
+            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", ("2026-01-01", 0, 1))).all()
+    finally:
+        await store.close()
+    steps = [str(row[-1]) for row in plan]
+    assert any("ix_attempts_finished" in step for step in steps), steps
+    assert not any("ix_jobs_claim" in step for step in steps), steps

@@ -15,6 +15,7 @@ from batchrunner.export import ExportFormat, ExportOptions, jsonl_record, write_
 from batchrunner.models import AttemptRow, BatchesSummary, RunInfo, RunStats, TimingFigures
 from batchrunner.store.insights import RunInsights
 from batchrunner.store.reports import Only
+from batchrunner.store.store import Store
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,10 +76,14 @@ async def attempts(
 async def status(*, settings: Settings | None = None, run: str | None = None) -> StatusReport:
     """Counts, attempts, tokens, cost, throughput, ETA and errors of a run (the latest by default)."""
     async with open_store(resolved(settings).run.db) as store:
-        found = await store.find_run(run)
-        stats, insights = await store.stats(found), await store.insights(found)
-        batches = await store.batch_summary(found)
-        timing = await store.timing(found)
+        return await status_of(store, await store.find_run(run))
+
+
+async def status_of(store: Store, run: RunInfo) -> StatusReport:
+    """``status`` of ``run`` in an open store (the dashboard keeps one open)."""
+    stats, insights = await store.stats(run), await store.insights(run)
+    batches = await store.batch_summary(run)
+    timing = await store.timing(run)
     now = datetime.now(UTC)
     runners = [
         replace(r, alive=runner_alive(host=r.host, pid=r.pid, heartbeat_at=r.heartbeat_at, now=now))

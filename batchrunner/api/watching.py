@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from batchrunner.api.reading import StatusReport
-from batchrunner.engine.liveness import runner_alive
-from batchrunner.errors import UsageError
+from batchrunner.api.reading import StatusReport, status_of
+from batchrunner.errors import StoreError, UsageError
 from batchrunner.models import AttemptRow, RunInfo
 from batchrunner.store.store import Store
 from batchrunner.store.timeline import Timeline
@@ -87,19 +86,16 @@ class Watcher:
             store = await self._opened()
         except UsageError as exc:  # no database yet
             return Waiting(taken_at=now, reason=str(exc), runs=[])
+        except StoreError as exc:  # a database a runner is creating right now: its schema is not all there
+            await self.close()
+            return Waiting(taken_at=now, reason=f"the database is not ready yet: {exc}", runs=[])
         runs = await store.list_runs()
         try:
             found = await store.find_run(run)
         except UsageError as exc:  # no run yet, or not this one
             return Waiting(taken_at=now, reason=str(exc), runs=runs)
-        stats, insights = await store.stats(found), await store.insights(found)
-        live = [
-            replace(r, alive=runner_alive(host=r.host, pid=r.pid, heartbeat_at=r.heartbeat_at, now=now))
-            for r in insights.runners
-        ]
-        report = StatusReport(
-            stats=stats, insights=replace(insights, runners=live), batches=await store.batch_summary(found)
-        )
+        report = await status_of(store, found)
+        stats = report.stats
         since = (now - stats.first_activity).total_seconds() if stats.first_activity else 0.0
         width = next((w for w in BUCKET_WIDTHS_S if w * BUCKETS >= since), BUCKET_WIDTHS_S[-1])
         return Snapshot(

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Coroutine
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,18 @@ def _env(name: str) -> dict[str, Any]:
     help="Batch mode: run the jobs the batches did not answer (expired, cancelled) in real time.",
 )
 @click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Serve the live dashboard (batchrunner dashboard) on 127.0.0.1 beside the run; its URL is printed.",
+)
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(min=0, max=65535),
+    default=8765,
+    show_default=True,
+    help="The dashboard's port (0: a free one).",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print what the run would cost and take (as batchrunner estimate) and exit: nothing is queued "
@@ -179,6 +192,8 @@ def run(
     no_wait: bool,
     deadline: str | None,
     spill: str,
+    dashboard: bool,
+    dashboard_port: int,
     dry_run: bool,
     no_progress: bool,
     verbose: int,
@@ -220,24 +235,40 @@ def run(
     progress = None
     if not (no_progress or quiet or current_format() == "json"):  # a progress line is not a JSON object
         progress = api.ProgressOptions(stream=sys.stderr, live=sys.stderr.isatty())
-    report = run_verb(
-        api.run(
-            file,
-            settings=settings,
-            run=run_name,
-            skip_invalid=skip_invalid,
-            progress=progress,
-            handle_signals=True,
-            crash_at=os.environ.get(CRASH_VARIABLE),
-            notify=lambda message: say(message, event="notice"),
-            mode=mode,  # type: ignore[arg-type]  # click.Choice
-            batch=batch,
-        ),
-        verbose > 0,
+    running = api.run(
+        file,
+        settings=settings,
+        run=run_name,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        handle_signals=True,
+        crash_at=os.environ.get(CRASH_VARIABLE),
+        notify=lambda message: say(message, event="notice"),
+        mode=mode,  # type: ignore[arg-type]  # click.Choice
+        batch=batch,
     )
+    if dashboard:
+        running = _beside_dashboard(running, settings, run_name, dashboard_port)
+    report = run_verb(running, verbose > 0)
     for line in summary_lines(report, quiet=quiet):
         say(line, event="summary", run=report.stats.run, state=_states(report))
     sys.exit(EXIT_INTERRUPTED if report.interrupted else report.exit_code)
+
+
+async def _beside_dashboard(
+    running: Coroutine[Any, Any, RunReport], settings: Settings, run_name: str | None, port: int
+) -> RunReport:
+    """The run, with the dashboard served in the same loop until it ends (``run=None``: the latest run,
+    which is the one this command submits or resumes)."""
+    from batchrunner.cli.dashboard import status_fields
+    from batchrunner.dashboard.server import start_dashboard
+
+    try:
+        async with start_dashboard(settings, run=run_name, port=port, status_fields=status_fields) as url:
+            say(f"dashboard: {url}", event="dashboard", url=url)
+            return await running
+    finally:
+        running.close()  # never awaited when the dashboard could not start: no "never awaited" warning
 
 
 def _states(report: RunReport) -> dict[str, int]:

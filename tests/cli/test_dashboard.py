@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from helpers.dashboard import DashboardProcess, watch_until
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import fake_lines, prompts, write_lines, write_manifest
-from helpers.running import RunnerProcess, cli, run_args, settings_for, status_of
+from helpers.running import RunnerProcess, cli, run_args, settings_for, status_of, wait_until
 
 from batchrunner.cli.dashboard import status_fields
 from batchrunner.dashboard.server import start_dashboard
@@ -121,3 +122,31 @@ def test_answers_are_shown_only_with_show_content(tmp_path: Path, show: bool) ->
     document = asyncio.run(served())
     assert len(answers) == 3 and all(answer and (answer in document) == show for answer in answers)
     assert ("outputs" in json.loads(document)) == show
+
+
+def test_run_dashboard_serves_the_run_beside_it(
+    fake_server: StartFakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fake_server(latency_ms=150)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    manifest = write_manifest(tmp_path / "beside.jsonl", prompts(30, "beside"))
+    process = RunnerProcess(
+        tmp_path, [str(manifest), "--dashboard", "--dashboard-port", "0", "--concurrency", "4"]
+    )
+    try:
+        wait_until(lambda: "dashboard: http://127.0.0.1:" in process.stderr(), 30, "the dashboard's URL")
+        url = process.stderr().split("dashboard: ", 1)[1].split()[0]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        seen: list[dict[str, Any]] = []
+
+        def snapshot_of_the_run() -> bool:  # the dashboard may start before the run's database is made
+            with opener.open(url.rstrip("/") + "/api/status", timeout=10) as answer:
+                seen.append(json.loads(answer.read()))
+            return "run" in seen[-1]
+
+        wait_until(snapshot_of_the_run, 30, "a snapshot of the run")
+        assert seen[-1]["run"] == "beside" and seen[-1]["total"] == 30
+        assert process.wait(60) == 0, process.stderr()
+    finally:
+        process.stop()
+    assert server.stats()["answers_total"] == 30

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from batchrunner.models import AttemptRow, RunInfo
+from batchrunner.store.attemptlog import attempt_row_select, fetch_attempt_rows
 from batchrunner.store.database import Database
 from batchrunner.store.tables import attempts, jobs, results
 
@@ -99,34 +100,14 @@ async def latest_errors(db: Database, run: RunInfo, *, since: datetime, limit: i
     """The run's latest failed attempts finished since ``since``, newest first: by ``ix_attempts_finished``
     backwards, so the read stays within the span (a run without failures is not read to its start)."""
     query = (
-        select(
-            jobs.c.custom_id,
-            jobs.c.provider,
-            jobs.c.model,
-            attempts.c.number,
-            attempts.c.runner_id,
-            attempts.c.started_at,
-            attempts.c.finished_at,
-            attempts.c.status_code,
-            attempts.c.error_class,
-            attempts.c.error_message,
-            attempts.c.latency_ms,
-            attempts.c.ttft_ms,
-            attempts.c.input_tokens,
-            attempts.c.output_tokens,
-            attempts.c.possibly_billed,
-            attempts.c.request_id,
-        )
-        .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
+        attempt_row_select()
         .where(
             attempts.c.finished_at >= since, jobs.c.run_id + 0 == run.id, attempts.c.error_class.is_not(None)
         )
         .order_by(attempts.c.finished_at.desc(), attempts.c.id.desc())
         .limit(limit)
     )
-    async with db.read() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [AttemptRow(**dict(row)) for row in rows]
+    return await fetch_attempt_rows(db, query)
 
 
 async def latest_outputs(

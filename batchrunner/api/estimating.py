@@ -12,9 +12,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from batchrunner import manifest
 from batchrunner.api.session import open_store, resolved
-from batchrunner.api.submitting import ITEMS_LABEL, JobsSource, manifest_options
+from batchrunner.api.submitting import ITEMS_LABEL, JobsSource, manifest_items, manifest_options
 from batchrunner.config import Settings
 from batchrunner.errors import ManifestError, ManifestIssue, UsageError
 from batchrunner.models import JobSpec
@@ -84,11 +83,7 @@ def tally_jobs(jobs: JobsSource, settings: Settings) -> JobTally:
     """Count a manifest's (or job mappings') jobs; any invalid line is a :class:`ManifestError`."""
     options = manifest_options(settings)
     source = Path(jobs) if isinstance(jobs, str | os.PathLike) else None
-    items: Iterable[JobSpec | list[ManifestIssue]] = (
-        manifest.iter_manifest(source, options)
-        if source is not None
-        else manifest.iter_jobs(jobs, options, label=ITEMS_LABEL)  # type: ignore[arg-type]  # not a path
-    )
+    items = manifest_items(jobs, source, options)
     tally = JobTally()
     shown: list[ManifestIssue] = []
     invalid = 0

@@ -88,7 +88,7 @@ async def submit_into(
         async with store.bulk_insert(
             run_name, source=str(source) if source else None, options=submitted
         ) as inserter:
-            items = _items(jobs, source, options)
+            items = manifest_items(jobs, source, options)
             if tally is not None:
                 items = _tallied(items, tally)
             lines = await _load(items, inserter, rejected, rejects, skip_invalid)
@@ -132,9 +132,10 @@ def _tallied(
         yield item
 
 
-def _items(
+def manifest_items(
     jobs: JobsSource, source: Path | None, options: manifest.ManifestOptions
 ) -> Iterator[JobSpec | list[ManifestIssue]]:
+    """A file's lines (``source``), else job mappings, each read into a job or its issues."""
     if source is not None:
         return manifest.iter_manifest(source, options)
     return manifest.iter_jobs(jobs, options, label=ITEMS_LABEL)  # type: ignore[arg-type]  # not a path

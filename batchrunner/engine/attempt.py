@@ -225,10 +225,32 @@ def _success(
     started: float,
 ) -> Outcome:
     latency_ms = (time.perf_counter() - started) * 1000
-    usage = response.usage
-    attempt = AttemptRecord(
+    attempt, result = answered_records(
         number=job.attempt,
         runner_id=ctx.runner_id,
+        started_at=started_at,
+        response=response,
+        cost=cost,
+        latency_ms=latency_ms,
+    )
+    return Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
+
+
+def answered_records(
+    *,
+    number: int,
+    runner_id: str | None,
+    started_at: datetime,
+    response: ProviderResponse,
+    cost: Decimal | None,
+    latency_ms: float | None,
+    batch_line: str | None = None,
+) -> tuple[AttemptRecord, ResultRecord]:
+    """The attempt row and the result of an answer, in real time or from a provider batch's line."""
+    usage = response.usage
+    attempt = AttemptRecord(
+        number=number,
+        runner_id=runner_id,
         started_at=started_at,
         finished_at=datetime.now(UTC),
         status_code=response.status_code,
@@ -249,8 +271,9 @@ def _success(
         latency_ms=latency_ms,
         ttft_ms=response.ttft_ms,
         stream_events=response.stream_events,
+        batch_line=batch_line,
     )
-    return Outcome(lease=job.lease, attempt=attempt, state=JobState.SUCCEEDED, result=result)
+    return attempt, result
 
 
 def _failure(

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
+from batchrunner.engine.attempt import answered_records
 from batchrunner.errors import PermanentError, RunStoppingError
-from batchrunner.models import AttemptRecord, BatchInfo, JobState, Lease, Outcome, ResultRecord
+from batchrunner.models import AttemptRecord, BatchInfo, JobState, Lease, Outcome
 from batchrunner.policy.pricing import PriceTable
 from batchrunner.providers.batchapi import LineKind, LineOutcome
 
@@ -61,26 +62,14 @@ def line_outcome(
     runner = f"batch:{batch.remote_id or batch.local_id}"
     if line.kind is LineKind.SUCCEEDED and line.response is not None:
         response = line.response
-        usage = response.usage
-        cost = prices.cost(model or response.model, usage, batch=True)
-        record = AttemptRecord(
+        cost = prices.cost(model or response.model, response.usage, batch=True)
+        record, result = answered_records(
             number=attempt,
             runner_id=runner,
             started_at=started,
-            finished_at=now,
-            status_code=response.status_code,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens,
-            request_id=response.request_id,
-        )
-        result = ResultRecord(
-            output_text=response.output_text,
-            response_json=response.response_json,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens,
-            cost_usd=None if cost is None else float(cost),
+            response=response,
+            cost=cost,
+            latency_ms=None,  # a batch's line has no latency of its own
             batch_line=line.raw_line,
         )
         return Outcome(lease=lease, attempt=record, state=JobState.SUCCEEDED, result=result), cost

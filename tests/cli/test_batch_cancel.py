@@ -8,52 +8,23 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers.batches import batch_lines, serve_both
+from helpers.database import query
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import write_lines
 from helpers.running import cli, status_of
 
-from batchrunner.fakeserver.testing import FakeServerHandle
 from batchrunner.store.store import Store
 
 pytestmark = pytest.mark.slow  # provider batches that take seconds
 
 
-def _lines(openai: int, anthropic: int) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = [
-        {"id": f"o{i}", "prompt": f"Classify review {i}.", "model": "gpt-4o-mini", "max_tokens": 20}
-        for i in range(openai)
-    ]
-    lines += [
-        {"custom_id": f"a{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 20,
-         "messages": [{"role": "user", "content": f"Summarise note {i}."}]}}
-        for i in range(anthropic)
-    ]  # fmt: skip
-    return lines
-
-
-def _serve(fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, **config: Any) -> FakeServerHandle:
-    server = fake_server(**config)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
-    return server
-
-
-def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 def _submit_batches(tmp_path: Path, openai: int, anthropic: int) -> Path:
-    manifest = write_lines(tmp_path / "jobs.jsonl", _lines(openai, anthropic))
+    manifest = write_lines(tmp_path / "jobs.jsonl", batch_lines(openai, anthropic))
     submitted = cli("run", str(manifest), "--mode", "batch", "--no-wait", "--no-progress")
     assert submitted.exit_code == 0, submitted.stderr
     return tmp_path / "batchrunner.db"
@@ -62,7 +33,7 @@ def _submit_batches(tmp_path: Path, openai: int, anthropic: int) -> Path:
 def test_cancel_cancels_the_batches_keeps_their_answers_and_cancels_the_rest(
     fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = _serve(fake_server, monkeypatch, batch_seconds=10.0)
+    server = serve_both(fake_server, monkeypatch, batch_seconds=10.0)
     db = _submit_batches(tmp_path, 20, 20)
     time.sleep(3.0)  # some lines of each batch are done, most not
 
@@ -76,12 +47,12 @@ def test_cancel_cancels_the_batches_keeps_their_answers_and_cancels_the_rest(
     assert 0 < answered < 40 and books["requests"] == 0  # nothing sent in real time
     assert f"recorded what they had answered: {answered} succeeded, 0 failed" in cancelled.stderr
     assert f"{40 - answered} job(s) cancelled" in cancelled.stderr
-    states = dict(_query(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    states = dict(query(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
     assert states == {"succeeded": answered, "cancelled": 40 - answered}
-    assert _query(db, "SELECT DISTINCT state FROM batches") == [("done",)]
-    assert _query(db, "SELECT count(*) FROM results") == [(answered,)]
+    assert query(db, "SELECT DISTINCT state FROM batches") == [("done",)]
+    assert query(db, "SELECT count(*) FROM results") == [(answered,)]
     no_longer_held = "SELECT count(*) FROM jobs WHERE state = 'cancelled' AND batch_id IS NOT NULL"
-    assert _query(db, no_longer_held) == [(0,)]
+    assert query(db, no_longer_held) == [(0,)]
 
     exported = cli("export", "--db", str(db), "--format", "csv", "-o", "-")
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
@@ -96,7 +67,7 @@ def test_cancel_cancels_the_batches_keeps_their_answers_and_cancels_the_rest(
 def test_a_batch_still_cancelling_is_left_for_the_next_run(
     fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = _serve(fake_server, monkeypatch, batch_seconds=60.0)  # a cancel takes 3 s to end
+    server = serve_both(fake_server, monkeypatch, batch_seconds=60.0)  # a cancel takes 3 s to end
     db = _submit_batches(tmp_path, 10, 0)
 
     cancelled = cli("cancel", "--db", str(db), "--wait", "0.5")
@@ -108,17 +79,17 @@ def test_a_batch_still_cancelling_is_left_for_the_next_run(
     assert picked_up.exit_code in (0, 3), picked_up.stderr
     books = server.stats(prompts=False)
     assert books["requests"] == 0  # the cancelled run sent nothing in real time
-    states = dict(_query(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    states = dict(query(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
     assert states.get("succeeded", 0) == books["batch_answers"]
     assert states.get("cancelled", 0) == 10 - books["batch_answers"] and "pending" not in states
-    assert _query(db, "SELECT DISTINCT state FROM batches") == [("done",)]
+    assert query(db, "SELECT DISTINCT state FROM batches") == [("done",)]
 
 
 def test_a_batch_formed_but_never_sent_is_dropped_and_never_sent_later(
     fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = _serve(fake_server, monkeypatch, batch_seconds=1.0)
-    manifest = write_lines(tmp_path / "jobs.jsonl", _lines(6, 0))
+    server = serve_both(fake_server, monkeypatch, batch_seconds=1.0)
+    manifest = write_lines(tmp_path / "jobs.jsonl", batch_lines(6, 0))
     assert cli("submit", str(manifest)).exit_code == 0
     db = tmp_path / "batchrunner.db"
     asyncio.run(_form_unsent_batch(str(db)))  # as a run killed after committing the batch's row leaves it
@@ -132,8 +103,8 @@ def test_a_batch_formed_but_never_sent_is_dropped_and_never_sent_later(
     assert again.exit_code in (0, 3), again.stderr
     books = server.stats(prompts=False)
     assert books["batches"] == {} and books["batch_files"] == 0 and books["requests"] == 0
-    assert _query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("cancelled", 6)]
-    assert _query(db, "SELECT state, error FROM batches") == [("done", "cancelled before it was sent")]
+    assert query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("cancelled", 6)]
+    assert query(db, "SELECT state, error FROM batches") == [("done", "cancelled before it was sent")]
 
 
 async def _form_unsent_batch(db: str) -> None:

@@ -8,46 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.batches import batch_lines, serve_both
+from helpers.database import query
 from helpers.fake_server_fixtures import StartFakeServer
 from helpers.manifests import write_lines
 from helpers.running import cli, status_of
 
-from batchrunner.fakeserver.testing import FakeServerHandle
-
 pytestmark = pytest.mark.slow  # provider batches that take a second or two
-
-
-def _lines(openai: int, anthropic: int) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = [
-        {"id": f"o{i}", "prompt": f"Classify review {i}.", "model": "gpt-4o-mini", "max_tokens": 20}
-        for i in range(openai)
-    ]
-    lines += [
-        {"custom_id": f"a{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 20,
-         "messages": [{"role": "user", "content": f"Summarise note {i}."}]}}
-        for i in range(anthropic)
-    ]  # fmt: skip
-    return lines
-
-
-def _serve(fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, **config: Any) -> FakeServerHandle:
-    server = fake_server(**config)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
-    return server
-
-
-def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def _csv(db: Path) -> list[dict[str, str]]:
@@ -65,8 +36,8 @@ def _jsonl(db: Path) -> list[dict[str, Any]]:
 def test_status_shows_live_batches_apart_from_requests_in_flight(
     fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = _serve(fake_server, monkeypatch, batch_seconds=1.0)
-    manifest = write_lines(tmp_path / "jobs.jsonl", _lines(12, 8))
+    server = serve_both(fake_server, monkeypatch, batch_seconds=1.0)
+    manifest = write_lines(tmp_path / "jobs.jsonl", batch_lines(12, 8))
     db = tmp_path / "batchrunner.db"
     submitted = cli("run", str(manifest), "--mode", "batch", "--no-wait", "--no-progress")
     assert submitted.exit_code == 0, submitted.stderr
@@ -74,7 +45,7 @@ def test_status_shows_live_batches_apart_from_requests_in_flight(
 
     held = status_of("--db", str(db))
     assert held["states"]["batched"] == 20 and held["states"]["running"] == 0
-    remote = dict(_query(db, "SELECT local_id, remote_id FROM batches"))
+    remote = dict(query(db, "SELECT local_id, remote_id FROM batches"))
     by_local = {batch["local_id"]: batch for batch in held["batches"]}
     assert {local: batch["remote_id"] for local, batch in by_local.items()} == remote
     assert sorted((b["provider"], b["model"], b["requests"], b["state"]) for b in held["batches"]) == [
@@ -105,8 +76,8 @@ def test_status_shows_live_batches_apart_from_requests_in_flight(
 def test_exports_say_which_mode_served_each_job(
     fake_server: StartFakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = _serve(fake_server, monkeypatch, batch_seconds=0.5, batch_expire_fraction=0.5)
-    manifest = write_lines(tmp_path / "jobs.jsonl", _lines(20, 20))
+    server = serve_both(fake_server, monkeypatch, batch_seconds=0.5, batch_expire_fraction=0.5)
+    manifest = write_lines(tmp_path / "jobs.jsonl", batch_lines(20, 20))
     db = tmp_path / "batchrunner.db"
     ran = cli("run", str(manifest), "--mode", "batch", "--poll-interval", "0.1", "--spill", "realtime",
               "--no-progress")  # fmt: skip
@@ -120,7 +91,7 @@ def test_exports_say_which_mode_served_each_job(
     modes = {row["custom_id"]: row["mode"] for row in rows}
     assert sorted(modes.values()).count("batch") == books["batch_answers"]
     assert sorted(modes.values()).count("realtime") == books["answers_total"]
-    batched = {str(c) for (c,) in _query(db, "SELECT custom_id FROM jobs WHERE batch_id IS NOT NULL")}
+    batched = {str(c) for (c,) in query(db, "SELECT custom_id FROM jobs WHERE batch_id IS NOT NULL")}
     assert {c for c, mode in modes.items() if mode == "batch"} == batched
     records = _jsonl(db)
     assert {r["custom_id"]: r["served_by"] for r in records} == modes

@@ -102,5 +102,7 @@ async def count_latencies(
         if record.ttft_ms is not None:
             counts[run_id, "ttft", bucket_of(record.ttft_ms)] += 1
     if counts:
-        rows = [{"run_id": r, "kind": k, "bucket": b, "count": n} for (r, k, b), n in counts.items()]
+        # in key order: runners of one run update the same rows, and on PostgreSQL two groups that lock them
+        # in different orders deadlock (seen in CI: three runners on one run, "deadlock detected")
+        rows = [{"run_id": r, "kind": k, "bucket": b, "count": n} for (r, k, b), n in sorted(counts.items())]
         await db.upsert_adding(conn, tables.latencies, rows, ("run_id", "kind", "bucket"), "count")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.policy.histogram import bucket_of
-from batchrunner.store import tables
+from batchrunner.store import counters, tables
 from batchrunner.store.database import Database
 
 Migration = Callable[[Connection], None]
@@ -127,6 +127,17 @@ def m0008_latency_histograms(conn: Connection) -> None:
         conn.execute(tables.latencies.insert(), rows)
 
 
+def m0009_run_counters(conn: Connection) -> None:
+    """A run's running totals kept by triggers (store/counters.py), counted from the rows already there;
+    ``ix_jobs_finished`` and ``ix_attempts_interrupted`` for the rest of ``status``."""
+    if "ix_jobs_finished" not in {index["name"] for index in inspect(conn).get_indexes("jobs")}:
+        conn.execute(text("CREATE INDEX ix_jobs_finished ON jobs (run_id, finished_at)"))
+    if "ix_attempts_interrupted" not in {index["name"] for index in inspect(conn).get_indexes("attempts")}:
+        where = "WHERE error_class = 'interrupted'"
+        conn.execute(text(f"CREATE INDEX ix_attempts_interrupted ON attempts (job_id) {where}"))
+    counters.install(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
@@ -136,6 +147,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0006_streamed_answers", m0006_streamed_answers),
     ("0007_provider_batches", m0007_provider_batches),
     ("0008_latency_histograms", m0008_latency_histograms),
+    ("0009_run_counters", m0009_run_counters),
 ]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, null, o
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import ExportRow, JobState, RunInfo, RunStats
-from batchrunner.store import tables
+from batchrunner.store import counters, tables
 from batchrunner.store.database import Database
 
 jobs, results, attempts = tables.jobs, tables.results, tables.attempts
@@ -31,36 +31,22 @@ the row id), then a primary-key lookup. The last, not the highest ``number``: an
 run-stopping error is numbered again by the next one."""
 
 
-def _by_state_query(run: RunInfo) -> Select[Any]:
-    """(state, sent, batched, jobs, attempts) per state of the run's jobs (``sent`` and ``batched``, a
-    ``batch_id`` set, tell the running ones apart)."""
-    batched = jobs.c.batch_id.is_not(None)
-    return (
-        select(jobs.c.state, jobs.c.sent, batched, func.count(), func.coalesce(func.sum(jobs.c.attempts), 0))
-        .where(jobs.c.run_id == run.id)
-        .group_by(jobs.c.state, jobs.c.sent, batched)
-    )
-
-
 CLAIMED = "claimed"
 """Not a job state of its own: a running job whose request has not been sent (queued in a runner)."""
 BATCHED = "batched"
 """Not a job state of its own either: a running job held by a provider batch (store/batches.py)."""
 
 
-def _counts(state_rows: Sequence[Any]) -> dict[str, int]:
-    """Jobs by state from :func:`_by_state_query` rows, every state present (zeros included).
+def _counts(state_rows: Sequence[tuple[str, int, int]]) -> dict[str, int]:
+    """Jobs by state from ``run_counts`` rows (store/counters.py), every state present (zeros included).
 
     ``running`` counts the requests in flight now; ``claimed`` the jobs a runner holds but has not sent;
     ``batched`` the jobs live provider batches hold (sent, but answered in hours, not seconds).
     """
     counts = {state.value: 0 for state in JobState}
     counts[CLAIMED] = counts[BATCHED] = 0
-    for state, sent, batched, count, _ in state_rows:
-        key = str(state)
-        if state == JobState.RUNNING:
-            key = BATCHED if batched else "running" if sent else CLAIMED
-        counts[key] += int(count)
+    for key, count, _ in state_rows:
+        counts[key] = counts.get(key, 0) + count
     return dict(sorted(counts.items(), key=lambda item: _ORDER.index(item[0])))
 
 
@@ -70,73 +56,37 @@ _ORDER = ["pending", CLAIMED, "running", BATCHED, "succeeded", "failed", "cancel
 async def state_counts(db: Database, run: RunInfo) -> dict[str, int]:
     """Jobs by state, every state present (zeros included)."""
     async with db.read() as conn:
-        return _counts((await conn.execute(_by_state_query(run))).all())
+        return _counts(await counters.read_counts(conn, run.id))
 
 
 async def spent_usd(db: Database, run: RunInfo) -> Decimal:
     """The summed cost of the run's priced results."""
-    query = (
-        select(func.coalesce(func.sum(results.c.cost_usd), 0.0))
-        .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
-        .where(jobs.c.run_id == run.id)
-    )
     async with db.read() as conn:
-        return Decimal(str((await conn.execute(query)).scalar_one()))
+        return Decimal(str((await counters.read_totals(conn, run.id)).cost_usd))
 
 
 async def run_stats(db: Database, run: RunInfo) -> RunStats:
-    """Counts by state, attempts, tokens, cost, first/last activity and the most frequent error classes."""
-    usage_q = (
-        select(
-            func.coalesce(func.sum(results.c.input_tokens), 0),
-            func.coalesce(func.sum(results.c.output_tokens), 0),
-            func.coalesce(func.sum(results.c.cached_tokens), 0),
-            func.coalesce(func.sum(results.c.cost_usd), 0.0),
-            func.count(results.c.cost_usd),
-            func.count(),
-        )
-        .select_from(results.join(jobs, jobs.c.id == results.c.job_id))
-        .where(jobs.c.run_id == run.id)
-    )
-    run_attempts = attempts.join(jobs, jobs.c.id == attempts.c.job_id)
-    recorded_q = select(func.count()).select_from(run_attempts).where(jobs.c.run_id == run.id)
-    activity_q = (
-        select(
-            func.min(attempts.c.started_at),
-            func.max(func.coalesce(attempts.c.finished_at, attempts.c.started_at)),
-        )
-        .select_from(run_attempts)
-        .where(jobs.c.run_id == run.id)
-    )
-    errors_q = (
-        select(attempts.c.error_class, func.count().label("n"))
-        .select_from(run_attempts)
-        .where(jobs.c.run_id == run.id, attempts.c.error_class.is_not(None))
-        .group_by(attempts.c.error_class)
-        .order_by(func.count().desc(), attempts.c.error_class)
-        .limit(5)
-    )
+    """Counts by state, attempts, tokens, cost, first/last activity and the most frequent error classes:
+    a few rows of the run's counters (store/counters.py), whatever the run's size."""
     async with db.read() as conn:
-        state_rows = (await conn.execute(_by_state_query(run))).all()
-        usage = (await conn.execute(usage_q)).one()
-        first, last = (await conn.execute(activity_q)).one()
-        recorded = int((await conn.execute(recorded_q)).scalar_one())
-        errors = [(str(cls), int(n)) for cls, n in await conn.execute(errors_q)]
+        state_rows = await counters.read_counts(conn, run.id)
+        totals = await counters.read_totals(conn, run.id)
+        errors = (await counters.read_errors(conn, run.id))[:5]
     by_state = _counts(state_rows)
     return RunStats(
         run=run.name,
         total=sum(by_state.values()),
         by_state=by_state,
-        attempts=recorded + by_state["running"] + by_state[BATCHED],
-        attempts_this_try=sum(int(n) for *_, n in state_rows) - by_state[CLAIMED],
-        input_tokens=int(usage[0]),
-        output_tokens=int(usage[1]),
-        cached_tokens=int(usage[2]),
-        cost_usd=float(usage[3]),
-        priced_results=int(usage[4]),
-        unpriced_results=int(usage[5]) - int(usage[4]),
-        first_activity=first,
-        last_activity=last,
+        attempts=totals.attempts + by_state["running"] + by_state[BATCHED],
+        attempts_this_try=sum(attempts for *_, attempts in state_rows) - by_state[CLAIMED],
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
+        cached_tokens=totals.cached_tokens,
+        cost_usd=totals.cost_usd,
+        priced_results=totals.priced_results,
+        unpriced_results=totals.results - totals.priced_results,
+        first_activity=totals.first_at,
+        last_activity=totals.last_at,
         top_errors=errors,
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -125,6 +126,7 @@ jobs = Table(
     # foreign key: 0001 creates ``jobs`` before ``batches`` exists.
     Index("ix_jobs_claim", "run_id", "state", "id"),
     Index("ix_jobs_batch", "batch_id"),
+    Index("ix_jobs_finished", "run_id", "finished_at"),  # status's jobs finished in the last 30 s
 )
 
 attempts = Table(
@@ -149,6 +151,13 @@ attempts = Table(
     Column("error_body", Text),
     Index("ix_attempts_job", "job_id"),
     Index("ix_attempts_finished", "finished_at"),  # status's last minute, the dashboard's series
+    # status's "re-sent after interruption": the few interrupted attempts, not every attempt of the run
+    Index(
+        "ix_attempts_interrupted",
+        "job_id",
+        sqlite_where=text("error_class = 'interrupted'"),
+        postgresql_where=text("error_class = 'interrupted'"),
+    ),
 )
 
 results = Table(
@@ -221,3 +230,52 @@ provider_pauses = Table(
     Column("paused_until", UTCDateTime(), nullable=False),
 )
 """A Retry-After seen by one runner pauses the provider for every runner of the run."""
+
+# -- a run's running totals (store/counters.py) --------------------------------------------------------
+# Kept by the database's own triggers on ``jobs``, ``attempts`` and ``results``, so every write counts
+# itself, whatever statement made it; ``status`` and the dashboard add up these few rows instead of
+# reading a million. ``shard``: on PostgreSQL the writing connection's backend pid, so that two runners
+# never update the same row (no waits, no deadlocks); a reader sums over shards. Always 0 on SQLite.
+
+run_counts = Table(
+    "run_counts",
+    metadata,
+    Column("run_id", BigId, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("state_key", String(16), primary_key=True),
+    Column("jobs", BigInteger, nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    # jobs and their summed ``jobs.attempts`` by state, ``running`` split three ways as status shows it
+    # (``claimed``: not sent yet; ``running``: in flight; ``batched``: held by a provider batch)
+)
+
+run_totals = Table(
+    "run_totals",
+    metadata,
+    Column("run_id", BigId, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+    Column("possibly_billed", BigInteger, nullable=False, server_default="0"),
+    Column("first_at", UTCDateTime()),
+    Column("last_at", UTCDateTime()),
+    Column("results", BigInteger, nullable=False, server_default="0"),
+    Column("priced_results", BigInteger, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cached_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("batch_results", BigInteger, nullable=False, server_default="0"),
+    Column("batch_cost_usd", Float, nullable=False, server_default="0"),
+    # attempt rows (how many, how many possibly billed, the first start and the last finish) and results
+    # (how many, how many priced, their tokens and cost; those of jobs a provider batch served apart)
+)
+
+run_errors = Table(
+    "run_errors",
+    metadata,
+    Column("run_id", BigId, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("error_class", String(64), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    # attempt rows by error class
+)

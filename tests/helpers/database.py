@@ -46,6 +46,8 @@ class Snapshot:
     result_rows: int
     integrity: str
     runners: list[dict[str, Any]] = field(default_factory=list)
+    counter_mismatches: list[str] = field(default_factory=list)
+    """Where the run counters (store/counters.py) differ from the rows themselves (empty: they agree)."""
 
     def states(self) -> Counter[str]:
         return Counter(job["state"] for job in self.jobs.values())
@@ -68,6 +70,7 @@ def snapshot(db: Path) -> Snapshot:
             results[by_id[row["job_id"]]].append(dict(row))
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         runners = [dict(row) for row in conn.execute("SELECT * FROM runners ORDER BY started_at")]
+        mismatches = counter_mismatches(conn)
     finally:
         conn.close()
     return Snapshot(
@@ -77,4 +80,69 @@ def snapshot(db: Path) -> Snapshot:
         result_rows=len(rows),
         integrity=integrity,
         runners=runners,
+        counter_mismatches=mismatches,
     )
+
+
+_STATE_KEY = (
+    "CASE WHEN j.state = 'running' THEN CASE WHEN j.batch_id IS NOT NULL THEN 'batched' "
+    "WHEN j.sent THEN 'running' ELSE 'claimed' END ELSE j.state END"
+)
+_TRUTH = {
+    "jobs by state": (
+        f"SELECT j.run_id, {_STATE_KEY}, count(*), sum(j.attempts) FROM jobs j GROUP BY 1, 2",
+        "SELECT run_id, state_key, sum(jobs), sum(attempts) FROM run_counts GROUP BY 1, 2 "
+        "HAVING sum(jobs) <> 0 OR sum(attempts) <> 0",
+    ),
+    "attempts": (
+        "SELECT j.run_id, count(*), sum(a.possibly_billed), min(a.started_at), "
+        "max(coalesce(a.finished_at, a.started_at)) FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "GROUP BY 1",
+        "SELECT run_id, sum(attempts), sum(possibly_billed), min(first_at), max(last_at) FROM run_totals "
+        "GROUP BY 1 HAVING sum(attempts) > 0",
+    ),
+    "results": (
+        "SELECT j.run_id, count(*), count(r.cost_usd), sum(r.input_tokens), sum(r.output_tokens), "
+        "sum(r.cached_tokens), round(coalesce(sum(r.cost_usd), 0), 9), sum(j.batch_id IS NOT NULL), "
+        "round(coalesce(sum(CASE WHEN j.batch_id IS NOT NULL THEN r.cost_usd END), 0), 9) "
+        "FROM results r JOIN jobs j ON j.id = r.job_id GROUP BY 1",
+        "SELECT run_id, sum(results), sum(priced_results), sum(input_tokens), sum(output_tokens), "
+        "sum(cached_tokens), round(sum(cost_usd), 9), sum(batch_results), round(sum(batch_cost_usd), 9) "
+        "FROM run_totals GROUP BY 1 HAVING sum(results) > 0",
+    ),
+    "errors": (
+        "SELECT j.run_id, a.error_class, count(*) FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "WHERE a.error_class IS NOT NULL GROUP BY 1, 2",
+        "SELECT run_id, error_class, sum(count) FROM run_errors GROUP BY 1, 2 HAVING sum(count) <> 0",
+    ),
+}
+"""What each counter table says, and what the rows say it should (a test oracle written apart from the
+triggers and from ``counters.recount``)."""
+
+
+def counter_mismatches(conn: sqlite3.Connection) -> list[str]:
+    """The counters that disagree with the rows, each as ``what: counters ... rows ...``."""
+    found = []
+    for what, (truth, counted) in _TRUTH.items():
+        want = sorted(tuple(row) for row in conn.execute(truth))
+        got = sorted(tuple(row) for row in conn.execute(counted))
+        if got != want:
+            found.append(f"{what}: counters {got} rows {want}")
+    return found
+
+
+async def undo_run_counters(conn: Any) -> None:
+    """Make a database as it was before migration 0009 (its counters, triggers and indexes gone)."""
+    from sqlalchemy import text
+
+    sqlite = conn.dialect.name == "sqlite"
+    for trigger, table in (
+        ("tr_jobs_count_insert", "jobs"), ("tr_jobs_count_update", "jobs"),
+        ("tr_attempts_count", "attempts"), ("tr_results_count", "results"),
+    ):  # fmt: skip
+        await conn.execute(text(f"DROP TRIGGER {trigger}" + ("" if sqlite else f" ON {table}")))
+    for name in ("run_counts", "run_totals", "run_errors"):
+        await conn.execute(text(f"DROP TABLE {name}"))
+    await conn.execute(text("DROP INDEX ix_jobs_finished"))
+    await conn.execute(text("DROP INDEX ix_attempts_interrupted"))
+    await conn.execute(text("DELETE FROM schema_migrations WHERE name = '0009_run_counters'"))

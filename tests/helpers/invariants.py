@@ -119,6 +119,8 @@ def check_invariants(
             ), f"{cid}: stored answer differs from the reference"
     # I7 (the database half)
     assert snap.integrity == "ok"
+    # what status reads (the run counters) is what the rows say
+    assert not snap.counter_mismatches, snap.counter_mismatches
     if stats is None:  # the in-process fake provider: no server books
         return
     # I3 + I6: server calls per job vs attempts recorded

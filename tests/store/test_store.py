@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers.database import undo_run_counters
 from helpers.store_data import attempt, live_runners, queue, spec, states, success
 from sqlalchemy import select, text
 
@@ -248,7 +249,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert names == [
         "0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record",
         "0005_attempt_error_body", "0006_streamed_answers", "0007_provider_batches",
-        "0008_latency_histograms",
+        "0008_latency_histograms", "0009_run_counters",
     ]  # fmt: skip
 
 
@@ -438,6 +439,7 @@ async def test_an_older_database_gains_the_batches_table_and_jobs_batch_id(db_ta
     try:
         run_id = await queue(store, 2)
         async with store.db.write() as conn:  # as the database was before 0007
+            await undo_run_counters(conn)
             await conn.execute(text("DROP INDEX ix_jobs_batch"))
             await conn.execute(text("ALTER TABLE jobs DROP COLUMN batch_id"))
             await conn.execute(text("DROP TABLE batches"))

@@ -139,6 +139,9 @@ def _series(timeline: Timeline) -> dict[str, Any]:
         "jobs_per_s": [round(bucket.succeeded / width, 3) for bucket in buckets],
         "tokens_per_s": [round(bucket.tokens / width, 1) for bucket in buckets],
         "latency_ms": {f"p{q}": [_round(bucket.percentile(q)) for bucket in buckets] for q in PERCENTILES},
+        "ttft_ms": {
+            f"p{q}": [_round(bucket.percentile(q, "ttft")) for bucket in buckets] for q in PERCENTILES
+        },
         "rate_limited": [bucket.rate_limited for bucket in buckets],
         "errors": {cls: [bucket.errors.get(cls, 0) for bucket in buckets] for cls in classes},
     }

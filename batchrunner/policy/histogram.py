@@ -3,17 +3,17 @@
 A run's latencies (and times to first token) are counted per bucket as their attempts are written
 (``store/writeback.py``); ``status`` reads p50/p95/p99 over the run from the counts. Buckets grow by
 ``RATIO`` (5%) from ``MIN_MS``: a percentile is reported as the upper bound of its bucket, so it is never
-below the true value and at most 5% above it (below ``MIN_MS`` everything is one bucket). Over the last
-minute ``status`` sorts the attempts themselves: exact.
+below the true value and at most 5% above it (below ``MIN_MS`` everything is one bucket). The same counts
+are kept by the second the attempts finished, for the last minute and the dashboard's plots.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["MIN_MS", "RATIO", "bucket_of", "percentile", "percentile_of", "upper_bound"]
+__all__ = ["MIN_MS", "RATIO", "bucket_of", "percentile", "upper_bound"]
 
 MIN_MS: Final = 0.1
 RATIO: Final = 1.05
@@ -45,11 +45,3 @@ def percentile(counts: Mapping[int, int], q: float) -> float | None:
         if seen >= rank:
             return round(upper_bound(bucket), 1)
     return round(upper_bound(max(counts)), 1)  # pragma: no cover - rank <= total
-
-
-def percentile_of(values: Iterable[float], q: float) -> float | None:
-    """The exact ``q`` quantile (nearest rank) of ``values``; None if there are none."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return round(ordered[max(1, math.ceil(q * len(ordered))) - 1], 1)

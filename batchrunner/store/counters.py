@@ -2,10 +2,11 @@
 on a run of a million jobs as on one of ten (docs/status-counters.md).
 
 Triggers on ``jobs`` (insert, and an update of ``state``, ``sent``, ``batch_id`` or ``attempts``),
-``attempts`` (insert) and ``results`` (insert) add each change to ``run_counts``, ``run_totals`` and
-``run_errors`` (tables.py) in the same transaction as the change. Every queue transition is a set-based
-statement (a claim, a take-back with its CASEs, a batch released), and a trigger sees each row's old and
-new values where the code that wrote the statement does not; no write path can forget to count itself.
+``attempts`` (insert) and ``results`` (insert) add each change to ``run_counts``, ``run_totals``,
+``run_errors`` and ``run_seconds`` (tables.py) in the same transaction as the change. Every queue
+transition is a set-based statement (a claim, a take-back with its CASEs, a batch released), and a
+trigger sees each row's old and new values where the code that wrote the statement does not; no write
+path can forget to count itself.
 
 - SQLite: row triggers; writes are serialised, so one row per (run, key) (``shard`` 0).
 - PostgreSQL: statement triggers over the transition tables (one upsert per key per statement, not per
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, literal, select, text
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, case, cast, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batchrunner.store.tables import attempts, jobs, results, run_counts, run_errors, run_totals
+from batchrunner.store.tables import attempts, jobs, results, run_counts, run_errors, run_seconds, run_totals
 
 __all__ = ["RunTotals", "install", "read_counts", "read_errors", "read_totals", "recount"]
 
@@ -64,6 +65,17 @@ END""",
     INSERT INTO run_errors (run_id, shard, error_class, count)
     SELECT run_id, 0, NEW.error_class, 1 FROM jobs WHERE id = NEW.job_id AND NEW.error_class IS NOT NULL
     ON CONFLICT (run_id, shard, error_class) DO UPDATE SET count = count + 1;
+    INSERT INTO run_seconds (run_id, shard, second, outcome, attempts, tokens, rate_limited)
+    SELECT run_id, 0, CAST(strftime('%s', coalesce(NEW.finished_at, NEW.started_at)) AS INTEGER),
+        coalesce(NEW.error_class, ''), 1,
+        CASE WHEN NEW.error_class IS NULL
+            THEN coalesce(NEW.input_tokens, 0) + coalesce(NEW.output_tokens, 0) ELSE 0 END,
+        NEW.status_code IS 429
+    FROM jobs WHERE id = NEW.job_id
+    ON CONFLICT (run_id, shard, second, outcome) DO UPDATE SET
+        attempts = attempts + 1,
+        tokens = tokens + excluded.tokens,
+        rate_limited = rate_limited + excluded.rate_limited;
 END""",
     """CREATE TRIGGER tr_results_count AFTER INSERT ON results BEGIN
     INSERT INTO run_totals (run_id, shard, results, priced_results, input_tokens, output_tokens,
@@ -124,6 +136,17 @@ BEGIN
     FROM new_rows AS n JOIN jobs AS j ON j.id = n.job_id WHERE n.error_class IS NOT NULL
     GROUP BY j.run_id, n.error_class
     ON CONFLICT (run_id, shard, error_class) DO UPDATE SET count = e.count + excluded.count;
+    INSERT INTO run_seconds AS s (run_id, shard, second, outcome, attempts, tokens, rate_limited)
+    SELECT j.run_id, pg_backend_pid(), floor(extract(epoch FROM coalesce(n.finished_at, n.started_at))),
+        coalesce(n.error_class, ''), count(*),
+        coalesce(sum(coalesce(n.input_tokens, 0) + coalesce(n.output_tokens, 0))
+            FILTER (WHERE n.error_class IS NULL), 0),
+        count(*) FILTER (WHERE n.status_code = 429)
+    FROM new_rows AS n JOIN jobs AS j ON j.id = n.job_id GROUP BY 1, 3, 4
+    ON CONFLICT (run_id, shard, second, outcome) DO UPDATE SET
+        attempts = s.attempts + excluded.attempts,
+        tokens = s.tokens + excluded.tokens,
+        rate_limited = s.rate_limited + excluded.rate_limited;
     RETURN NULL;
 END $$""",
     """CREATE OR REPLACE FUNCTION br_count_results_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -160,7 +183,7 @@ END $$""",
 
 def install(conn: Connection) -> None:
     """Create the counters' tables and triggers, and count what is already there (migration 0009)."""
-    for table in (run_counts, run_totals, run_errors):
+    for table in (run_counts, run_totals, run_errors, run_seconds):
         table.create(conn, checkfirst=True)
     for statement in _SQLITE if conn.dialect.name == "sqlite" else _PG:
         conn.execute(text(statement))
@@ -188,7 +211,7 @@ def recount(conn: Connection, run_id: int | None = None) -> None:
     def only(column: ColumnElement[Any]) -> ColumnElement[bool]:
         return column == run_id if run_id is not None else column.is_not(None)
 
-    for table in (run_counts, run_totals, run_errors):
+    for table in (run_counts, run_totals, run_errors, run_seconds):
         conn.execute(table.delete().where(only(table.c.run_id)))
     key = state_key()
     conn.execute(
@@ -252,6 +275,33 @@ def recount(conn: Connection, run_id: int | None = None) -> None:
             .group_by(jobs.c.run_id, attempts.c.error_class),
         )
     )
+    second = epoch_second(conn, func.coalesce(attempts.c.finished_at, attempts.c.started_at))
+    outcome = func.coalesce(attempts.c.error_class, "")
+    answered_tokens = func.coalesce(attempts.c.input_tokens, 0) + func.coalesce(attempts.c.output_tokens, 0)
+    conn.execute(
+        run_seconds.insert().from_select(
+            ["run_id", "shard", "second", "outcome", "attempts", "tokens", "rate_limited"],
+            select(
+                jobs.c.run_id,
+                literal(0),
+                second,
+                outcome,
+                func.count(),
+                func.coalesce(func.sum(answered_tokens).filter(attempts.c.error_class.is_(None)), 0),
+                func.count().filter(attempts.c.status_code == 429),
+            )
+            .select_from(tried)
+            .where(only(jobs.c.run_id))
+            .group_by(jobs.c.run_id, second, outcome),
+        )
+    )
+
+
+def epoch_second(conn: Connection, moment: ColumnElement[Any]) -> ColumnElement[int]:
+    """The whole Unix second of a timestamp column, as the triggers compute it."""
+    if conn.dialect.name == "sqlite":
+        return cast(func.strftime("%s", moment), Integer)
+    return cast(func.floor(func.extract("epoch", moment)), BigInteger)
 
 
 def _blank_totals(run_id: int) -> dict[str, Any]:

@@ -91,7 +91,9 @@ async def run_insights(db: Database, run: RunInfo) -> RunInsights:
 def _resent(run: RunInfo) -> Select[Any]:
     """Jobs sent again after an interrupted attempt (possibly paid for twice): from the few interrupted
     attempts (``ix_attempts_interrupted``, whose condition the literal below must match word for word:
-    SQLite uses a partial index only for a query that repeats it, not for a bound parameter)."""
+    SQLite uses a partial index only for a query that repeats it, not for a bound parameter; the index
+    leads with ``error_class`` so that this is a search of it, which SQLite prefers to a walk of
+    ``ix_attempts_failed``, every failed attempt)."""
     interrupted = attempts.c.error_class == literal_column(f"'{INTERRUPTED}'")
     return (
         select(func.count(func.distinct(attempts.c.job_id)))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batchrunner.policy.histogram import bucket_of
 from batchrunner.store import counters, tables
 from batchrunner.store.database import Database
+from batchrunner.store.writeback import SLOT_WIDTHS, slot_rows
 
 Migration = Callable[[Connection], None]
 
@@ -128,14 +129,41 @@ def m0008_latency_histograms(conn: Connection) -> None:
 
 
 def m0009_run_counters(conn: Connection) -> None:
-    """A run's running totals kept by triggers (store/counters.py), counted from the rows already there;
-    ``ix_jobs_finished`` and ``ix_attempts_interrupted`` for the rest of ``status``."""
+    """A run's running totals kept by triggers (store/counters.py) and its latencies by time slot,
+    counted from the rows already there; ``ix_jobs_finished``, ``ix_attempts_interrupted`` and
+    ``ix_attempts_failed`` for the rest of ``status`` and the dashboard."""
     if "ix_jobs_finished" not in {index["name"] for index in inspect(conn).get_indexes("jobs")}:
-        conn.execute(text("CREATE INDEX ix_jobs_finished ON jobs (run_id, finished_at)"))
+        conn.execute(text("CREATE INDEX ix_jobs_finished ON jobs (run_id, finished_at, state)"))
     if "ix_attempts_interrupted" not in {index["name"] for index in inspect(conn).get_indexes("attempts")}:
         where = "WHERE error_class = 'interrupted'"
-        conn.execute(text(f"CREATE INDEX ix_attempts_interrupted ON attempts (job_id) {where}"))
+        conn.execute(text(f"CREATE INDEX ix_attempts_interrupted ON attempts (error_class, job_id) {where}"))
+    if "ix_attempts_failed" not in {index["name"] for index in inspect(conn).get_indexes("attempts")}:
+        where = "WHERE error_class IS NOT NULL"
+        conn.execute(text(f"CREATE INDEX ix_attempts_failed ON attempts (finished_at) {where}"))
     counters.install(conn)
+    tables.latency_slots.create(conn, checkfirst=True)
+    by_slot: Counter[tuple[int, int, int, str, int]] = Counter()
+    attempts, jobs = tables.attempts, tables.jobs
+    query = (
+        select(
+            jobs.c.run_id,
+            attempts.c.started_at,
+            attempts.c.finished_at,
+            attempts.c.latency_ms,
+            attempts.c.ttft_ms,
+        )
+        .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
+        .where(attempts.c.latency_ms.is_not(None))
+    )
+    for run_id, started, finished, latency, ttft in conn.execute(query):
+        second = int((finished or started).timestamp())
+        for width in SLOT_WIDTHS:
+            start = second - second % width
+            by_slot[run_id, width, start, "latency", bucket_of(latency)] += 1
+            if ttft is not None:
+                by_slot[run_id, width, start, "ttft", bucket_of(ttft)] += 1
+    if by_slot:
+        conn.execute(tables.latency_slots.insert(), slot_rows(by_slot))
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

@@ -116,7 +116,12 @@ class Store(Queue, BatchStoreOps):
             return None
 
     async def list_runs(self) -> list[RunInfo]:
-        counts = select(jobs.c.run_id, func.count().label("n")).group_by(jobs.c.run_id).subquery()
+        counted = tables.run_counts  # the runs' jobs as their counters hold them (store/counters.py)
+        counts = (
+            select(counted.c.run_id, func.sum(counted.c.jobs).label("n"))
+            .group_by(counted.c.run_id)
+            .subquery()
+        )
         query = (
             select(tables.runs, func.coalesce(counts.c.n, 0).label("jobs"))
             .outerjoin(counts, counts.c.run_id == tables.runs.c.id)

@@ -126,7 +126,8 @@ jobs = Table(
     # foreign key: 0001 creates ``jobs`` before ``batches`` exists.
     Index("ix_jobs_claim", "run_id", "state", "id"),
     Index("ix_jobs_batch", "batch_id"),
-    Index("ix_jobs_finished", "run_id", "finished_at"),  # status's jobs finished in the last 30 s
+    # status's jobs finished in the last 30 s, counted from the index alone
+    Index("ix_jobs_finished", "run_id", "finished_at", "state"),
 )
 
 attempts = Table(
@@ -154,9 +155,17 @@ attempts = Table(
     # status's "re-sent after interruption": the few interrupted attempts, not every attempt of the run
     Index(
         "ix_attempts_interrupted",
+        "error_class",
         "job_id",
         sqlite_where=text("error_class = 'interrupted'"),
         postgresql_where=text("error_class = 'interrupted'"),
+    ),
+    # the dashboard's latest errors: the failed attempts only, newest first
+    Index(
+        "ix_attempts_failed",
+        "finished_at",
+        sqlite_where=text("error_class IS NOT NULL"),
+        postgresql_where=text("error_class IS NOT NULL"),
     ),
 )
 
@@ -278,4 +287,37 @@ run_errors = Table(
     Column("error_class", String(64), primary_key=True),
     Column("count", BigInteger, nullable=False),
     # attempt rows by error class
+)
+
+run_seconds = Table(
+    "run_seconds",
+    metadata,
+    Column("run_id", BigId, primary_key=True),
+    Column("second", BigInteger, primary_key=True),
+    Column("outcome", String(64), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("attempts", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("rate_limited", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+    # attempt rows by the second they finished (Unix time) and their outcome: the error class, or '' for
+    # an answer; ``tokens``: input and output of the answers; ``rate_limited``: those with status 429.
+    # Kept by the same triggers (store/counters.py), read by a range of seconds: the last minute's
+    # figures and the dashboard's plots. Keyed second first, and clustered on the key on SQLite (no
+    # rowid), so that a range is one walk of the B-tree however long the run has been going
+)
+
+latency_slots = Table(
+    "latency_slots",
+    metadata,
+    Column("run_id", BigId, primary_key=True),
+    Column("width", Integer, primary_key=True),
+    Column("start", BigInteger, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+    # ``latencies`` by when the attempts finished, in slots of ``width`` seconds (1 and 5: SLOT_WIDTHS in
+    # store/writeback.py) starting at ``start`` (Unix time, a multiple of the width), counted at write-back.
+    # A plot of 10 minutes in 10 s buckets reads 120 slots of 5 s, not 600 of 1 s
 )

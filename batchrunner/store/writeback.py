@@ -89,20 +89,40 @@ def vars_of(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
+SLOT_WIDTHS = (1, 5)
+"""The widths in seconds of the slots ``latency_slots`` counts latencies in: 1 s for the last minute and
+short plots, 5 s for plots of 5 s buckets and wider."""
+
+
 async def count_latencies(
     db: Database, conn: AsyncConnection, accepted: list[Outcome], runs: dict[int, int]
 ) -> None:
-    """Add the group's latencies and times to first token to their runs' histograms (policy/histogram.py):
-    one upsert of a few rows, whatever the group's size."""
+    """Add the group's latencies and times to first token to their runs' histograms (policy/histogram.py),
+    over the run (``latencies``) and by when they finished (``latency_slots``): one upsert of a few rows
+    each, whatever the group's size."""
     counts: Counter[tuple[int, str, int]] = Counter()
+    by_slot: Counter[tuple[int, int, int, str, int]] = Counter()
     for outcome in accepted:
         record, run_id = outcome.attempt, runs[outcome.lease.job_id]
-        if record.latency_ms is not None:
-            counts[run_id, "latency", bucket_of(record.latency_ms)] += 1
-        if record.ttft_ms is not None:
-            counts[run_id, "ttft", bucket_of(record.ttft_ms)] += 1
+        second = int((record.finished_at or record.started_at).timestamp())
+        for kind, ms in (("latency", record.latency_ms), ("ttft", record.ttft_ms)):
+            if ms is not None:
+                bucket = bucket_of(ms)
+                counts[run_id, kind, bucket] += 1
+                for width in SLOT_WIDTHS:
+                    by_slot[run_id, width, second - second % width, kind, bucket] += 1
+    # in key order: runners of one run update the same rows, and on PostgreSQL two groups that lock them
+    # in different orders deadlock (seen in CI: three runners on one run, "deadlock detected")
     if counts:
-        # in key order: runners of one run update the same rows, and on PostgreSQL two groups that lock them
-        # in different orders deadlock (seen in CI: three runners on one run, "deadlock detected")
         rows = [{"run_id": r, "kind": k, "bucket": b, "count": n} for (r, k, b), n in sorted(counts.items())]
         await db.upsert_adding(conn, tables.latencies, rows, ("run_id", "kind", "bucket"), "count")
+    if by_slot:
+        await db.upsert_adding(conn, tables.latency_slots, slot_rows(by_slot), SLOT_KEY, "count")
+
+
+SLOT_KEY = ("run_id", "width", "start", "kind", "bucket")
+
+
+def slot_rows(by_slot: Counter[tuple[int, int, int, str, int]]) -> list[dict[str, Any]]:
+    """``latency_slots`` rows from counts by key, in key order."""
+    return [dict(zip((*SLOT_KEY, "count"), (*key, n), strict=True)) for key, n in sorted(by_slot.items())]

@@ -6,19 +6,30 @@ the page reconnects by itself. The screenshot is kept as a CI artifact (``.ci/ar
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from helpers.browser import Browser, chromium_or_skip
 from helpers.dashboard import DashboardProcess
 from helpers.fake_server_fixtures import StartFakeServer
-from helpers.manifests import prompts, write_manifest
+from helpers.manifests import MODEL, prompts
 from helpers.running import RunnerProcess, run_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(60)]
 
 JOBS = 60
 ARTIFACT = Path(__file__).resolve().parents[2] / ".ci" / "artifacts" / "dashboard.png"
+
+
+def streamed_half(path: Path, jobs: dict[str, str]) -> Path:
+    """Request lines for the jobs, every other one streamed (so the TTFT plot has points)."""
+    with path.open("w", encoding="utf-8") as out:
+        for i, (custom_id, prompt) in enumerate(jobs.items()):
+            body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": i % 2 == 0}
+            line = {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            out.write(json.dumps(line) + "\n")
+    return path
 
 
 def text(element: str) -> str:
@@ -31,7 +42,7 @@ async def test_the_page_follows_a_run_to_its_end_and_reconnects(
     chromium = chromium_or_skip()
     server = fake_server(latency_ms=300, jitter_ms=200, seed=7, retry_after_s=0)
     db = tmp_path / "browser.db"
-    manifest = write_manifest(tmp_path / "browser.jsonl", prompts(JOBS, "b", faults={5: "429", 9: "429"}))
+    manifest = streamed_half(tmp_path / "browser.jsonl", prompts(JOBS, "b", faults={5: "429", 9: "429"}))
     runner = RunnerProcess(tmp_path, [*run_args(manifest, server), "--db", str(db), "--concurrency", "6"])
     try:
         with DashboardProcess(tmp_path, ["--db", str(db)]) as dashboard:
@@ -51,7 +62,7 @@ async def test_the_page_follows_a_run_to_its_end_and_reconnects(
                 )
                 assert await page.evaluate(text("finished")) == "60 / 60"
                 assert await page.evaluate(text("succeeded")) == "60"
-                for plot in ("plot-jobs", "plot-tokens", "plot-latency", "plot-errors"):
+                for plot in ("plot-jobs", "plot-tokens", "plot-latency", "plot-ttft", "plot-errors"):
                     points = await page.evaluate(f"+document.getElementById({plot!r}).dataset.points")
                     assert points > 0, plot
                 assert await page.evaluate("+document.getElementById('plot-jobs').dataset.nonzero") > 0

@@ -115,6 +115,15 @@ _TRUTH = {
         "WHERE a.error_class IS NOT NULL GROUP BY 1, 2",
         "SELECT run_id, error_class, sum(count) FROM run_errors GROUP BY 1, 2 HAVING sum(count) <> 0",
     ),
+    "attempts by second": (
+        "SELECT j.run_id, CAST(strftime('%s', coalesce(a.finished_at, a.started_at)) AS INTEGER), "
+        "coalesce(a.error_class, ''), count(*), "
+        "sum(CASE WHEN a.error_class IS NULL "
+        "THEN coalesce(a.input_tokens, 0) + coalesce(a.output_tokens, 0) ELSE 0 END), "
+        "sum(a.status_code IS 429) FROM attempts a JOIN jobs j ON j.id = a.job_id GROUP BY 1, 2, 3",
+        "SELECT run_id, second, outcome, sum(attempts), sum(tokens), sum(rate_limited) FROM run_seconds "
+        "GROUP BY 1, 2, 3 HAVING sum(attempts) <> 0",
+    ),
 }
 """What each counter table says, and what the rows say it should (a test oracle written apart from the
 triggers and from ``counters.recount``)."""
@@ -141,8 +150,9 @@ async def undo_run_counters(conn: Any) -> None:
         ("tr_attempts_count", "attempts"), ("tr_results_count", "results"),
     ):  # fmt: skip
         await conn.execute(text(f"DROP TRIGGER {trigger}" + ("" if sqlite else f" ON {table}")))
-    for name in ("run_counts", "run_totals", "run_errors"):
+    for name in ("run_counts", "run_totals", "run_errors", "run_seconds", "latency_slots"):
         await conn.execute(text(f"DROP TABLE {name}"))
     await conn.execute(text("DROP INDEX ix_jobs_finished"))
     await conn.execute(text("DROP INDEX ix_attempts_interrupted"))
+    await conn.execute(text("DROP INDEX ix_attempts_failed"))
     await conn.execute(text("DELETE FROM schema_migrations WHERE name = '0009_run_counters'"))

@@ -106,6 +106,7 @@ function draw(doc) {
   plot($("plot-jobs"), s, [["jobs/s", s.jobs_per_s]]);
   plot($("plot-tokens"), s, [["tokens/s", s.tokens_per_s]]);
   plot($("plot-latency"), s, Object.entries(s.latency_ms));
+  plot($("plot-ttft"), s, Object.entries(s.ttft_ms || {}));
   plot($("plot-errors"), s, [["429", s.rate_limited], ...Object.entries(s.errors)]);
 
   rows($("runners").tBodies[0], doc.runners, (r) => [
@@ -123,9 +124,12 @@ function draw(doc) {
   if (doc.outputs) items($("outputs"), doc.outputs, (o) => o.custom_id + ": " + o.output, "none");
 }
 
+// A runner's limits as words: "concurrency 16, openai rpm 500 tpm 200k" (nested objects flattened).
 function limits(value) {
   if (!value) return "";
-  return Object.entries(value).map(([k, v]) => k + " " + (typeof v === "object" ? JSON.stringify(v) : v)).join(", ");
+  const said = (v) => v === null ? "none" : typeof v === "number" ? (Number.isInteger(v) && v < 1000 ? String(v) : short(v)) : typeof v === "object"
+    ? Object.entries(v).map(([k, w]) => k + " " + said(w)).join(" ") : String(v);
+  return Object.entries(value).map(([k, v]) => k + " " + said(v)).join(", ");
 }
 
 // A line plot of parallel series over the buckets' times: axes, a max label, one polyline a series.

@@ -331,8 +331,9 @@ class Percentiles:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TimingFigures:
-    """``status``'s timing: percentiles over the run (within 5%, never below: policy/histogram.py) and
-    over the last minute (exact), and the last minute's throughput. ``None``: nothing timed."""
+    """``status``'s timing: percentiles over the run and over the last minute (both from histograms, so
+    within 5% and never below: policy/histogram.py), and the last minute's throughput. ``None``: nothing
+    timed."""
 
     latency_run: Percentiles | None = None
     latency_last_minute: Percentiles | None = None

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, case, cast, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from batchrunner.store.database import int_sum
 from batchrunner.store.tables import attempts, jobs, results, run_counts, run_errors, run_seconds, run_totals
 
 __all__ = ["RunTotals", "install", "read_counts", "read_errors", "read_totals", "recount"]
@@ -333,7 +334,7 @@ class RunTotals:
 async def read_counts(conn: AsyncConnection, run_id: int) -> Sequence[tuple[str, int, int]]:
     """``(state key, jobs, summed attempts)`` of the run, over shards."""
     query = (
-        select(run_counts.c.state_key, func.sum(run_counts.c.jobs), func.sum(run_counts.c.attempts))
+        select(run_counts.c.state_key, int_sum(run_counts.c.jobs), int_sum(run_counts.c.attempts))
         .where(run_counts.c.run_id == run_id)
         .group_by(run_counts.c.state_key)
     )
@@ -343,17 +344,17 @@ async def read_counts(conn: AsyncConnection, run_id: int) -> Sequence[tuple[str,
 async def read_totals(conn: AsyncConnection, run_id: int) -> RunTotals:
     c = run_totals.c
     query = select(
-        func.coalesce(func.sum(c.attempts), 0),
-        func.coalesce(func.sum(c.possibly_billed), 0),
+        int_sum(c.attempts),
+        int_sum(c.possibly_billed),
         func.min(c.first_at),
         func.max(c.last_at),
-        func.coalesce(func.sum(c.results), 0),
-        func.coalesce(func.sum(c.priced_results), 0),
-        func.coalesce(func.sum(c.input_tokens), 0),
-        func.coalesce(func.sum(c.output_tokens), 0),
-        func.coalesce(func.sum(c.cached_tokens), 0),
+        int_sum(c.results),
+        int_sum(c.priced_results),
+        int_sum(c.input_tokens),
+        int_sum(c.output_tokens),
+        int_sum(c.cached_tokens),
         func.coalesce(func.sum(c.cost_usd), 0.0),
-        func.coalesce(func.sum(c.batch_results), 0),
+        int_sum(c.batch_results),
         func.coalesce(func.sum(c.batch_cost_usd), 0.0),
     ).where(c.run_id == run_id)
     row = (await conn.execute(query)).one()
@@ -375,7 +376,7 @@ async def read_totals(conn: AsyncConnection, run_id: int) -> RunTotals:
 
 async def read_errors(conn: AsyncConnection, run_id: int) -> list[tuple[str, int]]:
     """The run's attempts by error class, most frequent first."""
-    total = func.sum(run_errors.c.count)
+    total = int_sum(run_errors.c.count)
     query = (
         select(run_errors.c.error_class, total)
         .where(run_errors.c.run_id == run_id)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, event, func, literal
+from sqlalchemy import BigInteger, ColumnElement, Select, cast, event, func, literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -37,6 +37,17 @@ SQLITE_PRAGMAS: dict[str, str] = {
 }
 """Set on every SQLite connection, and asserted by a test. ``synchronous=FULL``: a committed checkpoint
 survives a power loss; the run engine groups checkpoints into one commit so the fsync is paid per group."""
+
+
+def int_sum(column: ColumnElement[Any], where: ColumnElement[bool] | None = None) -> ColumnElement[int]:
+    """``sum(column)`` of integers (over the rows ``where`` holds, when given), 0 over no rows, read back
+    as an ``int`` on both backends.
+
+    PostgreSQL sums a ``bigint`` into a ``numeric``, which asyncpg hands over as a ``Decimal`` (that
+    ``json`` refuses and arithmetic with floats rejects); the cast keeps it an integer.
+    """
+    total = func.sum(column) if where is None else func.sum(column).filter(where)
+    return cast(func.coalesce(total, 0), BigInteger)
 
 
 def utcnow() -> datetime:

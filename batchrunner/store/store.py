@@ -44,7 +44,7 @@ from batchrunner.store import (
     timing,
 )
 from batchrunner.store.batches import BatchStoreOps
-from batchrunner.store.database import Database, resolve_url, store_error, utcnow
+from batchrunner.store.database import Database, int_sum, resolve_url, store_error, utcnow
 from batchrunner.store.migrations import migrate
 from batchrunner.store.queue import Queue
 from batchrunner.store.submit import JobInserter
@@ -118,9 +118,7 @@ class Store(Queue, BatchStoreOps):
     async def list_runs(self) -> list[RunInfo]:
         counted = tables.run_counts  # the runs' jobs as their counters hold them (store/counters.py)
         counts = (
-            select(counted.c.run_id, func.sum(counted.c.jobs).label("n"))
-            .group_by(counted.c.run_id)
-            .subquery()
+            select(counted.c.run_id, int_sum(counted.c.jobs).label("n")).group_by(counted.c.run_id).subquery()
         )
         query = (
             select(tables.runs, func.coalesce(counts.c.n, 0).label("jobs"))

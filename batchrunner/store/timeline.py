@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, cast, func, select
+from sqlalchemy import Integer, Select, cast, select
 
 from batchrunner.models import AttemptRow, RunInfo
 from batchrunner.policy.histogram import percentile
 from batchrunner.store.attemptlog import attempt_row_select, fetch_attempt_rows
-from batchrunner.store.database import Database
+from batchrunner.store.database import Database, int_sum
 from batchrunner.store.tables import attempts, jobs, latency_slots, results, run_seconds
 from batchrunner.store.writeback import SLOT_WIDTHS
 
@@ -68,9 +68,9 @@ async def run_timeline(
         select(
             slot,
             run_seconds.c.outcome,
-            func.sum(run_seconds.c.attempts),
-            func.sum(run_seconds.c.tokens),
-            func.sum(run_seconds.c.rate_limited),
+            int_sum(run_seconds.c.attempts),
+            int_sum(run_seconds.c.tokens),
+            int_sum(run_seconds.c.rate_limited),
         )
         .where(run_seconds.c.run_id == run.id, run_seconds.c.second >= first)
         .group_by(slot, run_seconds.c.outcome)
@@ -78,7 +78,7 @@ async def run_timeline(
     slot_width = max(w for w in SLOT_WIDTHS if width % w == 0)
     latency_slot = cast((latency_slots.c.start - first) / width, Integer)
     timed = (
-        select(latency_slot, latency_slots.c.kind, latency_slots.c.bucket, func.sum(latency_slots.c.count))
+        select(latency_slot, latency_slots.c.kind, latency_slots.c.bucket, int_sum(latency_slots.c.count))
         .where(
             latency_slots.c.run_id == run.id,
             latency_slots.c.width == slot_width,

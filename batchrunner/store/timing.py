@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from batchrunner.models import Percentiles, RunInfo, TimingFigures
 from batchrunner.policy.histogram import percentile
-from batchrunner.store.database import Database, utcnow
+from batchrunner.store.database import Database, int_sum, utcnow
 from batchrunner.store.tables import latencies, latency_slots, run_seconds
 
 __all__ = ["LAST_MINUTE_S", "timing"]
@@ -30,13 +30,13 @@ async def timing(db: Database, run: RunInfo) -> TimingFigures:
         latencies.c.run_id == run.id
     )
     recent_histogram = (
-        select(latency_slots.c.kind, latency_slots.c.bucket, func.sum(latency_slots.c.count))
+        select(latency_slots.c.kind, latency_slots.c.bucket, int_sum(latency_slots.c.count))
         .where(latency_slots.c.run_id == run.id, latency_slots.c.width == 1, latency_slots.c.start >= since)
         .group_by(latency_slots.c.kind, latency_slots.c.bucket)
     )
     recent = select(
-        func.coalesce(func.sum(run_seconds.c.attempts), 0),
-        func.coalesce(func.sum(run_seconds.c.attempts).filter(run_seconds.c.outcome == ""), 0),
+        int_sum(run_seconds.c.attempts),
+        int_sum(run_seconds.c.attempts, where=run_seconds.c.outcome == ""),
     ).where(run_seconds.c.run_id == run.id, run_seconds.c.second >= since)
     async with db.read() as conn:
         over_run = _by_kind((await conn.execute(histogram)).all())

@@ -1,7 +1,8 @@
-"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``) loads the page while a run
-drains against the fake server, and the test reads the rendered DOM: the progress figure reaches the
-total, the plots have drawn points, the runner and the errors are listed; then the dashboard restarts and
-the page reconnects by itself. The screenshot is kept as a CI artifact (``.ci/artifacts/dashboard.png``)."""
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``) loads the page, then a run
+drains against the fake server (into a database that did not exist when the page opened), and the test
+reads the rendered DOM: the progress figure reaches the total, the plots have drawn points, the runner and
+the errors are listed; then the dashboard restarts and the page reconnects by itself. The screenshot is
+kept as a CI artifact (``.ci/artifacts/dashboard.png``)."""
 
 from __future__ import annotations
 
@@ -43,12 +44,16 @@ async def test_the_page_follows_a_run_to_its_end_and_reconnects(
     server = fake_server(latency_ms=300, jitter_ms=200, seed=7, retry_after_s=0)
     db = tmp_path / "browser.db"
     manifest = streamed_half(tmp_path / "browser.jsonl", prompts(JOBS, "b", faults={5: "429", 9: "429"}))
-    runner = RunnerProcess(tmp_path, [*run_args(manifest, server), "--db", str(db), "--concurrency", "6"])
+    runner: RunnerProcess | None = None
     try:
         with DashboardProcess(tmp_path, ["--db", str(db)]) as dashboard:
             async with Browser(chromium) as page:
                 await page.goto(dashboard.url)
                 await page.wait_for(f"{text('link')} === 'live'", 15, "a live socket")
+                # the run starts once the page is up (so a loaded machine cannot finish it unseen), into
+                # a database that does not exist yet: the page picks the run up by itself
+                args = [*run_args(manifest, server), "--db", str(db), "--concurrency", "6"]
+                runner = RunnerProcess(tmp_path, args)
                 # mid-run: the figure is below the total and the run has a live runner
                 partway = await page.wait_for(
                     "(() => { const f = document.getElementById('finished').dataset;"
@@ -80,5 +85,6 @@ async def test_the_page_follows_a_run_to_its_end_and_reconnects(
                     assert await page.evaluate(text("finished")) == "60 / 60"
         assert await asyncio.to_thread(runner.wait) == 0, runner.stderr()
     finally:
-        runner.stop()
+        if runner is not None:
+            runner.stop()
     assert ARTIFACT.stat().st_size > 10_000

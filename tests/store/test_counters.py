@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from helpers.database import undo_run_counters
@@ -195,3 +196,33 @@ async def test_a_result_row_is_counted_once_with_its_tokens(store: Store) -> Non
     await store.record_outcomes([replace(success(job.lease), result=big)])
     got = await assert_counted(store, await store.find_run("r"))
     assert got["tokens"] == (10**9, 2 * 10**9, 0)
+
+
+def decimals_in(value: Any, where: str = "") -> list[str]:
+    """Where in ``value`` (dataclasses, dicts, lists) a ``Decimal`` sits."""
+    if isinstance(value, Decimal):
+        return [where]
+    if is_dataclass(value) and not isinstance(value, type):
+        return [p for f in fields(value) for p in decimals_in(getattr(value, f.name), f"{where}.{f.name}")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in decimals_in(v, f"{where}[{k!r}]")]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in decimals_in(v, f"{where}[{i}]")]
+    return []
+
+
+async def test_counted_figures_read_back_as_plain_numbers(store: Store) -> None:
+    # PostgreSQL sums bigints into numerics: a Decimal in a figure breaks the dashboard's JSON
+    run_id = await queue(store, 3)
+    run = await store.find_run("r")
+    claimed = await store.claim(run_id, "me", 3, lease_seconds=60)
+    timed = replace(attempt(1), latency_ms=120.0, ttft_ms=40.0)
+    await store.record_outcomes([replace(success(job.lease), attempt=timed) for job in claimed[:2]])
+    await store.record_outcomes([replace(success(claimed[2].lease), attempt=attempt(1, "server_error"))])
+    runs, stats, timing = await store.list_runs(), await store.stats(run), await store.timing(run)
+    timeline = await store.timeline(run, span_s=60, bucket_s=5)
+    read = [runs, stats, timing, timeline, await store.insights(run), await store.batch_summary(run)]
+    assert decimals_in(read) == []
+    assert runs[0].jobs == 3 and stats.attempts == 3
+    assert timing.answered_last_minute == 2 and timing.latency_run is not None
+    assert sum(bucket.succeeded for bucket in timeline.buckets) == 2

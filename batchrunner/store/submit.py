@@ -19,6 +19,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchrunner.models import JobSpec, RunInfo
+from batchrunner.store.counters import SQLITE_COUNT_INSERTED
 from batchrunner.store.database import Database
 from batchrunner.store.tables import jobs
 
@@ -86,7 +87,8 @@ class JobInserter:
             await self._compare_existing(rows, added)
 
     async def _insert_sqlite(self, rows: list[Row]) -> int:
-        """``executemany`` on the driver connection of this transaction; SQLite counts the inserts."""
+        """``executemany`` on the driver connection of this transaction; SQLite counts the inserts, and
+        they are added to the run's counters."""
         if self._insert_sql is None:
             stmt = self.db.insert_statement_ignoring_conflicts(jobs, "run_id", "custom_id")
             compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(COLUMNS))
@@ -97,9 +99,12 @@ class JobInserter:
         driver: Any = (await self.conn.get_raw_connection()).driver_connection  # an aiosqlite.Connection
         cursor = await driver.executemany(self._insert_sql, rows)
         try:
-            return max(int(cursor.rowcount), 0)
+            added = max(int(cursor.rowcount), 0)
         finally:
             await cursor.close()
+        if added:  # SQLite has no insert trigger on jobs: the inserter counts its own (store/counters.py)
+            await (await driver.execute(SQLITE_COUNT_INSERTED, (self.run.id, added))).close()
+        return added
 
     async def _insert_generic(self, rows: list[Row]) -> int:
         records = [dict(zip(COLUMNS, row, strict=True)) for row in rows]

@@ -149,7 +149,7 @@ async def undo_run_counters(conn: Any) -> None:
         ("tr_jobs_count_insert", "jobs"), ("tr_jobs_count_update", "jobs"),
         ("tr_attempts_count", "attempts"), ("tr_results_count", "results"),
     ):  # fmt: skip
-        await conn.execute(text(f"DROP TRIGGER {trigger}" + ("" if sqlite else f" ON {table}")))
+        await conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger}" + ("" if sqlite else f" ON {table}")))
     for name in ("run_counts", "run_totals", "run_errors", "run_seconds", "latency_slots"):
         await conn.execute(text(f"DROP TABLE {name}"))
     await conn.execute(text("DROP INDEX ix_jobs_finished"))

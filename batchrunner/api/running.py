@@ -164,12 +164,14 @@ async def _settings_of(store: Store, run: RunInfo, settings: Settings, notify: N
 async def _progress(store: Store, run: RunInfo, options: ProgressOptions | None) -> Progress | None:
     if options is None:
         return None
-    counts = await store.state_counts(run)  # counts only: the full stats() scans every result
+    before = await store.stats(run)  # a few rows: the run's counters (docs/status-counters.md)
+    counts = before.by_state
     done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
     interval = 0.5 if options.live else options.interval_s
     return Progress(
-        total=sum(counts.values()),
+        total=before.total,
         done_before=done,
+        before=before,
         stream=options.stream,
         live=options.live,
         interval_s=interval,

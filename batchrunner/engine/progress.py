@@ -33,6 +33,7 @@ class Progress:
         total: int,
         done_before: int,
         stream: TextIO,
+        before: RunStats | None = None,
         live: bool,
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -48,6 +49,9 @@ class Progress:
         self.succeeded = self.failed = self.retries = self.errors = self.unpriced = 0
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
+        self._before = before
+        """The run's figures when this invocation started (a resumed run): the line adds them to its own
+        failures, tokens and cost, so the figures do not jump to the run's when the last line comes."""
         self.in_flight: Callable[[], int] = lambda: 0
         """Requests sent and not answered yet (the runner sets it)."""
         self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
@@ -94,6 +98,7 @@ class Progress:
         self.succeeded, self.failed = states["succeeded"], states["failed"]
         self.input_tokens, self.output_tokens = stats.input_tokens, stats.output_tokens
         self.cost_usd, self.unpriced = stats.cost_usd, stats.unpriced_results
+        self._before = None
         self.in_flight = lambda: 0
         self._print(self.line(rate), final=True)
 
@@ -112,16 +117,21 @@ class Progress:
         left = max(self.total - done, 0)
         eta = f"{left / rate:,.0f}s" if rate > 0 and left else "-"
         percent = 100.0 * done / self.total if self.total else 100.0
-        cost = format_usd(self.cost_usd) + (" + unknown" if self.unpriced else "")
+        b = self._before
+        failed = self.failed + (b.by_state["failed"] if b else 0)
+        tokens_in = self.input_tokens + (b.input_tokens if b else 0)
+        tokens_out = self.output_tokens + (b.output_tokens if b else 0)
+        unpriced = self.unpriced + (b.unpriced_results if b else 0)
+        cost = format_usd(self.cost_usd + (b.cost_usd if b else 0.0)) + (" + unknown" if unpriced else "")
         parts = [  # most important first: what does not fit the terminal is left out from the end
             f"{done:,}/{self.total:,} ({percent:.1f}%)",
             f"in flight {self.in_flight():,}",
             f"{rate:,.1f} jobs/s",
             f"eta {eta}",
-            f"failed {self.failed:,}",
+            f"failed {failed:,}",
             cost,
             f"errors {self.errors:,}",
-            f"tokens {self.input_tokens:,}/{self.output_tokens:,}",
+            f"tokens {tokens_in:,}/{tokens_out:,}",
         ]
         if not self.live:
             return "  ".join(parts)

@@ -130,7 +130,9 @@ def test_a_killed_runners_jobs_are_finished_by_the_others(
     shared_db: tuple[str, int], tmp_path: Path, fake_server: StartFakeServer
 ) -> None:
     db, runner_count = shared_db
-    server: ThreadedFakeServer = fake_server(latency_ms=40, jitter_ms=20)
+    # calls slow enough that the run lasts a few seconds: on a loaded machine a faster one could start,
+    # drain and end between two looks of the loop below, and the first runner then exits before its kill
+    server: ThreadedFakeServer = fake_server(latency_ms=150, jitter_ms=50)
     jobs = submit(db, tmp_path, 300)
     runners = [start_runner(db, server, tmp_path, f"runner-{n}") for n in range(runner_count)]
     deadline = time.monotonic() + 60

@@ -35,6 +35,7 @@ def status_json(report: StatusReport) -> str:
         "last_activity": _iso(stats.last_activity),
         "top_errors": [{"class": cls, "count": n} for cls, n in stats.top_errors],
         "throughput_per_s": round(insights.throughput_per_s, 3),
+        "throughput_window_s": round(insights.window_s, 1),
         "eta_s": None if report.eta_s is None else round(report.eta_s, 1),
         "cost_projected_usd": None
         if report.projected_cost_usd is None

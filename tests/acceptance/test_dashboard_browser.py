@@ -67,6 +67,8 @@ async def test_the_page_follows_a_run_to_its_end_and_reconnects(
                 )
                 assert await page.evaluate(text("finished")) == "60 / 60"
                 assert await page.evaluate(text("succeeded")) == "60"
+                window = await page.evaluate(text("throughput-window"))  # the rate's window, in words
+                assert window.startswith("throughput, last ") and window.endswith(" s"), window
                 for plot in ("plot-jobs", "plot-tokens", "plot-latency", "plot-ttft", "plot-errors"):
                     points = await page.evaluate(f"+document.getElementById({plot!r}).dataset.points")
                     assert points > 0, plot

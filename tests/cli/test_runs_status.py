@@ -64,6 +64,7 @@ STATUS_KEYS = {
     "last_activity",
     "top_errors",
     "throughput_per_s",
+    "throughput_window_s",
     "eta_s",
     "cost_projected_usd",
     "batches",

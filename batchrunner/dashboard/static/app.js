@@ -97,6 +97,7 @@ function draw(doc) {
   tbody.append(tr);
   $("succeeded").textContent = num(states.succeeded);
   $("throughput").textContent = doc.throughput_per_s.toFixed(2) + " jobs/s";
+  $("throughput-window").textContent = "throughput, last " + Math.round(doc.throughput_window_s) + " s";
   $("eta").textContent = duration(doc.eta_s);
   $("cost").textContent = usd(doc.cost_usd);
   $("projected").textContent = usd(doc.cost_projected_usd);

@@ -150,10 +150,15 @@ _STATE_LABELS: Final = {"batched": "in provider batches"}
 
 def render_status(report: StatusReport, *, now: datetime | None = None) -> str:
     stats, insights = report.stats, report.insights
-    lines = [f"run {stats.run}: {stats.total} job(s)", *_state_lines(report)]
+    lines = [f"run {stats.run}: {stats.total:,} job(s)", *_state_lines(report)]
+    lines += _wrapped(
+        [
+            f"attempts {stats.attempts:,} (this try {stats.attempts_this_try:,})",
+            f"re-sent after interruption {insights.resent_after_interruption:,}",
+            f"possibly billed {insights.possibly_billed:,}",
+        ]
+    )
     lines += [
-        f"  attempts {stats.attempts} (this try {stats.attempts_this_try})  re-sent after interruption "
-        f"{insights.resent_after_interruption}  possibly billed {insights.possibly_billed}",
         f"  tokens   in {stats.input_tokens:,}  out {stats.output_tokens:,}  cached {stats.cached_tokens:,}",
         f"  cost     {_cost(report)}",
     ]
@@ -167,32 +172,45 @@ def render_status(report: StatusReport, *, now: datetime | None = None) -> str:
         lines.append(f"  activity {_iso(stats.first_activity)} .. {_iso(stats.last_activity)}")
     if stats.top_errors:
         lines.append("  errors   " + ", ".join(f"{cls} x{n}" for cls, n in stats.top_errors))
-    lines += _batch_lines(report.batches, now or datetime.now(UTC))
+    moment = now or datetime.now(UTC)
+    lines += _batch_lines(report.batches, moment)
     for runner in insights.runners:
-        limits = f"  limits {json.dumps(runner.limits)}" if runner.limits else ""
         state = "live" if runner.alive else "dead"
         lines.append(
-            f"  runner   {state}: {runner.host} pid {runner.pid}, holds {runner.jobs_held} job(s), "
-            f"started {_iso(runner.started_at)}, heartbeat {_iso(runner.heartbeat_at)}{limits}"
+            _fit(f"  runner   {state}: {runner.host} pid {runner.pid}, holds {runner.jobs_held:,} job(s)")
         )
+        beat = max((moment - runner.heartbeat_at).total_seconds(), 0.0)
+        lines.append(f"{' ' * 11}started {_seconds(runner.started_at)}  heartbeat {_duration(beat)} ago")
+        if runner.limits:
+            lines.append(_fit(" " * 11 + f"limits {json.dumps(runner.limits)}"))
     return "\n".join(lines)
+
+
+def _seconds(value: datetime) -> str:
+    """A time to the second (``status`` is read by people; ``--json`` keeps the microseconds)."""
+    return value.replace(microsecond=0).isoformat()
+
+
+def _wrapped(cells: list[str], indent: str = "  ") -> list[str]:
+    """The cells on lines of at most :data:`WIDTH`, two spaces apart, each line indented."""
+    lines = [indent + cells[0]]
+    for cell in cells[1:]:
+        if len(lines[-1]) + 2 + len(cell) > WIDTH:
+            lines.append(indent + cell)
+        else:
+            lines[-1] += "  " + cell
+    return lines
 
 
 def _state_lines(report: StatusReport) -> list[str]:
     """The counts by state, wrapped to :data:`WIDTH`; jobs in provider batches only in a run with some."""
     by_state = report.stats.by_state
     cells = [
-        f"{_STATE_LABELS.get(state, state)} {count}"
+        f"{_STATE_LABELS.get(state, state)} {count:,}"
         for state, count in by_state.items()
         if state != "batched" or count or report.batches.batches
     ]
-    lines = ["  " + cells[0]]
-    for cell in cells[1:]:
-        if len(lines[-1]) + 2 + len(cell) > WIDTH:
-            lines.append("  " + cell)
-        else:
-            lines[-1] += "  " + cell
-    return lines
+    return _wrapped(cells)
 
 
 def _batch_lines(summary: BatchesSummary, now: datetime) -> list[str]:

@@ -134,7 +134,10 @@ def test_status_shows_the_live_runners_and_the_jobs_they_hold(tmp_path: Path, db
     ]  # the stopped one is not listed
     assert all(r["started_at"] and r["heartbeat_at"] for r in runners)
     text = cli("status").stdout
-    assert re.search(r"runner +live: box-a pid 101, holds 3 job\(s\), started \S+, heartbeat \S+", text), text
+    assert re.search(
+        r"runner +live: box-a pid 101, holds 3 job\(s\)\n +started \S+  heartbeat \d+s ago\n", text
+    ), text
+    assert max(len(line) for line in text.splitlines()) <= 80, text
     assert re.search(rf"runner +dead: \S+ pid {dead_pid},", text), text
     assert "box-c" not in text
 

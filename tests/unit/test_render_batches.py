@@ -58,7 +58,7 @@ def test_a_few_batches_are_each_shown_within_80_columns() -> None:
     text = render_status(_report(batches, batched=100_000), now=NOW)
     lines = text.splitlines()
     assert _wide(text) == []
-    assert "  in provider batches 100000" in text and "running 3" in text
+    assert "  in provider batches 100,000" in text and "running 3" in text
     assert "3 provider batch(es), 2 live" in text
     assert all(batch.local_id in text for batch in batches)
     assert f"      provider id {batches[0].remote_id}" in lines

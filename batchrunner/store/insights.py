@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, exists, func, literal_column, or_, select
 from batchrunner.models import JobState, RunInfo
 from batchrunner.store import counters
 from batchrunner.store.database import Database, utcnow
-from batchrunner.store.tables import attempts, jobs, runners
+from batchrunner.store.tables import RUNNING_JOB, attempts, jobs, runners
 from batchrunner.store.takeback import INTERRUPTED
 
 RECENT_WINDOW = timedelta(seconds=30)
@@ -113,7 +113,7 @@ def _live_runners(run: RunInfo) -> Select[Any]:
     """The run's runners not stopped, each with the number of jobs it holds."""
     held = (
         select(func.count())
-        .where(jobs.c.run_id == run.id, jobs.c.state == JobState.RUNNING, jobs.c.lease_owner == runners.c.id)
+        .where(RUNNING_JOB, jobs.c.lease_owner == runners.c.id)  # by ix_jobs_leased
         .correlate(runners)
         .scalar_subquery()
     )

@@ -166,6 +166,12 @@ def m0009_run_counters(conn: Connection) -> None:
         conn.execute(tables.latency_slots.insert(), slot_rows(by_slot))
 
 
+def m0010_leased_jobs_index(conn: Connection) -> None:
+    """``ix_jobs_leased``: running jobs by their lease owner (tables.py)."""
+    if "ix_jobs_leased" not in {index["name"] for index in inspect(conn).get_indexes("jobs")}:
+        conn.execute(text("CREATE INDEX ix_jobs_leased ON jobs (lease_owner) WHERE state = 'running'"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", m0001_initial),
     ("0002_runner_limits", m0002_runner_limits),
@@ -176,6 +182,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0007_provider_batches", m0007_provider_batches),
     ("0008_latency_histograms", m0008_latency_histograms),
     ("0009_run_counters", m0009_run_counters),
+    ("0010_leased_jobs_index", m0010_leased_jobs_index),
 ]
 
 

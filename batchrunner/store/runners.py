@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batchrunner.models import JobState, Lease
+from batchrunner.models import Lease
 from batchrunner.store.database import Database, utcnow
-from batchrunner.store.tables import jobs, provider_pauses, runners
+from batchrunner.store.tables import RUNNING_JOB, jobs, provider_pauses, runners
 
 
 async def register(
@@ -49,12 +49,9 @@ async def heartbeat(db: Database, runner_id: str, lease_seconds: float) -> set[L
         )
         renewed = await conn.execute(
             update(jobs)
-            .where(
-                # the run's running jobs (by ix_jobs_claim); lease_owner alone would scan every job
-                jobs.c.run_id == select(runners.c.run_id).where(runners.c.id == runner_id).scalar_subquery(),
-                jobs.c.state == JobState.RUNNING,
-                jobs.c.lease_owner == runner_id,
-            )
+            # its running jobs by ix_jobs_leased (a runner id holds jobs of its own run only), not a walk
+            # of the run's running jobs (a million in provider batches, in batch mode)
+            .where(RUNNING_JOB, jobs.c.lease_owner == runner_id)
             .values(lease_expires_at=db.clock(lease_seconds))
             .returning(jobs.c.id, jobs.c.lease_token)
         )
@@ -74,8 +71,12 @@ async def mark_stopped(db: Database, runner_ids: list[str]) -> None:
 
 def _worth_judging(run_id: int) -> ColumnElement[bool]:
     """Runners not stopped, or stopped while still holding jobs (a release that failed on the way out)."""
-    holding = select(jobs.c.lease_owner).where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING)
-    return or_(runners.c.stopped_at.is_(None), runners.c.id.in_(holding))
+    return or_(runners.c.stopped_at.is_(None), _holds_running_jobs())
+
+
+def _holds_running_jobs() -> ColumnElement[bool]:
+    """The runner (``runners`` row) holds a running job: one probe of ``ix_jobs_leased`` a runner."""
+    return exists().where(RUNNING_JOB, jobs.c.lease_owner == runners.c.id)
 
 
 async def gone_here(db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool]) -> list[str]:
@@ -140,16 +141,14 @@ async def busy_runners(db: Database, run_id: int, *, stale_after_s: float) -> li
     These are the runners that may be sending requests: one that has run dry (its jobs answered,
     nothing left to claim) no longer counts, so the others take up its part of the rate limits.
     """
-    holders = (
-        select(jobs.c.lease_owner.label("id"))
-        .where(jobs.c.run_id == run_id, jobs.c.state == JobState.RUNNING)
-        .distinct()
-        .subquery()
-    )
     query = (
         select(runners.c.id)
-        .select_from(holders.join(runners, runners.c.id == holders.c.id))
-        .where(runners.c.stopped_at.is_(None), runners.c.heartbeat_at >= db.clock(-stale_after_s))
+        .where(
+            runners.c.run_id == run_id,
+            runners.c.stopped_at.is_(None),
+            runners.c.heartbeat_at >= db.clock(-stale_after_s),
+            _holds_running_jobs(),
+        )
         .order_by(runners.c.id)
     )
     async with db.read() as conn:

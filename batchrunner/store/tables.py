@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -128,7 +129,19 @@ jobs = Table(
     Index("ix_jobs_batch", "batch_id"),
     # status's jobs finished in the last 30 s, counted from the index alone
     Index("ix_jobs_finished", "run_id", "finished_at", "state"),
+    # a runner's (or the provider batches') running jobs, without a walk of the run's running jobs, which
+    # in batch mode are a million held by batches: heartbeats, held counts, busy runners (migration 0010)
+    Index(
+        "ix_jobs_leased",
+        "lease_owner",
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
 )
+
+RUNNING_JOB = jobs.c.state == literal_column("'running'")
+"""``state = 'running'`` written out in the SQL, not bound: SQLite (and PostgreSQL's generic plans) use a
+partial index such as ``ix_jobs_leased`` only for a query that repeats its condition."""
 
 attempts = Table(
     "attempts",

@@ -249,7 +249,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert names == [
         "0001_initial", "0002_runner_limits", "0003_provider_pauses", "0004_run_record",
         "0005_attempt_error_body", "0006_streamed_answers", "0007_provider_batches",
-        "0008_latency_histograms", "0009_run_counters",
+        "0008_latency_histograms", "0009_run_counters", "0010_leased_jobs_index",
     ]  # fmt: skip
 
 

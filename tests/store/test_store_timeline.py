@@ -121,14 +121,16 @@ async def test_the_latest_answers_newest_first_cut_to_width(store: Store) -> Non
     [
         (lambda run: errors_query(run, NOW, 8), "ix_attempts_failed"),
         (insights._resent, "ix_attempts_interrupted"),
+        (insights._live_runners, "ix_jobs_leased"),
     ],
-    ids=["latest errors", "re-sent after interruption"],
+    ids=["latest errors", "re-sent after interruption", "jobs held by each runner"],
 )
 async def test_reads_of_the_few_go_through_their_partial_index(
     tmp_path: Path, read: Callable[[RunInfo], Select[Any]], index: str
 ) -> None:
-    """The latest errors walk the failed attempts only (``ix_attempts_failed``), and "re-sent" the
-    interrupted ones (``ix_attempts_interrupted``): not every job of the run, nor every attempt."""
+    """The latest errors walk the failed attempts only (``ix_attempts_failed``), "re-sent" the
+    interrupted ones (``ix_attempts_interrupted``) and a runner's held jobs its own (``ix_jobs_leased``):
+    not every job of the run, nor every attempt, nor the run's running jobs (a million in batch mode)."""
     store = await Store.open(str(tmp_path / "plan.db"))
     try:
         await queue(store, 3, run="r")

@@ -69,7 +69,7 @@ async def mark_stopped(db: Database, runner_ids: list[str]) -> None:
         )
 
 
-def _worth_judging(run_id: int) -> ColumnElement[bool]:
+def _worth_judging() -> ColumnElement[bool]:
     """Runners not stopped, or stopped while still holding jobs (a release that failed on the way out)."""
     return or_(runners.c.stopped_at.is_(None), _holds_running_jobs())
 
@@ -82,7 +82,7 @@ def _holds_running_jobs() -> ColumnElement[bool]:
 async def gone_here(db: Database, run_id: int, *, host: str, is_alive: Callable[[int], bool]) -> list[str]:
     """Runners of the run on ``host`` (this machine) whose process is gone."""
     query = select(runners.c.id, runners.c.pid).where(
-        runners.c.run_id == run_id, runners.c.host == host, _worth_judging(run_id)
+        runners.c.run_id == run_id, runners.c.host == host, _worth_judging()
     )
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
@@ -101,7 +101,7 @@ async def stop_dead(
     dead = runners.c.heartbeat_at < db.clock(-stale_after_s)
     if gone:
         dead = or_(dead, runners.c.id.in_(list(gone)))
-    query = select(runners.c.id).where(runners.c.run_id == run_id, _worth_judging(run_id), dead)
+    query = select(runners.c.id).where(runners.c.run_id == run_id, _worth_judging(), dead)
     ids = list((await conn.execute(db.lock_rows(query.order_by(runners.c.id)))).scalars())
     if ids:
         not_yet = runners.c.stopped_at.is_(None)
